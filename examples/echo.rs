@@ -1,0 +1,46 @@
+//! Echo server: every byte a client sends comes back to it.
+//!
+//! The reactor version of seed 001's thread-pool and gevent echo servers: one
+//! thread serves every client, with no thread or greenlet per connection.
+//!
+//! Run:  cargo run --release --example echo [ADDR]      (default 127.0.0.1:9000)
+//! Try:  nc 127.0.0.1 9000
+//! Logs: RUST_LOG=debug shows each connection's close line.
+
+use std::io;
+
+use reactor::{Context, Handler, Reactor};
+
+/// Sends back whatever arrives. Everything is consumed at once: echo has no
+/// framing, so no input is ever left buffered.
+struct Echo;
+
+impl Handler for Echo {
+    fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+        ctx.write(input);
+        input.len()
+    }
+}
+
+fn main() -> io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9000".to_string());
+
+    raise_fd_limit();
+    let mut reactor = Reactor::new()?;
+    let listener = reactor.listen(addr.as_str(), || Echo)?;
+    reactor.handle_signals()?;
+    log::info!("listening on {}", reactor.local_addr(listener)?);
+    reactor.run()?;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// Raises the soft descriptor limit to the hard one, so the server can hold as
+/// many clients as the system allows, and logs what it got.
+fn raise_fd_limit() {
+    match reactor::raise_fd_limit() {
+        Ok(limit) => log::info!("descriptor limit: {limit}"),
+        Err(err) => log::warn!("cannot raise the descriptor limit: {err}"),
+    }
+}

@@ -1,0 +1,172 @@
+//! [`CloseReason`]: why a connection ended.
+
+use std::fmt;
+use std::io;
+
+/// Why a connection closed. Every connection gets exactly one, which its
+/// handler sees in [`Handler::on_close`](crate::Handler::on_close), the loop
+/// logs with the id, the peer and the byte counts, and the stats count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The peer ended its stream and the connection closed after it (the
+    /// default [`on_peer_closed`](crate::Handler::on_peer_closed) closes, as
+    /// does [`Context::close`](crate::Context::close) once the peer has
+    /// closed).
+    PeerClosed,
+    /// The peer reset the connection, or it vanished (`ECONNRESET`, `EPIPE`,
+    /// `ECONNABORTED`).
+    Reset,
+    /// The application closed it: [`Context::close`](crate::Context::close),
+    /// [`Context::close_conn`](crate::Context::close_conn) or
+    /// [`Handle::close`](crate::Handle::close).
+    Handler,
+    /// The application aborted it with
+    /// [`Context::abort`](crate::Context::abort): pending output is dropped
+    /// and the peer gets a reset.
+    Aborted,
+    /// Another socket error, by kind (the full error is logged when it
+    /// happens).
+    Error(io::ErrorKind),
+    /// An outbound connection could not be made; the handler never saw
+    /// `on_open`. `TimedOut` means the connect timeout passed.
+    ConnectFailed(io::ErrorKind),
+    /// No input arrived for the configured idle timeout.
+    IdleTimeout,
+    /// The peer sent more unconsumed input than `max_input`.
+    InputTooLarge,
+    /// Queued output passed `max_output`.
+    OutputOverflow,
+    /// The reactor shut down.
+    Shutdown,
+    /// A callback of the handler panicked; the handler was dropped without
+    /// being called again.
+    HandlerPanicked,
+}
+
+/// How the socket is treated once a reason is decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CloseMode {
+    /// Flush output, `shutdown(Write)`, drain input to end of stream or the
+    /// linger deadline, then close.
+    Graceful,
+    /// `SO_LINGER` 0, then close: the peer gets a reset, output is dropped.
+    Abort,
+    /// The socket is already broken: just close it.
+    Drop,
+}
+
+impl CloseReason {
+    /// How the socket ends for this reason.
+    pub(crate) fn mode(self) -> CloseMode {
+        match self {
+            CloseReason::PeerClosed
+            | CloseReason::Handler
+            | CloseReason::IdleTimeout
+            | CloseReason::InputTooLarge
+            | CloseReason::Shutdown
+            | CloseReason::HandlerPanicked => CloseMode::Graceful,
+            CloseReason::Aborted | CloseReason::OutputOverflow => CloseMode::Abort,
+            CloseReason::Reset | CloseReason::Error(_) | CloseReason::ConnectFailed(_) => CloseMode::Drop,
+        }
+    }
+
+    /// The reason a socket error means.
+    pub(crate) fn from_error(err: &io::Error) -> CloseReason {
+        match err.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted => {
+                CloseReason::Reset
+            }
+            kind => CloseReason::Error(kind),
+        }
+    }
+
+    /// Whether a close for this reason is worth an info line rather than a
+    /// debug one: limits, errors and bugs, not the everyday ends.
+    pub(crate) fn is_notable(self) -> bool {
+        matches!(
+            self,
+            CloseReason::Error(_)
+                | CloseReason::ConnectFailed(_)
+                | CloseReason::InputTooLarge
+                | CloseReason::OutputOverflow
+                | CloseReason::HandlerPanicked
+        )
+    }
+
+    /// Index into the per-reason counters of [`Stats`](crate::Stats).
+    pub(crate) fn index(self) -> usize {
+        match self {
+            CloseReason::PeerClosed => 0,
+            CloseReason::Reset => 1,
+            CloseReason::Handler => 2,
+            CloseReason::Aborted => 3,
+            CloseReason::Error(_) => 4,
+            CloseReason::ConnectFailed(_) => 5,
+            CloseReason::IdleTimeout => 6,
+            CloseReason::InputTooLarge => 7,
+            CloseReason::OutputOverflow => 8,
+            CloseReason::Shutdown => 9,
+            CloseReason::HandlerPanicked => 10,
+        }
+    }
+
+    /// How many distinct counters [`CloseReason::index`] uses.
+    pub(crate) const COUNT: usize = 11;
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("peer closed"),
+            CloseReason::Reset => f.write_str("reset by peer"),
+            CloseReason::Handler => f.write_str("closed by handler"),
+            CloseReason::Aborted => f.write_str("aborted"),
+            CloseReason::Error(kind) => write!(f, "socket error: {kind}"),
+            CloseReason::ConnectFailed(kind) => write!(f, "connect failed: {kind}"),
+            CloseReason::IdleTimeout => f.write_str("idle timeout"),
+            CloseReason::InputTooLarge => f.write_str("input too large"),
+            CloseReason::OutputOverflow => f.write_str("output overflow"),
+            CloseReason::Shutdown => f.write_str("shutdown"),
+            CloseReason::HandlerPanicked => f.write_str("handler panicked"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resets_and_broken_pipes_read_as_reset() {
+        for kind in [io::ErrorKind::ConnectionReset, io::ErrorKind::BrokenPipe] {
+            assert_eq!(CloseReason::from_error(&io::Error::from(kind)), CloseReason::Reset);
+        }
+        let other = CloseReason::from_error(&io::Error::from(io::ErrorKind::TimedOut));
+        assert_eq!(other, CloseReason::Error(io::ErrorKind::TimedOut));
+        assert_eq!(other.mode(), CloseMode::Drop);
+    }
+
+    #[test]
+    fn indexes_are_distinct_and_in_range() {
+        let all = [
+            CloseReason::PeerClosed,
+            CloseReason::Reset,
+            CloseReason::Handler,
+            CloseReason::Aborted,
+            CloseReason::Error(io::ErrorKind::Other),
+            CloseReason::ConnectFailed(io::ErrorKind::Other),
+            CloseReason::IdleTimeout,
+            CloseReason::InputTooLarge,
+            CloseReason::OutputOverflow,
+            CloseReason::Shutdown,
+            CloseReason::HandlerPanicked,
+        ];
+        let mut seen = [false; CloseReason::COUNT];
+        for reason in all {
+            assert!(!seen[reason.index()], "{reason} shares an index");
+            seen[reason.index()] = true;
+        }
+        assert!(seen.iter().all(|s| *s));
+    }
+}

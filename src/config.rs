@@ -1,0 +1,182 @@
+//! [`Config`]: every limit and budget of a reactor, with its default.
+
+use std::io;
+use std::time::Duration;
+
+/// Every limit, budget and timeout of a [`Reactor`](crate::Reactor).
+///
+/// Start from [`Config::default()`] and change what you need with struct
+/// update syntax; [`Reactor::with_config`](crate::Reactor::with_config) checks
+/// the result and refuses contradictory values with `InvalidInput`.
+///
+/// | field | default | at the limit |
+/// |---|---|---|
+/// | `max_connections` | 10,000 | stop accepting; clients wait in the backlog |
+/// | `listen_backlog` | 1024 | the kernel refuses or drops new SYNs |
+/// | `max_input` | 1 MiB | the connection closes: "input too large" |
+/// | `output_high_watermark` | 1 MiB | the connection stops reading |
+/// | `output_low_watermark` | 256 KiB | reading resumes, `on_drained` runs |
+/// | `max_output` | 8 MiB | the connection closes: "output overflow" |
+/// | `idle_timeout` | none | `on_idle`, then a graceful close: "idle timeout" |
+/// | `linger_timeout` | 5 s | a closing connection is dropped |
+/// | `connect_timeout` | 10 s | an outbound connect fails with `TimedOut` |
+/// | `shutdown_grace` | 5 s | connections still open are aborted |
+/// | `read_budget` | 16 reads | the connection yields to the others |
+/// | `accept_budget` | 64 accepts | the listener yields to the others |
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use reactor::{Config, Reactor};
+///
+/// let config = Config {
+///     max_connections: 50_000,
+///     idle_timeout: Some(Duration::from_secs(60)),
+///     ..Config::default()
+/// };
+/// let reactor = Reactor::with_config(config, ()).unwrap();
+/// # drop(reactor);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Most connections open at once (accepted, outbound and watched
+    /// descriptors together). At the limit every listener is deregistered, so
+    /// new clients wait in the kernel's backlog; accepting resumes as soon as
+    /// a connection closes.
+    pub max_connections: usize,
+    /// Backlog passed to `listen(2)` for listeners made by
+    /// [`Reactor::listen`](crate::Reactor::listen).
+    pub listen_backlog: u32,
+    /// Whether accepted and outbound TCP sockets get `TCP_NODELAY`. On by
+    /// default: the loop already coalesces a callback's writes into one
+    /// syscall, so Nagle's algorithm only adds latency.
+    pub nodelay: bool,
+    /// Size of the one loop-wide buffer every read goes into. 64 KiB holds any
+    /// IPv4 UDP datagram (65,507 bytes); a larger datagram is truncated.
+    pub read_buffer_size: usize,
+    /// Reads per connection per loop turn before it yields to the others and
+    /// waits on the ready queue, so one fast sender cannot starve the rest.
+    pub read_budget: usize,
+    /// Accepts per listener per loop turn before it yields to the others.
+    pub accept_budget: usize,
+    /// Most bytes of input a handler may leave unconsumed. A peer that sends a
+    /// frame larger than this (a line with no end) is closed with
+    /// [`CloseReason::InputTooLarge`](crate::CloseReason::InputTooLarge).
+    pub max_input: usize,
+    /// Queued output at which a connection stops reading, so a peer that sends
+    /// but does not read cannot grow the server's memory.
+    pub output_high_watermark: usize,
+    /// Queued output below which a paused connection resumes reading and its
+    /// handler's `on_drained` runs.
+    pub output_low_watermark: usize,
+    /// Hard cap on queued output. A connection that passes it (typically
+    /// because other connections keep writing to it by id while it does not
+    /// read) is closed with
+    /// [`CloseReason::OutputOverflow`](crate::CloseReason::OutputOverflow);
+    /// the writers are never blocked.
+    pub max_output: usize,
+    /// How long a connection may see no input before its handler's `on_idle`
+    /// runs and, unless the handler keeps it, it is closed gracefully. `None`
+    /// (the default) disables idle timeouts.
+    pub idle_timeout: Option<Duration>,
+    /// How long a graceful close may take: flushing output, then waiting for
+    /// the peer's end of stream. After it the socket is closed regardless.
+    pub linger_timeout: Duration,
+    /// How long an outbound [`connect`](crate::Reactor::connect) may take.
+    pub connect_timeout: Duration,
+    /// How long a graceful shutdown waits for connections to close before it
+    /// aborts the rest.
+    pub shutdown_grace: Duration,
+    /// Capacity of the events buffer handed to each `poll`.
+    pub events_capacity: usize,
+    /// Capacity of the queue behind [`Handle`](crate::Handle); a post to a full
+    /// queue fails at once with
+    /// [`PostError::Full`](crate::PostError::Full).
+    pub handle_capacity: usize,
+    /// How often a debug line with the loop's counters is logged. `None`
+    /// disables it.
+    pub stats_interval: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_connections: 10_000,
+            listen_backlog: 1024,
+            nodelay: true,
+            read_buffer_size: 64 * 1024,
+            read_budget: 16,
+            accept_budget: 64,
+            max_input: 1024 * 1024,
+            output_high_watermark: 1024 * 1024,
+            output_low_watermark: 256 * 1024,
+            max_output: 8 * 1024 * 1024,
+            idle_timeout: None,
+            linger_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+            events_capacity: 1024,
+            handle_capacity: 1024,
+            stats_interval: Some(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl Config {
+    /// Checks that the values make sense together.
+    pub(crate) fn validate(&self) -> io::Result<()> {
+        let invalid = |what: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, what.to_string()));
+        if self.max_connections == 0 || self.max_connections > u32::MAX as usize / 2 {
+            return invalid("max_connections must be between 1 and 2^31");
+        }
+        if self.read_buffer_size < 1024 {
+            return invalid("read_buffer_size must be at least 1024 bytes");
+        }
+        if self.read_budget == 0 || self.accept_budget == 0 {
+            return invalid("read_budget and accept_budget must be at least 1");
+        }
+        if self.events_capacity == 0 || self.handle_capacity == 0 {
+            return invalid("events_capacity and handle_capacity must be at least 1");
+        }
+        if self.output_low_watermark >= self.output_high_watermark {
+            return invalid("output_low_watermark must be below output_high_watermark");
+        }
+        if self.output_high_watermark > self.max_output {
+            return invalid("output_high_watermark must not exceed max_output");
+        }
+        if self.max_input == 0 {
+            return invalid("max_input must be at least 1");
+        }
+        if self.idle_timeout == Some(Duration::ZERO) {
+            return invalid("idle_timeout must be positive (use None to disable it)");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn contradictions_are_refused() {
+        let bad = [
+            Config { max_connections: 0, ..Config::default() },
+            Config { read_buffer_size: 10, ..Config::default() },
+            Config { output_low_watermark: 2 << 20, ..Config::default() },
+            Config { max_output: 1024, ..Config::default() },
+            Config { read_budget: 0, ..Config::default() },
+            Config { idle_timeout: Some(Duration::ZERO), ..Config::default() },
+        ];
+        for config in bad {
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{config:?}");
+        }
+    }
+}

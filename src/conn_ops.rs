@@ -1,0 +1,146 @@
+//! What can be done to a connection by id: queue output, close it, shut down
+//! its write side, and make new connections. Contexts, the reactor and the
+//! cross-thread handle all come through here.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+
+use log::{debug, info};
+use mio::unix::pipe;
+
+use crate::close_reason::CloseReason;
+use crate::conn_id::ConnId;
+use crate::connection::Phase;
+use crate::engine::{Engine, PeerDisplay, Shutdown};
+use crate::error::SendError;
+use crate::handler::Handler;
+use crate::transport::Transport;
+
+impl<S> Engine<S> {
+    /// Appends to a connection's output, enforcing `max_output`.
+    pub(crate) fn queue_output(&mut self, key: usize, data: &[u8]) -> Result<(), SendError> {
+        let conn = &mut self.conns[key];
+        if !conn.takes_output() || !conn.transport.can_write() {
+            return Err(SendError::Closed);
+        }
+        if conn.output.len() + data.len() > self.config.max_output {
+            info!(
+                "conn {} ({}): {} bytes queued plus {} pass max_output {}",
+                conn.id(key),
+                PeerDisplay(conn.peer),
+                conn.output.len(),
+                data.len(),
+                self.config.max_output
+            );
+            self.request_close(key, CloseReason::OutputOverflow);
+            return Err(SendError::Overflow);
+        }
+        conn.output.push(data, &mut self.pool);
+        self.stats.queued_output += data.len();
+        Ok(())
+    }
+
+    /// Writes to a connection by id. `current` is the connection whose
+    /// callback is running, if any: any other connection is flushed after that
+    /// callback returns.
+    pub(crate) fn write_by_id(&mut self, id: ConnId, data: &[u8], current: Option<usize>) -> Result<(), SendError> {
+        let key = self.live_key(id).ok_or(SendError::Gone)?;
+        let result = self.queue_output(key, data);
+        if current != Some(key) {
+            self.mark_dirty(key);
+        }
+        result
+    }
+
+    /// Closes a connection by id, gracefully (or abortively for
+    /// [`CloseReason::Aborted`]). Closing one that is already closing is not
+    /// an error.
+    pub(crate) fn close_by_id(
+        &mut self,
+        id: ConnId,
+        reason: CloseReason,
+        current: Option<usize>,
+    ) -> Result<(), SendError> {
+        let key = self.live_key(id).ok_or(SendError::Gone)?;
+        if let Phase::Closing(_) = self.conns[key].phase {
+            return Ok(());
+        }
+        self.request_close(key, reason);
+        if current != Some(key) {
+            self.mark_dirty(key);
+        }
+        Ok(())
+    }
+
+    /// Shuts down a connection's write side by id once its output is flushed.
+    pub(crate) fn shutdown_write_by_id(&mut self, id: ConnId, current: Option<usize>) -> Result<(), SendError> {
+        let key = self.live_key(id).ok_or(SendError::Gone)?;
+        let conn = &mut self.conns[key];
+        if !conn.takes_output() {
+            return Err(SendError::Closed);
+        }
+        conn.shutdown_requested = true;
+        if current != Some(key) {
+            self.mark_dirty(key);
+        }
+        Ok(())
+    }
+
+    /// The close reason `close()` gives: after the peer's end of stream it is
+    /// the peer's close we follow; during a shutdown it is the shutdown.
+    pub(crate) fn graceful_reason(&self, key: usize) -> CloseReason {
+        if self.conns[key].phase == Phase::ReadClosed {
+            CloseReason::PeerClosed
+        } else if self.shutdown == Shutdown::Draining {
+            CloseReason::Shutdown
+        } else {
+            CloseReason::Handler
+        }
+    }
+
+    /// Refuses a new connection when the table is full or the reactor is
+    /// shutting down.
+    fn check_room(&self) -> io::Result<()> {
+        if self.shutdown != Shutdown::Running {
+            return Err(io::Error::other("the reactor is shutting down"));
+        }
+        if self.conns.len() >= self.config.max_connections {
+            return Err(io::Error::other("max_connections reached"));
+        }
+        Ok(())
+    }
+
+    /// Starts an outbound TCP connection. The handler's `on_open` runs once
+    /// it is established; if it fails, only `on_close` runs, with
+    /// [`CloseReason::ConnectFailed`].
+    pub(crate) fn connect(&mut self, addr: SocketAddr, handler: Box<dyn Handler<S>>) -> io::Result<ConnId> {
+        self.check_room()?;
+        let stream = mio::net::TcpStream::connect(addr)?;
+        let id = self.insert_conn(Transport::Tcp(stream), Phase::Connecting, Some(addr), handler)?;
+        debug!("conn {id}: connecting to {addr}");
+        Ok(id)
+    }
+
+    /// Watches a readable descriptor (a pipe, such as stdin when it is one)
+    /// as a read-only connection. The descriptor is made non-blocking.
+    pub(crate) fn watch_fd(&mut self, fd: OwnedFd, handler: Box<dyn Handler<S>>) -> io::Result<ConnId> {
+        self.check_room()?;
+        let receiver = pipe::Receiver::from(fd);
+        receiver.set_nonblocking(true)?;
+        let id = self.insert_conn(Transport::Pipe(receiver), Phase::Open, None, handler)?;
+        self.open(id.key());
+        Ok(id)
+    }
+
+    /// Runs `on_open` for a new connection and settles it.
+    pub(crate) fn open(&mut self, key: usize) {
+        self.invoke(key, |handler, ctx| handler.on_open(ctx));
+        self.flush(key);
+        // No read here: input that arrived before registration is reported
+        // by the registration itself (epoll checks readiness when a
+        // descriptor is added), so it comes as an ordinary event.
+        self.settle(key);
+        self.settle_dirty();
+    }
+}

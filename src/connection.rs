@@ -1,0 +1,185 @@
+//! One connection's state: its phase, socket, handler and buffers.
+//!
+//! ```text
+//!        accept / connect
+//!          |
+//!        Open ----- peer EOF -----> ReadClosed (the handler decides: keep
+//!          |                           writing, e.g. a streaming reply, or close)
+//!  handler close / limit / error           |
+//!          v                               v
+//!       Closing: flush output, shutdown(Write), read and discard input
+//!                until EOF or the linger deadline
+//!          |
+//!          +--- done / deadline / reset ---> closed (slot freed)
+//!  abort: SO_LINGER 0 then close -> RST, closed at once
+//! ```
+//!
+//! The transitions themselves live in `lifecycle.rs`; this file holds the
+//! data and the questions it can answer about itself.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::Interest;
+
+use crate::close_reason::CloseReason;
+use crate::conn_id::ConnId;
+use crate::handler::Handler;
+use crate::output_queue::OutputQueue;
+use crate::timers::TimerId;
+use crate::transport::Transport;
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// An outbound connect is in progress; `on_open` has not run.
+    Connecting,
+    /// Reading and writing.
+    Open,
+    /// The peer ended its stream; the connection may still write.
+    ReadClosed,
+    /// The handler is gone; the loop flushes, shuts down the write side and
+    /// waits for the peer's end of stream, then frees the slot.
+    Closing(CloseReason),
+}
+
+/// One entry of the connection table.
+pub(crate) struct Connection<S> {
+    /// Tells this connection from other occupants of its slot.
+    pub(crate) generation: u32,
+    pub(crate) phase: Phase,
+    pub(crate) transport: Transport,
+    /// The protocol state machine. `None` while one of its callbacks runs
+    /// (it is taken out so the callback's context can borrow the tables), and
+    /// for ever once the connection is closing.
+    pub(crate) handler: Option<Box<dyn Handler<S>>>,
+    /// Input the handler has not consumed yet (a partial frame). Empty with
+    /// no capacity otherwise: most input is handed over straight from the
+    /// loop's read buffer.
+    pub(crate) input: Vec<u8>,
+    pub(crate) output: OutputQueue,
+    /// The interest registered with the poller now (`None`: not registered).
+    pub(crate) registered: Option<Interest>,
+    pub(crate) peer: Option<SocketAddr>,
+    /// A close asked for during a callback or an I/O step; acted on when the
+    /// step settles, so callbacks never see their connection vanish.
+    pub(crate) close_request: Option<CloseReason>,
+    /// The handler asked to stop reading.
+    pub(crate) reading_paused: bool,
+    /// Queued output reached the high watermark; reading stops until it falls
+    /// below the low one.
+    pub(crate) backpressured: bool,
+    /// A read returned end of stream.
+    pub(crate) peer_eof: bool,
+    /// An event said the peer closed its side: keep reading to end of stream
+    /// even after a short read.
+    pub(crate) read_hup: bool,
+    /// The handler asked for `shutdown(Write)` once output is flushed.
+    pub(crate) shutdown_requested: bool,
+    /// `shutdown(Write)` was done.
+    pub(crate) write_shut: bool,
+    /// Output fell below the low watermark; `on_drained` runs from the ready
+    /// queue.
+    pub(crate) drain_pending: bool,
+    /// The connection is on the ready queue.
+    pub(crate) queued: bool,
+    /// The connection is on the list of connections touched by another's
+    /// callback, to be flushed or closed after it.
+    pub(crate) dirty: bool,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    /// Loop time of the last input, for the idle timeout.
+    pub(crate) last_input: Instant,
+    /// The idle check, the connect timeout or the linger deadline, whichever
+    /// applies to the current phase.
+    pub(crate) phase_timer: Option<TimerId>,
+}
+
+impl<S> Connection<S> {
+    pub(crate) fn new(
+        generation: u32,
+        phase: Phase,
+        transport: Transport,
+        peer: Option<SocketAddr>,
+        handler: Box<dyn Handler<S>>,
+        now: Instant,
+    ) -> Connection<S> {
+        Connection {
+            generation,
+            phase,
+            transport,
+            handler: Some(handler),
+            input: Vec::new(),
+            output: OutputQueue::new(),
+            registered: None,
+            peer,
+            close_request: None,
+            reading_paused: false,
+            backpressured: false,
+            peer_eof: false,
+            read_hup: false,
+            shutdown_requested: false,
+            write_shut: false,
+            drain_pending: false,
+            queued: false,
+            dirty: false,
+            bytes_in: 0,
+            bytes_out: 0,
+            last_input: now,
+            phase_timer: None,
+        }
+    }
+
+    pub(crate) fn id(&self, key: usize) -> ConnId {
+        ConnId::new(key, self.generation)
+    }
+
+    /// Whether the handler may still add output: not closing, no close asked
+    /// for, write side not shut down.
+    pub(crate) fn takes_output(&self) -> bool {
+        matches!(self.phase, Phase::Connecting | Phase::Open | Phase::ReadClosed)
+            && self.close_request.is_none()
+            && !self.shutdown_requested
+    }
+
+    /// Whether input should be handed to the handler now.
+    pub(crate) fn takes_input(&self, high_watermark: usize) -> bool {
+        self.phase == Phase::Open
+            && self.close_request.is_none()
+            && !self.reading_paused
+            && self.output.len() < high_watermark
+    }
+
+    /// Whether the socket should be read now: for the handler when it takes
+    /// input, or, while closing, to drain the peer's input to end of stream.
+    pub(crate) fn wants_read(&self, high_watermark: usize) -> bool {
+        match self.phase {
+            Phase::Open => self.takes_input(high_watermark),
+            Phase::Closing(_) => !self.peer_eof,
+            Phase::Connecting | Phase::ReadClosed => false,
+        }
+    }
+
+    /// The interest the poller should have for this connection.
+    ///
+    /// WRITABLE only while output is pending: a socket is almost always
+    /// writable, so standing interest would wake the loop for nothing, and
+    /// with edge-triggered epoll it would only report what a write already
+    /// tells. READABLE stays on while reading is wanted; after the peer's end
+    /// of stream it stays too (it costs nothing, and changing it would cost
+    /// an `epoll_ctl`), so a reset is still noticed.
+    pub(crate) fn desired_interest(&self) -> Option<Interest> {
+        let (read, write) = match self.phase {
+            Phase::Connecting => (true, true),
+            Phase::Open => (!self.reading_paused && !self.backpressured, !self.output.is_empty()),
+            Phase::ReadClosed => (!self.reading_paused, !self.output.is_empty() && !self.write_shut),
+            Phase::Closing(_) => (!self.peer_eof, !self.output.is_empty() && !self.write_shut),
+        };
+        match (read, write) {
+            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+            (true, false) => Some(Interest::READABLE),
+            (false, true) => Some(Interest::WRITABLE),
+            (false, false) => None,
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! [`raise_fd_limit`]: one descriptor per connection needs a high limit.
+
+use std::io;
+
+/// Raises this process's soft limit on open descriptors (`RLIMIT_NOFILE`) to
+/// its hard limit and returns the limit now in force.
+///
+/// Each connection holds a descriptor, and the usual soft limit (1024) is far
+/// below what one reactor can serve; the hard limit is what an unprivileged
+/// process may raise it to. Servers call this once at start and log the
+/// result.
+///
+/// # Examples
+///
+/// ```
+/// let limit = reactor::raise_fd_limit()?;
+/// assert!(limit > 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn raise_fd_limit() -> io::Result<u64> {
+    rlimit::increase_nofile_limit(u64::MAX)
+}

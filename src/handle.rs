@@ -1,0 +1,269 @@
+//! [`Handle`]: posting work into the loop from other threads.
+//!
+//! The queue behind it is the one synchronised structure in the library: a
+//! bounded channel, so a loop that falls behind shows up as
+//! [`PostError::Full`] at the poster instead of as unbounded memory. Wake-ups
+//! coalesce: a poster wakes the loop only if the "notified" flag was clear,
+//! and the loop clears the flag *before* draining the queue, so a post that
+//! lands during the drain either is drained or sets the flag and wakes the
+//! loop again; none is lost.
+
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
+
+use log::{error, warn};
+use mio::Waker;
+
+use crate::close_reason::CloseReason;
+use crate::conn_id::ConnId;
+use crate::context::LoopContext;
+use crate::engine::{panic_message, Engine};
+use crate::error::{PostError, SendError};
+
+/// Told, on the loop's thread, whether a posted write or close reached a live
+/// connection.
+type Report = Box<dyn FnOnce(Result<(), SendError>) + Send>;
+
+/// A closure posted to run on the loop's thread.
+type Job<S> = Box<dyn FnOnce(&mut LoopContext<'_, S>) + Send>;
+
+/// One post.
+pub(crate) enum Command<S> {
+    Write { id: ConnId, data: Vec<u8>, report: Option<Report> },
+    Close { id: ConnId, report: Option<Report> },
+    Run(Job<S>),
+}
+
+/// What the handles and the loop share.
+pub(crate) struct Shared<S> {
+    sender: SyncSender<Command<S>>,
+    waker: Waker,
+    /// Set by the first poster since the loop last drained; clear means the
+    /// next poster must wake the loop.
+    notified: AtomicBool,
+    /// A shutdown was asked for (it does not go through the queue, so a full
+    /// queue cannot block it).
+    shutdown: AtomicBool,
+    /// The loop has stopped; posts fail with `Stopped`.
+    stopped: AtomicBool,
+}
+
+/// A cloneable, `Send` handle that posts work into a reactor's loop from any
+/// thread: write to or close a connection by id, run a closure with the
+/// loop-wide state, shut the reactor down.
+///
+/// Posts are queued (bounded by `Config::handle_capacity`) and run on the
+/// loop's thread in order. Whether a write reached a live connection is only
+/// known there, so it is reported through a callback
+/// ([`Handle::write_then`]), not a return value.
+///
+/// # Examples
+///
+/// A worker thread returning a result to the connection that asked for it:
+///
+/// ```no_run
+/// use std::thread;
+/// use reactor::{Context, Handle, Handler, Reactor};
+///
+/// struct Offload {
+///     handle: Handle,
+/// }
+///
+/// impl Handler for Offload {
+///     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+///         let (id, job, handle) = (ctx.id(), input.to_vec(), self.handle.clone());
+///         thread::spawn(move || {
+///             let answer = job.to_ascii_uppercase(); // the slow part
+///             let _ = handle.write(id, answer);
+///         });
+///         input.len()
+///     }
+/// }
+///
+/// let mut reactor = Reactor::new()?;
+/// let handle = reactor.handle();
+/// reactor.listen("127.0.0.1:9000", move || Offload { handle: handle.clone() })?;
+/// reactor.run()
+/// # ;Ok::<(), std::io::Error>(())
+/// ```
+pub struct Handle<S = ()> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> Clone for Handle<S> {
+    fn clone(&self) -> Handle<S> {
+        Handle { shared: Arc::clone(&self.shared) }
+    }
+}
+
+impl<S> fmt::Debug for Handle<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").field("stopped", &self.shared.stopped.load(Ordering::Relaxed)).finish()
+    }
+}
+
+impl<S> Handle<S> {
+    /// Queues `data` for connection `id`. Fails only if the post itself
+    /// fails; a closed or stale id is found out in the loop and the data is
+    /// dropped (use [`Handle::write_then`] to hear about it).
+    pub fn write(&self, id: ConnId, data: impl Into<Vec<u8>>) -> Result<(), PostError> {
+        self.post(Command::Write { id, data: data.into(), report: None })
+    }
+
+    /// Like [`Handle::write`], then calls `report` on the loop's thread with
+    /// the outcome: `Ok`, or why the write did not happen (e.g.
+    /// [`SendError::Gone`] for a connection that closed meanwhile).
+    pub fn write_then(
+        &self,
+        id: ConnId,
+        data: impl Into<Vec<u8>>,
+        report: impl FnOnce(Result<(), SendError>) + Send + 'static,
+    ) -> Result<(), PostError> {
+        self.post(Command::Write { id, data: data.into(), report: Some(Box::new(report)) })
+    }
+
+    /// Closes connection `id` gracefully (reason [`CloseReason::Handler`]).
+    pub fn close(&self, id: ConnId) -> Result<(), PostError> {
+        self.post(Command::Close { id, report: None })
+    }
+
+    /// Like [`Handle::close`], then reports the outcome on the loop's thread.
+    pub fn close_then(
+        &self,
+        id: ConnId,
+        report: impl FnOnce(Result<(), SendError>) + Send + 'static,
+    ) -> Result<(), PostError> {
+        self.post(Command::Close { id, report: Some(Box::new(report)) })
+    }
+
+    /// Runs `job` on the loop's thread with the loop-wide state and access
+    /// to connections by id. This is also how another thread reads the
+    /// stats: send them back through a channel from inside the job.
+    pub fn run(&self, job: impl FnOnce(&mut LoopContext<'_, S>) + Send + 'static) -> Result<(), PostError> {
+        self.post(Command::Run(Box::new(job)))
+    }
+
+    /// Starts a graceful shutdown, as
+    /// [`Reactor::shutdown`](crate::Reactor::shutdown) does; a second call
+    /// while it runs closes everything at once. Never blocked by a full
+    /// queue.
+    pub fn shutdown(&self) -> Result<(), PostError> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(PostError::Stopped);
+        }
+        self.shared.shutdown.store(true, Ordering::Release);
+        self.wake();
+        Ok(())
+    }
+
+    fn post(&self, command: Command<S>) -> Result<(), PostError> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(PostError::Stopped);
+        }
+        match self.shared.sender.try_send(command) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(PostError::Full),
+            Err(TrySendError::Disconnected(_)) => return Err(PostError::Stopped),
+        }
+        self.wake();
+        Ok(())
+    }
+
+    /// Wakes the loop unless a wake-up is already pending.
+    fn wake(&self) {
+        if !self.shared.notified.swap(true, Ordering::AcqRel) {
+            if let Err(err) = self.shared.waker.wake() {
+                warn!("cannot wake the reactor: {err}");
+            }
+        }
+    }
+}
+
+/// The loop's end of the queue.
+pub(crate) struct Inbox<S> {
+    shared: Arc<Shared<S>>,
+    receiver: Receiver<Command<S>>,
+    capacity: usize,
+    /// The last drain stopped at its limit with posts left.
+    pub(crate) pending: bool,
+}
+
+impl<S> Inbox<S> {
+    pub(crate) fn new(waker: Waker, capacity: usize) -> Inbox<S> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(capacity);
+        Inbox {
+            shared: Arc::new(Shared {
+                sender,
+                waker,
+                notified: AtomicBool::new(false),
+                shutdown: AtomicBool::new(false),
+                stopped: AtomicBool::new(false),
+            }),
+            receiver,
+            capacity,
+            pending: false,
+        }
+    }
+
+    pub(crate) fn handle(&self) -> Handle<S> {
+        Handle { shared: Arc::clone(&self.shared) }
+    }
+
+    /// Marks the loop stopped, so later posts fail at once.
+    pub(crate) fn set_stopped(&self) {
+        self.shared.stopped.store(true, Ordering::Release);
+    }
+
+    /// Runs what was posted: a shutdown request first, then at most one
+    /// queue's worth of posts (more wait for the next turn, which then does
+    /// not block), so busy posters cannot keep the loop here.
+    pub(crate) fn drain(&mut self, engine: &mut Engine<S>) {
+        // Clear before draining: see the module docs. The swap (not a plain
+        // store) also makes every post whose wake-up we consume visible here.
+        self.shared.notified.swap(false, Ordering::AcqRel);
+        engine.stats.wakeups += 1;
+        if self.shared.shutdown.swap(false, Ordering::AcqRel) {
+            engine.begin_shutdown();
+        }
+        self.pending = false;
+        for _ in 0..self.capacity {
+            match self.receiver.try_recv() {
+                Ok(command) => {
+                    engine.stats.posts += 1;
+                    run_command(engine, command);
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            }
+        }
+        self.pending = true;
+    }
+}
+
+/// Carries out one post on the loop's thread.
+fn run_command<S>(engine: &mut Engine<S>, command: Command<S>) {
+    // Reports and jobs are user code: a panic in one must not take the loop
+    // down. What it may leave half-done is the loop-wide state.
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| match command {
+        Command::Write { id, data, report } => {
+            let result = engine.write_by_id(id, &data, None);
+            if let Some(report) = report {
+                report(result);
+            }
+        }
+        Command::Close { id, report } => {
+            let result = engine.close_by_id(id, CloseReason::Handler, None);
+            if let Some(report) = report {
+                report(result);
+            }
+        }
+        Command::Run(job) => job(&mut LoopContext::new(engine)),
+    }));
+    if let Err(payload) = outcome {
+        engine.stats.handler_panics += 1;
+        error!("posted job panicked: {}", panic_message(payload.as_ref()));
+    }
+    engine.settle_dirty();
+}

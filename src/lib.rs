@@ -1,0 +1,88 @@
+//! # reactor
+//!
+//! One thread runs a [`mio`] poll loop over a [`slab`] of non-blocking
+//! connections and hands each readable and writable event to that
+//! connection's protocol state machine, a [`Handler`]. It serves tens of
+//! thousands of clients from one thread with no locks, bounded memory and no
+//! lost bytes.
+//!
+//! You write a handler; the reactor does sockets, buffering, framing support
+//! (unconsumed input is kept and offered again), flow control, timers,
+//! limits, graceful close and shutdown.
+//!
+//! ```no_run
+//! use reactor::{Context, Handler, Reactor};
+//!
+//! /// Answers every line with the same line, upper-cased.
+//! struct Upper;
+//!
+//! impl Handler for Upper {
+//!     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+//!         let Some(end) = input.iter().position(|&b| b == b'\n') else {
+//!             return 0; // a partial line: wait for the rest
+//!         };
+//!         ctx.write(&input[..=end].to_ascii_uppercase());
+//!         end + 1 // called again at once with what follows
+//!     }
+//! }
+//!
+//! let mut reactor = Reactor::new()?;
+//! reactor.listen("127.0.0.1:9000", || Upper)?;
+//! reactor.run()
+//! # ;Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! See `docs/ARCHITECTURE.md` for how the loop works and the guarantees it
+//! keeps.
+//!
+//! ## Panics
+//!
+//! A handler callback that panics closes only its connection
+//! ([`CloseReason::HandlerPanicked`]); the loop catches the panic with
+//! `catch_unwind` and `AssertUnwindSafe`, so the loop-wide state may be left
+//! half-updated. Built with `panic = "abort"`, a panic ends the process.
+
+#![deny(missing_docs, rust_2018_idioms, unsafe_code)]
+#![warn(clippy::all)]
+
+mod buffer_pool;
+mod clock;
+mod close_reason;
+mod config;
+mod conn_id;
+mod conn_ops;
+mod connection;
+mod context;
+mod datagram;
+mod engine;
+mod error;
+mod fd_limit;
+mod handle;
+mod handler;
+mod lifecycle;
+mod listener;
+mod output_queue;
+mod reactor;
+mod shutdown;
+mod stats;
+mod stream_io;
+mod timers;
+mod token;
+mod transport;
+
+pub use crate::close_reason::CloseReason;
+pub use crate::config::Config;
+pub use crate::conn_id::ConnId;
+pub use crate::context::{Context, LoopContext};
+pub use crate::datagram::{DatagramContext, DatagramHandler};
+pub use crate::error::{PostError, SendError};
+pub use crate::fd_limit::raise_fd_limit;
+pub use crate::handle::Handle;
+pub use crate::handler::{Handler, IdleAction};
+pub use crate::listener::{ListenOptions, SourceId};
+pub use crate::reactor::Reactor;
+pub use crate::stats::Stats;
+pub use crate::timers::TimerId;
+
+/// The `socket2` crate, re-exported for [`ListenOptions::on_accept`] hooks.
+pub use socket2;

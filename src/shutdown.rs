@@ -1,0 +1,71 @@
+//! Graceful shutdown: stop accepting, tell handlers, let connections close
+//! within the grace period, then abort what is left.
+
+use log::{info, warn};
+
+use crate::close_reason::CloseReason;
+use crate::conn_id::ConnId;
+use crate::connection::Phase;
+use crate::engine::{Engine, Shutdown, Source, TimerTarget};
+
+impl<S> Engine<S> {
+    /// Starts a graceful shutdown; a second call while it runs closes
+    /// everything at once.
+    pub(crate) fn begin_shutdown(&mut self) {
+        if self.shutdown == Shutdown::Draining {
+            warn!("shutdown requested again: closing {} connections now", self.conns.len());
+            self.force_close_all();
+            return;
+        }
+        self.shutdown = Shutdown::Draining;
+        info!("shutting down: {} connections to close within {:?}", self.conns.len(), self.config.shutdown_grace);
+        // Stop accepting: closing a listener refuses what waits in its backlog.
+        self.sources.retain(|_, source| !matches!(source, Source::Listener(_)));
+        self.timers.insert(self.now + self.config.shutdown_grace, None, TimerTarget::ShutdownDeadline);
+        let ids: Vec<ConnId> = self.conns.iter().map(|(key, conn)| conn.id(key)).collect();
+        for id in ids {
+            let Some(key) = self.live_key(id) else { continue };
+            match self.conns[key].phase {
+                Phase::Closing(_) => continue,
+                Phase::Connecting => self.request_close(key, CloseReason::Shutdown),
+                Phase::Open | Phase::ReadClosed => {
+                    self.invoke(key, |handler, ctx| handler.on_shutdown(ctx));
+                    self.flush(key);
+                }
+            }
+            self.settle(key);
+            self.settle_dirty();
+        }
+        if self.conns.is_empty() {
+            self.stopped = true;
+        }
+    }
+
+    /// The grace period is over.
+    pub(crate) fn shutdown_deadline(&mut self) {
+        if self.shutdown == Shutdown::Draining && !self.conns.is_empty() {
+            warn!("shutdown grace passed: aborting {} connections", self.conns.len());
+            self.force_close_all();
+        }
+    }
+
+    /// Closes every connection at once: handlers that are still there hear
+    /// [`CloseReason::Shutdown`], sockets are reset.
+    fn force_close_all(&mut self) {
+        let ids: Vec<ConnId> = self.conns.iter().map(|(key, conn)| conn.id(key)).collect();
+        for id in ids {
+            let Some(key) = self.live_key(id) else { continue };
+            if !matches!(self.conns[key].phase, Phase::Closing(_)) && !self.begin_close(key, CloseReason::Shutdown) {
+                continue;
+            }
+            if let Some(key) = self.live_key(id) {
+                if let Err(err) = self.conns[key].transport.set_abortive() {
+                    log::debug!("conn {id}: SO_LINGER 0: {err}");
+                }
+                self.finish(key);
+            }
+        }
+        self.dirty.clear();
+        self.stopped = true;
+    }
+}

@@ -1,0 +1,116 @@
+//! [`Stats`]: the loop's counters.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::close_reason::CloseReason;
+
+/// Counters and gauges of one reactor, read with
+/// [`Reactor::stats`](crate::Reactor::stats) or
+/// [`Context::stats`](crate::Context::stats), or from another thread through
+/// [`Handle::run`](crate::Handle::run).
+///
+/// Counters are plain integers kept by the loop's own thread: keeping them
+/// costs an increment, never a lock or an atomic. With the default config the
+/// loop also logs them at debug level every 10 s
+/// (`Config::stats_interval`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Connections accepted by listeners.
+    pub accepted: u64,
+    /// Outbound connects that completed.
+    pub connected: u64,
+    /// Connections open now (gauge), including closing ones.
+    pub open: usize,
+    /// Connections closed, all reasons together.
+    pub closed: u64,
+    closed_by_reason: [u64; CloseReason::COUNT],
+    /// Bytes read from connections.
+    pub bytes_in: u64,
+    /// Bytes written to connections.
+    pub bytes_out: u64,
+    /// `read` calls on connections (each one a syscall).
+    pub reads: u64,
+    /// `send`/`sendmsg` calls on connections (each one a syscall).
+    pub writes: u64,
+    /// Changes of a connection's registered interest (each one an
+    /// `epoll_ctl`), registrations included.
+    pub interest_changes: u64,
+    /// Calls to `poll` (each one an `epoll_wait`).
+    pub polls: u64,
+    /// Events delivered by `poll`.
+    pub events: u64,
+    /// Wake-ups through the cross-thread handle.
+    pub wakeups: u64,
+    /// Posts received through the cross-thread handle.
+    pub posts: u64,
+    /// Events dropped because their connection had closed earlier in the
+    /// same batch (or its slot had been reused).
+    pub stale_events: u64,
+    /// Times a connection used up its read budget and yielded.
+    pub read_yields: u64,
+    /// Times a listener used up its accept budget and yielded.
+    pub accept_yields: u64,
+    /// Times listeners stopped accepting: connection limit or descriptor
+    /// exhaustion.
+    pub accept_pauses: u64,
+    /// Pending clients closed at once because descriptors ran out.
+    pub accept_sheds: u64,
+    /// Failed accepts (per-client errors and descriptor exhaustion).
+    pub accept_errors: u64,
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Datagrams dropped because the socket would have blocked.
+    pub datagrams_dropped: u64,
+    /// Callbacks that panicked.
+    pub handler_panics: u64,
+    /// Bytes queued for output over all connections now (gauge).
+    pub queued_output: usize,
+    /// Live timers now (gauge), the loop's own included.
+    pub timers: usize,
+    /// How late the last timer fired, against its deadline.
+    pub loop_lag: Duration,
+    /// The worst such lateness so far.
+    pub loop_lag_max: Duration,
+}
+
+impl Stats {
+    /// Connections closed for `reason` (for [`CloseReason::Error`] and
+    /// [`CloseReason::ConnectFailed`], all error kinds together).
+    pub fn closed_for(&self, reason: CloseReason) -> u64 {
+        self.closed_by_reason[reason.index()]
+    }
+
+    pub(crate) fn count_close(&mut self, reason: CloseReason) {
+        self.closed += 1;
+        self.closed_by_reason[reason.index()] += 1;
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "open {} accepted {} closed {} in {} B out {} B reads {} writes {} polls {} events {} \
+             stale {} yields {} queued {} B timers {} lag {:?} (max {:?})",
+            self.open,
+            self.accepted,
+            self.closed,
+            self.bytes_in,
+            self.bytes_out,
+            self.reads,
+            self.writes,
+            self.polls,
+            self.events,
+            self.stale_events,
+            self.read_yields,
+            self.queued_output,
+            self.timers,
+            self.loop_lag,
+            self.loop_lag_max,
+        )
+    }
+}

@@ -1,0 +1,332 @@
+//! The hot path: reading a connection, handing input to its handler, flushing
+//! its output.
+//!
+//! Per message in steady state this costs one `read`, one `send` and a share
+//! of one `epoll_wait`, with no allocation and no `epoll_ctl`:
+//!
+//! - every read goes into the loop's one scratch buffer, and only a partial
+//!   frame the handler did not consume is copied into the connection's own
+//!   (pooled) buffer;
+//! - a *short read* (less than the buffer) means the socket is drained, which
+//!   saves the `read` that would return `WouldBlock`; after an event that says
+//!   the peer closed, reading goes on to end of stream instead, or the end of
+//!   stream would never be seen (edge-triggered epoll does not repeat it);
+//! - whatever a callback writes is flushed once after it returns;
+//! - WRITABLE interest is registered only when a flush leaves output behind.
+
+use std::io::{self, IoSlice};
+use std::mem;
+
+use log::{debug, error};
+
+use crate::close_reason::CloseReason;
+use crate::conn_id::ConnId;
+use crate::connection::Phase;
+use crate::engine::{Engine, PeerDisplay};
+use crate::output_queue::MAX_IOV;
+
+/// What an event says about a connection's socket.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Readiness {
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+    /// The peer closed its side (FIN), or both sides are closed.
+    pub(crate) read_closed: bool,
+    /// The socket cannot be written any more (both sides closed, or error).
+    pub(crate) write_closed: bool,
+    pub(crate) error: bool,
+}
+
+impl Readiness {
+    pub(crate) fn from_event(event: &mio::event::Event) -> Readiness {
+        Readiness {
+            readable: event.is_readable(),
+            writable: event.is_writable(),
+            read_closed: event.is_read_closed(),
+            write_closed: event.is_write_closed(),
+            error: event.is_error(),
+        }
+    }
+}
+
+impl<S> Engine<S> {
+    /// Handles one poller event for a connection.
+    pub(crate) fn conn_event(&mut self, id: ConnId, ready: Readiness) {
+        let Some(key) = self.live_key(id) else {
+            // Its connection closed earlier in this batch, and the slot may
+            // already hold a new one: the event is not for that one.
+            self.stats.stale_events += 1;
+            return;
+        };
+        let conn = &mut self.conns[key];
+        if ready.read_closed {
+            conn.read_hup = true;
+        }
+        if conn.phase == Phase::Connecting {
+            self.finish_connect(key);
+        }
+        let conn = &mut self.conns[key];
+        if conn.phase != Phase::Connecting {
+            let broken = ready.error || (ready.write_closed && conn.phase == Phase::ReadClosed);
+            if broken {
+                match conn.transport.take_error() {
+                    Ok(Some(err)) | Err(err) => self.fail(key, &err),
+                    Ok(None) => {}
+                }
+            }
+            if ready.readable || ready.read_closed {
+                self.read_ready(key);
+            }
+            if ready.writable {
+                self.flush(key);
+            }
+        }
+        self.settle(key);
+        self.settle_dirty();
+    }
+
+    /// Completes an outbound connect once the socket reports writable (or an
+    /// error), then opens the connection.
+    fn finish_connect(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        let id = conn.id(key);
+        let outcome = match conn.transport.take_error() {
+            Ok(Some(err)) | Err(err) => Err(err),
+            Ok(None) => conn.transport.peer_addr(),
+        };
+        let peer = match outcome {
+            Ok(peer) => peer,
+            // A spurious wake-up: the connect is still in progress.
+            Err(err) if err.kind() == io::ErrorKind::NotConnected => return,
+            Err(err) => {
+                debug!("conn {id}: connect failed: {err}");
+                self.request_close(key, CloseReason::ConnectFailed(err.kind()));
+                return;
+            }
+        };
+        conn.phase = Phase::Open;
+        conn.peer = Some(peer);
+        if let Err(err) = conn.transport.set_nodelay(self.config.nodelay) {
+            debug!("conn {id}: cannot set TCP_NODELAY: {err}");
+        }
+        self.stats.connected += 1;
+        debug!("conn {id}: connected to {peer}");
+        self.arm_phase_timer(key);
+        self.invoke(key, |handler, ctx| handler.on_open(ctx));
+        self.flush(key);
+    }
+
+    /// Reads until the socket is drained, the read budget is spent (then the
+    /// connection waits on the ready queue), or reading is no longer wanted.
+    pub(crate) fn read_ready(&mut self, key: usize) {
+        let high = self.config.output_high_watermark;
+        let mut budget = self.config.read_budget;
+        loop {
+            let conn = &mut self.conns[key];
+            if !conn.wants_read(high) {
+                return;
+            }
+            if budget == 0 {
+                self.stats.read_yields += 1;
+                self.enqueue(key);
+                return;
+            }
+            budget -= 1;
+            let draining = matches!(conn.phase, Phase::Closing(_));
+            let result = conn.transport.read(&mut self.scratch);
+            self.stats.reads += 1;
+            match result {
+                Ok(0) => {
+                    conn.peer_eof = true;
+                    if !draining {
+                        self.peer_closed(key);
+                    }
+                    return;
+                }
+                Ok(n) => {
+                    conn.bytes_in += n as u64;
+                    conn.last_input = self.now;
+                    self.stats.bytes_in += n as u64;
+                    let drained = n < self.scratch.len() && !conn.read_hup;
+                    if !draining {
+                        self.deliver(key, n);
+                    }
+                    if drained {
+                        return;
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    self.fail(key, &err);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The peer ended its stream: the handler decides what happens next.
+    fn peer_closed(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if conn.phase == Phase::Open {
+            conn.phase = Phase::ReadClosed;
+        }
+        self.invoke(key, |handler, ctx| handler.on_peer_closed(ctx));
+        self.flush(key);
+    }
+
+    /// Hands the `n` bytes just read into the scratch buffer to the handler,
+    /// behind any input it left unconsumed before; keeps what it does not
+    /// consume; flushes what it wrote.
+    fn deliver(&mut self, key: usize, n: usize) {
+        let scratch = mem::take(&mut self.scratch);
+        let mut buffered = mem::take(&mut self.conns[key].input);
+        if buffered.is_empty() {
+            // The common case: hand the bytes over in place.
+            let consumed = self.offer(key, &scratch[..n]);
+            if consumed < n {
+                if buffered.capacity() == 0 {
+                    buffered = self.pool.take();
+                }
+                buffered.extend_from_slice(&scratch[consumed..n]);
+            }
+        } else {
+            buffered.extend_from_slice(&scratch[..n]);
+            let consumed = self.offer(key, &buffered);
+            buffered.drain(..consumed);
+        }
+        self.scratch = scratch;
+        self.keep_input(key, buffered);
+        self.flush(key);
+    }
+
+    /// Offers input the handler left unconsumed again, e.g. after it resumed
+    /// reading or its output drained.
+    pub(crate) fn offer_buffered(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if conn.input.is_empty() || !conn.takes_input(self.config.output_high_watermark) {
+            return;
+        }
+        let mut buffered = mem::take(&mut conn.input);
+        let consumed = self.offer(key, &buffered);
+        buffered.drain(..consumed);
+        self.keep_input(key, buffered);
+        self.flush(key);
+    }
+
+    /// Calls `on_input` while the handler takes input and consumes some of it;
+    /// returns how much it consumed in all.
+    fn offer(&mut self, key: usize, data: &[u8]) -> usize {
+        let high = self.config.output_high_watermark;
+        let mut consumed = 0;
+        while consumed < data.len() && self.conns[key].takes_input(high) {
+            let rest = &data[consumed..];
+            match self.invoke(key, |handler, ctx| handler.on_input(ctx, rest)) {
+                None | Some(0) => break,
+                Some(n) if n > rest.len() => {
+                    let id = self.conns[key].id(key);
+                    error!("conn {id}: handler claims {n} bytes consumed of {}; taking all", rest.len());
+                    consumed = data.len();
+                }
+                Some(n) => consumed += n,
+            }
+        }
+        consumed
+    }
+
+    /// Stores unconsumed input in the connection, or gives the buffer back
+    /// when there is none; closes the connection when it passes `max_input`.
+    fn keep_input(&mut self, key: usize, buffered: Vec<u8>) {
+        let conn = &mut self.conns[key];
+        let wanted = matches!(conn.phase, Phase::Open | Phase::ReadClosed);
+        if buffered.is_empty() || !wanted {
+            self.pool.give(buffered);
+            return;
+        }
+        if buffered.len() > self.config.max_input {
+            let id = conn.id(key);
+            debug!(
+                "conn {id} ({}): {} bytes of unconsumed input pass max_input {}",
+                PeerDisplay(conn.peer),
+                buffered.len(),
+                self.config.max_input
+            );
+            self.pool.give(buffered);
+            self.request_close(key, CloseReason::InputTooLarge);
+            return;
+        }
+        conn.input = buffered;
+    }
+
+    /// Writes queued output with one syscall (more only when the queue holds
+    /// more chunks than one `writev` takes and the socket took them all).
+    /// What the socket does not take stays queued; `sync_interest` then asks
+    /// for WRITABLE.
+    pub(crate) fn flush(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        let unwritable = conn.write_shut || conn.phase == Phase::Connecting || !conn.transport.can_write();
+        if conn.output.is_empty() || unwritable {
+            return;
+        }
+        loop {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let (count, bytes) = conn.output.fill_slices(&mut slices);
+            let result = conn.transport.write(&slices[..count]);
+            self.stats.writes += 1;
+            match result {
+                Ok(n) => {
+                    conn.bytes_out += n as u64;
+                    self.stats.bytes_out += n as u64;
+                    self.stats.queued_output -= n;
+                    conn.output.consume(n, &mut self.pool);
+                    if n < bytes || conn.output.is_empty() {
+                        break;
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => {
+                    self.fail(key, &err);
+                    return;
+                }
+            }
+        }
+        self.check_watermarks(key);
+    }
+
+    /// Starts or ends backpressure after output grew or shrank. Ending it
+    /// puts the connection on the ready queue, which calls `on_drained`,
+    /// offers buffered input again and resumes reading, without recursing
+    /// from inside a flush.
+    pub(crate) fn check_watermarks(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        let queued = conn.output.len();
+        if !conn.backpressured && queued >= self.config.output_high_watermark {
+            conn.backpressured = true;
+        } else if conn.backpressured && queued <= self.config.output_low_watermark {
+            conn.backpressured = false;
+            conn.drain_pending = true;
+            self.enqueue(key);
+        }
+    }
+
+    /// Runs `on_drained` if the connection's output just drained.
+    pub(crate) fn notify_drained(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if !conn.drain_pending {
+            return;
+        }
+        conn.drain_pending = false;
+        if conn.takes_output() {
+            self.invoke(key, |handler, ctx| handler.on_drained(ctx));
+            self.flush(key);
+        }
+    }
+
+    /// Records a socket error; the connection closes when it settles.
+    pub(crate) fn fail(&mut self, key: usize, err: &io::Error) {
+        let conn = &self.conns[key];
+        debug!("conn {} ({}): {err}", conn.id(key), PeerDisplay(conn.peer));
+        self.request_close(key, CloseReason::from_error(err));
+    }
+}

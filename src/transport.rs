@@ -1,0 +1,122 @@
+//! The transport seam: every byte a connection reads or writes goes through
+//! here.
+//!
+//! The rest of the loop (read path, flush, close) talks to a [`Transport`]
+//! and never to a socket type, so the test kit can put an in-memory pipe in
+//! the same place and drive the same code.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::Duration;
+
+use mio::net::TcpStream;
+use mio::unix::pipe;
+use mio::{Interest, Registry, Token};
+use socket2::SockRef;
+
+/// The byte stream under one connection.
+pub(crate) enum Transport {
+    /// A TCP connection, accepted or outbound.
+    Tcp(TcpStream),
+    /// A readable descriptor watched by the loop, such as stdin when it is a
+    /// pipe. It has no write side.
+    Pipe(pipe::Receiver),
+}
+
+impl Transport {
+    /// Reads into `buf`. `WouldBlock` means drained.
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Tcp(stream) => stream.read(buf),
+            Transport::Pipe(pipe) => pipe.read(buf),
+        }
+    }
+
+    /// Writes as much of `bufs` as the socket takes, with one syscall and
+    /// without raising `SIGPIPE`: std's `send` passes `MSG_NOSIGNAL`, and
+    /// vectored writes go through `sendmsg` with the same flag (plain
+    /// `writev` has no flags).
+    pub(crate) fn write(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Transport::Tcp(stream) if bufs.len() == 1 => stream.write(&bufs[0]),
+            Transport::Tcp(stream) => SockRef::from(&*stream).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL),
+            Transport::Pipe(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "a watched descriptor is read-only")),
+        }
+    }
+
+    /// Whether this transport has a write side to flush and shut down.
+    pub(crate) fn can_write(&self) -> bool {
+        matches!(self, Transport::Tcp(_))
+    }
+
+    /// Sends end-of-stream to the peer (`shutdown(Write)`).
+    pub(crate) fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Transport::Tcp(stream) => stream.shutdown(Shutdown::Write),
+            Transport::Pipe(_) => Ok(()),
+        }
+    }
+
+    /// Arranges for the close that follows to send a reset and drop unsent
+    /// output (`SO_LINGER` 0); mio's `TcpStream` has no `set_linger`.
+    pub(crate) fn set_abortive(&self) -> io::Result<()> {
+        match self {
+            Transport::Tcp(stream) => SockRef::from(stream).set_linger(Some(Duration::ZERO)),
+            Transport::Pipe(_) => Ok(()),
+        }
+    }
+
+    /// The pending socket error (`SO_ERROR`), which also clears it.
+    pub(crate) fn take_error(&self) -> io::Result<Option<io::Error>> {
+        match self {
+            Transport::Tcp(stream) => stream.take_error(),
+            Transport::Pipe(_) => Ok(None),
+        }
+    }
+
+    /// The peer's address; `NotConnected` while an outbound connect is still
+    /// in progress.
+    pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Transport::Tcp(stream) => stream.peer_addr(),
+            Transport::Pipe(_) => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+
+    /// The local address of the socket.
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Transport::Tcp(stream) => stream.local_addr(),
+            Transport::Pipe(_) => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+
+    /// Sets `TCP_NODELAY` where there is TCP.
+    pub(crate) fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        match self {
+            Transport::Tcp(stream) => stream.set_nodelay(nodelay),
+            Transport::Pipe(_) => Ok(()),
+        }
+    }
+
+    pub(crate) fn register(&mut self, registry: &Registry, token: Token, interest: Interest) -> io::Result<()> {
+        match self {
+            Transport::Tcp(stream) => registry.register(stream, token, interest),
+            Transport::Pipe(pipe) => registry.register(pipe, token, interest),
+        }
+    }
+
+    pub(crate) fn reregister(&mut self, registry: &Registry, token: Token, interest: Interest) -> io::Result<()> {
+        match self {
+            Transport::Tcp(stream) => registry.reregister(stream, token, interest),
+            Transport::Pipe(pipe) => registry.reregister(pipe, token, interest),
+        }
+    }
+
+    pub(crate) fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Transport::Tcp(stream) => registry.deregister(stream),
+            Transport::Pipe(pipe) => registry.deregister(pipe),
+        }
+    }
+}
