@@ -55,6 +55,13 @@ impl ConnId {
         self.generation
     }
 
+    /// The slot in the reactor's table. Slots are reused by later
+    /// connections, so this is not an identity; it is for logs and for
+    /// checking reuse.
+    pub fn slot(self) -> usize {
+        self.key as usize
+    }
+
     /// The id as one integer, e.g. for a log line or a map that wants `u64`
     /// keys. [`ConnId::from_u64`] turns it back.
     pub fn as_u64(self) -> u64 {
