@@ -86,3 +86,8 @@ pub use crate::timers::TimerId;
 
 /// The `socket2` crate, re-exported for [`ListenOptions::on_accept`] hooks.
 pub use socket2;
+
+/// The README's examples, compiled as doc tests so that they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
