@@ -359,6 +359,10 @@ impl<S> Engine<S> {
             return;
         }
         listener.accepting = Accepting::Yes;
+        if self.spare_fd.is_none() {
+            // Lost to another thread last time; descriptors may be free now.
+            self.spare_fd = open_spare();
+        }
         self.accept_ready(key);
     }
 
