@@ -38,6 +38,12 @@ impl<S> Engine<S> {
         }
         conn.output.push(data, &mut self.pool);
         self.stats.queued_output += data.len();
+        if conn.output.len() >= self.config.output_high_watermark {
+            // Backpressure starts when the queue reaches the watermark, not
+            // only after a flush leaves it there: a handler that fills up to
+            // the watermark and waits for `on_drained` must get it.
+            conn.backpressured = true;
+        }
         Ok(())
     }
 

@@ -294,10 +294,10 @@ impl<S> Engine<S> {
         self.check_watermarks(key);
     }
 
-    /// Starts or ends backpressure after output grew or shrank. Ending it
-    /// puts the connection on the ready queue, which calls `on_drained`,
-    /// offers buffered input again and resumes reading, without recursing
-    /// from inside a flush.
+    /// Starts or ends backpressure after a flush. (Writes start it too, in
+    /// `queue_output`.) Ending it puts the connection on the ready queue,
+    /// which calls `on_drained`, offers buffered input again and resumes
+    /// reading, without recursing from inside a flush.
     pub(crate) fn check_watermarks(&mut self, key: usize) {
         let conn = &mut self.conns[key];
         let queued = conn.output.len();
