@@ -12,7 +12,6 @@ pub(crate) enum Clock {
     /// The monotonic system clock.
     System,
     /// A clock that only moves when told to (the test kit's mock clock).
-    #[allow(dead_code)] // constructed by the in-memory test kit
     Manual(Instant),
 }
 

@@ -183,7 +183,9 @@ impl<'a, S> Context<'a, S> {
     }
 
     /// Cancels one of this connection's timers. Returns whether it was still
-    /// set. A connection's timers also stop when it closes.
+    /// set. A connection's timers never fire after it starts closing; they
+    /// are dropped at their next deadline (no search when it closes), so
+    /// until then they still count in `Stats::timers`.
     pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
         match self.engine.timers.target(timer) {
             Some(TimerTarget::Conn(owner)) if owner == self.id => self.engine.timers.cancel(timer),

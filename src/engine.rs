@@ -308,8 +308,10 @@ impl<S> Engine<S> {
             self.stats.loop_lag_max = self.stats.loop_lag_max.max(lag);
             match target {
                 TimerTarget::Conn(id) => {
-                    let Some(key) = self.live_key(id) else {
-                        // Its connection is gone; a periodic timer stops here.
+                    let live = self.live_key(id).filter(|&key| self.conns[key].handler.is_some());
+                    let Some(key) = live else {
+                        // Its connection is gone or closing (its handler was
+                        // dropped): a periodic timer stops here.
                         self.timers.cancel(timer);
                         continue;
                     };

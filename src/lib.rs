@@ -66,6 +66,7 @@ mod reactor;
 mod shutdown;
 mod stats;
 mod stream_io;
+pub mod testing;
 mod timers;
 mod token;
 mod transport;

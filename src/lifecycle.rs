@@ -161,6 +161,7 @@ impl<S> Engine<S> {
             Phase::Closing(reason) => reason,
             _ => CloseReason::Handler,
         };
+        conn.transport.closed(reason);
         self.stats.count_close(reason);
         self.stats.open = self.conns.len();
         let peer = PeerDisplay(conn.peer);

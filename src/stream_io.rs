@@ -19,7 +19,7 @@ use std::mem;
 
 use log::{debug, error};
 
-use crate::close_reason::CloseReason;
+use crate::close_reason::{CloseMode, CloseReason};
 use crate::conn_id::ConnId;
 use crate::connection::Phase;
 use crate::engine::{Engine, PeerDisplay};
@@ -265,7 +265,10 @@ impl<S> Engine<S> {
     pub(crate) fn flush(&mut self, key: usize) {
         let conn = &mut self.conns[key];
         let unwritable = conn.write_shut || conn.phase == Phase::Connecting || !conn.transport.can_write();
-        if conn.output.is_empty() || unwritable {
+        // An abort (or a broken socket) waiting to be acted on drops the
+        // output: it must not go out first.
+        let ending_hard = conn.close_request.is_some_and(|reason| reason.mode() != CloseMode::Graceful);
+        if conn.output.is_empty() || unwritable || ending_hard {
             return;
         }
         loop {

@@ -14,6 +14,9 @@ use mio::unix::pipe;
 use mio::{Interest, Registry, Token};
 use socket2::SockRef;
 
+use crate::close_reason::CloseReason;
+use crate::testing::MemoryPipe;
+
 /// The byte stream under one connection.
 pub(crate) enum Transport {
     /// A TCP connection, accepted or outbound.
@@ -21,6 +24,9 @@ pub(crate) enum Transport {
     /// A readable descriptor watched by the loop, such as stdin when it is a
     /// pipe. It has no write side.
     Pipe(pipe::Receiver),
+    /// The test kit's in-memory stream. Never registered with the poller:
+    /// the kit delivers its events itself.
+    Memory(MemoryPipe),
 }
 
 impl Transport {
@@ -29,6 +35,7 @@ impl Transport {
         match self {
             Transport::Tcp(stream) => stream.read(buf),
             Transport::Pipe(pipe) => pipe.read(buf),
+            Transport::Memory(pipe) => pipe.read(buf),
         }
     }
 
@@ -41,12 +48,13 @@ impl Transport {
             Transport::Tcp(stream) if bufs.len() == 1 => stream.write(&bufs[0]),
             Transport::Tcp(stream) => SockRef::from(&*stream).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL),
             Transport::Pipe(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "a watched descriptor is read-only")),
+            Transport::Memory(pipe) => pipe.write(bufs),
         }
     }
 
     /// Whether this transport has a write side to flush and shut down.
     pub(crate) fn can_write(&self) -> bool {
-        matches!(self, Transport::Tcp(_))
+        matches!(self, Transport::Tcp(_) | Transport::Memory(_))
     }
 
     /// Sends end-of-stream to the peer (`shutdown(Write)`).
@@ -54,6 +62,10 @@ impl Transport {
         match self {
             Transport::Tcp(stream) => stream.shutdown(Shutdown::Write),
             Transport::Pipe(_) => Ok(()),
+            Transport::Memory(pipe) => {
+                pipe.shutdown_write();
+                Ok(())
+            }
         }
     }
 
@@ -63,6 +75,10 @@ impl Transport {
         match self {
             Transport::Tcp(stream) => SockRef::from(stream).set_linger(Some(Duration::ZERO)),
             Transport::Pipe(_) => Ok(()),
+            Transport::Memory(pipe) => {
+                pipe.set_abortive();
+                Ok(())
+            }
         }
     }
 
@@ -71,6 +87,7 @@ impl Transport {
         match self {
             Transport::Tcp(stream) => stream.take_error(),
             Transport::Pipe(_) => Ok(None),
+            Transport::Memory(pipe) => Ok(pipe.take_error()),
         }
     }
 
@@ -80,6 +97,7 @@ impl Transport {
         match self {
             Transport::Tcp(stream) => stream.peer_addr(),
             Transport::Pipe(_) => Err(io::ErrorKind::Unsupported.into()),
+            Transport::Memory(pipe) => Ok(pipe.peer_addr()),
         }
     }
 
@@ -88,6 +106,7 @@ impl Transport {
         match self {
             Transport::Tcp(stream) => stream.local_addr(),
             Transport::Pipe(_) => Err(io::ErrorKind::Unsupported.into()),
+            Transport::Memory(pipe) => Ok(pipe.local_addr()),
         }
     }
 
@@ -95,7 +114,7 @@ impl Transport {
     pub(crate) fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         match self {
             Transport::Tcp(stream) => stream.set_nodelay(nodelay),
-            Transport::Pipe(_) => Ok(()),
+            Transport::Pipe(_) | Transport::Memory(_) => Ok(()),
         }
     }
 
@@ -103,6 +122,7 @@ impl Transport {
         match self {
             Transport::Tcp(stream) => registry.register(stream, token, interest),
             Transport::Pipe(pipe) => registry.register(pipe, token, interest),
+            Transport::Memory(_) => Ok(()),
         }
     }
 
@@ -110,6 +130,7 @@ impl Transport {
         match self {
             Transport::Tcp(stream) => registry.reregister(stream, token, interest),
             Transport::Pipe(pipe) => registry.reregister(pipe, token, interest),
+            Transport::Memory(_) => Ok(()),
         }
     }
 
@@ -117,6 +138,15 @@ impl Transport {
         match self {
             Transport::Tcp(stream) => registry.deregister(stream),
             Transport::Pipe(pipe) => registry.deregister(pipe),
+            Transport::Memory(_) => Ok(()),
+        }
+    }
+
+    /// The connection was freed. Only the test kit's pipe cares: it keeps the
+    /// reason for the test to read after the engine has let go.
+    pub(crate) fn closed(&self, reason: CloseReason) {
+        if let Transport::Memory(pipe) = self {
+            pipe.record_close(reason);
         }
     }
 }

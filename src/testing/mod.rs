@@ -1,0 +1,387 @@
+//! A test kit for handlers: run any [`Handler`] in memory, without sockets
+//! and without sleeping, through the same engine the reactor runs.
+//!
+//! [`TestKit`] plugs an in-memory stream into the transport seam and a clock
+//! it moves by hand into the clock seam, so everything between the handler
+//! and the socket (buffering of unconsumed input, one flush per callback,
+//! backpressure, graceful close, timers, idle checks, writes by id) is the
+//! real code, not an imitation. [`assert_split_invariant`] replays one input
+//! under every way of splitting it, which catches the classic framing bugs
+//! (a header split across two reads, input a handler forgot it had not
+//! consumed).
+//!
+//! See `docs/TESTING.md` for a guide.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//! use reactor::testing::TestKit;
+//! use reactor::{CloseReason, Context, Handler, IdleAction};
+//!
+//! /// Greets, echoes lines, says goodbye when idle.
+//! struct Greeter;
+//!
+//! impl Handler for Greeter {
+//!     fn on_open(&mut self, ctx: &mut Context<'_>) {
+//!         ctx.write(b"hello\n");
+//!     }
+//!     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+//!         let Some(end) = input.iter().position(|&b| b == b'\n') else { return 0 };
+//!         ctx.write(&input[..=end]);
+//!         end + 1
+//!     }
+//!     fn on_idle(&mut self, ctx: &mut Context<'_>) -> IdleAction {
+//!         ctx.write(b"bye\n");
+//!         IdleAction::Close
+//!     }
+//! }
+//!
+//! let config = reactor::Config { idle_timeout: Some(Duration::from_secs(60)), ..Default::default() };
+//! let mut kit = TestKit::with_config(config, ());
+//! let conn = kit.open(Greeter);
+//! assert_eq!(kit.received(conn), b"hello\n");
+//!
+//! kit.send(conn, b"one\ntw");            // a line and a half
+//! assert_eq!(kit.received(conn), b"one\n");
+//! assert_eq!(kit.buffered_input(conn), 2);
+//! kit.send(conn, b"o\n");
+//! assert_eq!(kit.received(conn), b"two\n");
+//!
+//! kit.advance(Duration::from_secs(59));
+//! assert!(kit.received(conn).is_empty());
+//! kit.advance(Duration::from_secs(1));   // idle for a whole minute
+//! assert_eq!(kit.received(conn), b"bye\n");
+//! assert!(kit.peer_saw_eof(conn));
+//! kit.send_eof(conn);                    // the peer closes too
+//! assert_eq!(kit.close_reason(conn), Some(CloseReason::IdleTimeout));
+//! ```
+
+mod memory_pipe;
+mod splits;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use mio::{Interest, Poll};
+
+use crate::clock::Clock;
+use crate::close_reason::CloseReason;
+use crate::config::Config;
+use crate::conn_id::ConnId;
+use crate::connection::Phase;
+use crate::context::LoopContext;
+use crate::engine::Engine;
+use crate::handler::Handler;
+use crate::stats::Stats;
+use crate::stream_io::Readiness;
+use crate::transport::Transport;
+
+pub(crate) use memory_pipe::MemoryPipe;
+pub use splits::{assert_split_invariant, assert_split_invariant_with, SplitOptions};
+
+/// Most rounds of ready-queue work the kit runs after one action; a handler
+/// that keeps re-queueing itself for ever is reported instead of hanging the
+/// test.
+const MAX_ROUNDS: usize = 100_000;
+
+/// Where an in-memory connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnState {
+    /// Reading and writing.
+    Open,
+    /// The peer ended its stream; the connection may still write.
+    ReadClosed,
+    /// Closing for this reason: flushing, then waiting for the peer's end of
+    /// stream ([`TestKit::send_eof`]) or the linger deadline.
+    Closing(CloseReason),
+    /// Gone, for this reason.
+    Closed(CloseReason),
+}
+
+/// Runs handlers over in-memory connections with a clock moved by hand.
+///
+/// Every action (open, send, end of stream, advance the clock, change the
+/// peer's window) runs the loop until nothing is left to do, so after it
+/// returns the handler has seen everything that action caused.
+pub struct TestKit<S = ()> {
+    engine: Engine<S>,
+    /// Lends the engine a registry; in-memory streams never register.
+    _poll: Poll,
+    pipes: HashMap<ConnId, MemoryPipe>,
+    next_port: u16,
+}
+
+impl TestKit<()> {
+    /// A kit with the default [`Config`] and no loop-wide state.
+    pub fn new() -> TestKit<()> {
+        TestKit::with_config(Config::default(), ())
+    }
+}
+
+impl Default for TestKit<()> {
+    fn default() -> TestKit<()> {
+        TestKit::new()
+    }
+}
+
+impl<S> TestKit<S> {
+    /// A kit with `config` and the loop-wide state `shared`.
+    ///
+    /// # Panics
+    ///
+    /// If the config contradicts itself, or the system cannot create a poller
+    /// (the kit needs one only for its registry).
+    pub fn with_config(config: Config, shared: S) -> TestKit<S> {
+        config.validate().expect("a valid config");
+        let poll = Poll::new().expect("a poller");
+        let registry = poll.registry().try_clone().expect("a registry");
+        let engine = Engine::new(config, shared, registry, Clock::Manual(Instant::now()));
+        TestKit { engine, _poll: poll, pipes: HashMap::new(), next_port: 40_000 }
+    }
+
+    /// Opens an in-memory connection driven by `handler`, as if a client had
+    /// connected to a listener on 127.0.0.1:9000; its `on_open` runs.
+    pub fn open(&mut self, handler: impl Handler<S> + 'static) -> ConnId {
+        let port = self.next_port;
+        self.next_port = self.next_port.wrapping_add(1).max(1024);
+        let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 9000));
+        self.open_with(peer, local, handler)
+    }
+
+    /// Like [`TestKit::open`], with the addresses the handler will see as its
+    /// peer's and its own (`Context::peer_addr`, `Context::local_addr`).
+    pub fn open_with(&mut self, peer: SocketAddr, local: SocketAddr, handler: impl Handler<S> + 'static) -> ConnId {
+        let pipe = MemoryPipe::new(peer, local);
+        let id = self
+            .engine
+            .insert_conn(Transport::Memory(pipe.clone()), Phase::Open, Some(peer), Box::new(handler))
+            .expect("in-memory connections always register");
+        self.pipes.insert(id, pipe);
+        self.engine.open(id.key());
+        self.quiesce();
+        id
+    }
+
+    /// The peer sends `bytes`: they arrive as one read's worth of input (or
+    /// more, if larger than the read buffer), and the handler sees them.
+    pub fn send(&mut self, conn: ConnId, bytes: &[u8]) {
+        self.pipe(conn).0.borrow_mut().inbound.extend(bytes);
+        self.event(conn, Readiness { readable: true, ..Readiness::default() });
+    }
+
+    /// The peer ends its stream (half-close); the handler's `on_peer_closed`
+    /// runs once the input before it is read. Also completes a graceful close
+    /// that waits for the peer.
+    pub fn send_eof(&mut self, conn: ConnId) {
+        self.pipe(conn).0.borrow_mut().peer_eof = true;
+        self.event(conn, Readiness { readable: true, read_closed: true, ..Readiness::default() });
+    }
+
+    /// The peer resets the connection: it closes with [`CloseReason::Reset`].
+    pub fn reset(&mut self, conn: ConnId) {
+        self.pipe(conn).0.borrow_mut().reset = true;
+        self.event(
+            conn,
+            Readiness { readable: true, read_closed: true, write_closed: true, error: true, ..Readiness::default() },
+        );
+    }
+
+    /// Takes everything the peer has received since the last call.
+    pub fn received(&mut self, conn: ConnId) -> Vec<u8> {
+        std::mem::take(&mut self.pipe(conn).0.borrow_mut().outbound)
+    }
+
+    /// [`TestKit::received`] as text (lossy UTF-8), for readable assertions.
+    pub fn received_text(&mut self, conn: ConnId) -> String {
+        String::from_utf8_lossy(&self.received(conn)).into_owned()
+    }
+
+    /// Sets how many more bytes the peer will take before the connection's
+    /// writes would block: `Some(0)` is a peer that stopped reading, `None`
+    /// one that reads everything. Opening the window lets the connection
+    /// flush what it queued (and run `on_drained` if it had reached the high
+    /// watermark).
+    pub fn set_peer_window(&mut self, conn: ConnId, window: Option<usize>) {
+        let opened = {
+            let mut state = self.pipe(conn).0.borrow_mut();
+            let was_full = state.window == Some(0);
+            state.window = window;
+            was_full && window != Some(0)
+        };
+        if opened {
+            self.event(conn, Readiness { writable: true, ..Readiness::default() });
+        }
+    }
+
+    /// Moves the clock forward by `by`, firing every timer due on the way, in
+    /// deadline order, each with the clock at its own deadline (so a periodic
+    /// timer fires once per period): connection timers, idle checks, linger
+    /// and connect deadlines.
+    pub fn advance(&mut self, by: Duration) {
+        let target = self.engine.now + by;
+        let mut rounds = 0;
+        while let Some(deadline) = self.engine.timers.next_deadline().filter(|&d| d <= target) {
+            rounds += 1;
+            assert!(rounds < MAX_ROUNDS, "timers keep firing without the clock reaching its target");
+            self.set_time(deadline.max(self.engine.now));
+            self.engine.fire_timers();
+            self.quiesce();
+        }
+        self.set_time(target);
+        self.engine.fire_timers();
+        self.quiesce();
+    }
+
+    /// The kit's clock: what `ctx.now()` returns.
+    pub fn now(&self) -> Instant {
+        self.engine.now
+    }
+
+    /// Where the connection is in its life.
+    pub fn state(&self, conn: ConnId) -> ConnState {
+        match self.engine.live_key(conn) {
+            Some(key) => match self.engine.conns[key].phase {
+                Phase::Open | Phase::Connecting => ConnState::Open,
+                Phase::ReadClosed => ConnState::ReadClosed,
+                Phase::Closing(reason) => ConnState::Closing(reason),
+            },
+            None => ConnState::Closed(self.pipe(conn).0.borrow().closed.unwrap_or(CloseReason::Handler)),
+        }
+    }
+
+    /// The reason the connection closed or is closing, if it is.
+    pub fn close_reason(&self, conn: ConnId) -> Option<CloseReason> {
+        match self.state(conn) {
+            ConnState::Closing(reason) | ConnState::Closed(reason) => Some(reason),
+            ConnState::Open | ConnState::ReadClosed => None,
+        }
+    }
+
+    /// Whether the peer has seen end of stream: the handler shut down its
+    /// write side, or the connection closed gracefully.
+    pub fn peer_saw_eof(&self, conn: ConnId) -> bool {
+        let state = self.pipe(conn).0.borrow();
+        state.write_shut || (state.closed.is_some() && !state.aborted)
+    }
+
+    /// Whether the connection was aborted (the peer would see a reset).
+    pub fn was_aborted(&self, conn: ConnId) -> bool {
+        self.pipe(conn).0.borrow().aborted
+    }
+
+    /// Whether the handler has paused its reading.
+    pub fn is_reading_paused(&self, conn: ConnId) -> bool {
+        self.engine.live_key(conn).is_some_and(|key| self.engine.conns[key].reading_paused)
+    }
+
+    /// Whether reading is stopped because queued output reached the high
+    /// watermark.
+    pub fn is_backpressured(&self, conn: ConnId) -> bool {
+        self.engine.live_key(conn).is_some_and(|key| self.engine.conns[key].backpressured)
+    }
+
+    /// Whether the connection's poller interest includes WRITABLE, i.e. it
+    /// waits for the socket to take more.
+    pub fn wants_writable(&self, conn: ConnId) -> bool {
+        self.engine
+            .live_key(conn)
+            .and_then(|key| self.engine.conns[key].registered)
+            .is_some_and(|interest| interest.is_writable())
+    }
+
+    /// Bytes queued for output and not yet taken by the peer.
+    pub fn queued_output(&self, conn: ConnId) -> usize {
+        self.engine.live_key(conn).map_or(0, |key| self.engine.conns[key].output.len())
+    }
+
+    /// Bytes received and not yet consumed by the handler.
+    pub fn buffered_input(&self, conn: ConnId) -> usize {
+        self.engine.live_key(conn).map_or(0, |key| self.engine.conns[key].input.len())
+    }
+
+    /// Write calls the connection made (each one a `send` on a socket).
+    pub fn writes(&self, conn: ConnId) -> u64 {
+        self.pipe(conn).0.borrow().writes
+    }
+
+    /// The loop-wide state.
+    pub fn shared(&mut self) -> &mut S {
+        &mut self.engine.shared
+    }
+
+    /// Runs `f` as the loop would run a posted job or a loop timer: with the
+    /// loop-wide state and access to connections by id. Then runs the loop
+    /// until quiet.
+    pub fn with_loop<R>(&mut self, f: impl FnOnce(&mut LoopContext<'_, S>) -> R) -> R {
+        let result = f(&mut LoopContext::new(&mut self.engine));
+        self.quiesce();
+        result
+    }
+
+    /// The loop's counters.
+    pub fn stats(&self) -> Stats {
+        self.engine.stats_snapshot()
+    }
+
+    /// Starts a graceful shutdown, as the reactor's would.
+    pub fn shutdown(&mut self) {
+        self.engine.begin_shutdown();
+        self.quiesce();
+    }
+
+    fn pipe(&self, conn: ConnId) -> &MemoryPipe {
+        self.pipes.get(&conn).unwrap_or_else(|| panic!("connection {conn} was not opened by this kit"))
+    }
+
+    fn set_time(&mut self, at: Instant) {
+        self.engine.clock = Clock::Manual(at);
+        self.engine.refresh_now();
+    }
+
+    /// Delivers an event the way epoll would: only for what the connection
+    /// registered interest in (a paused connection does not hear its input).
+    fn event(&mut self, conn: ConnId, mut ready: Readiness) {
+        if let Some(key) = self.engine.live_key(conn) {
+            let interest = self.engine.conns[key].registered;
+            let has = |wanted: Interest| interest.is_some_and(|i| (wanted.is_readable() && i.is_readable()) || (wanted.is_writable() && i.is_writable()));
+            ready.readable &= has(Interest::READABLE);
+            ready.writable &= has(Interest::WRITABLE);
+            if ready.readable || ready.writable || ready.error || ready.read_closed {
+                self.engine.conn_event(conn, ready);
+            }
+        }
+        self.quiesce();
+    }
+
+    /// Runs the ready queue and deferred work until nothing is left, and
+    /// delivers the writable events a socket would: whenever a connection
+    /// waits for WRITABLE and its peer takes more.
+    fn quiesce(&mut self) {
+        for _ in 0..MAX_ROUNDS {
+            self.engine.settle_dirty();
+            self.engine.run_ready();
+            let writable: Vec<ConnId> = self
+                .pipes
+                .iter()
+                .filter(|(id, pipe)| {
+                    pipe.0.borrow().window != Some(0)
+                        && self.engine.live_key(**id).is_some_and(|key| {
+                            let conn = &self.engine.conns[key];
+                            conn.registered.is_some_and(|i| i.is_writable()) && !conn.output.is_empty()
+                        })
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &writable {
+                self.engine.conn_event(*id, Readiness { writable: true, ..Readiness::default() });
+            }
+            if self.engine.ready.is_empty() && self.engine.dirty.is_empty() && writable.is_empty() {
+                return;
+            }
+        }
+        panic!("the loop did not settle after {MAX_ROUNDS} rounds: a handler keeps re-queueing itself");
+    }
+}

@@ -1,0 +1,387 @@
+//! The in-memory test kit, tested: each capability it promises, on small
+//! handlers, plus the every-split helper on an echo and a line protocol.
+
+use std::time::Duration;
+
+use reactor::testing::{assert_split_invariant, assert_split_invariant_with, ConnState, SplitOptions, TestKit};
+use reactor::{CloseReason, Config, ConnId, Context, Handler, IdleAction, TimerId};
+
+/// Sends back whatever arrives.
+struct Echo;
+
+impl<S> Handler<S> for Echo {
+    fn on_input(&mut self, ctx: &mut Context<'_, S>, input: &[u8]) -> usize {
+        ctx.write(input);
+        input.len()
+    }
+}
+
+/// A line protocol: `upper <text>` answers the text upper-cased, `sum a b`
+/// the sum, `quit` says bye and closes; anything else is an error line.
+struct Commands;
+
+impl Handler for Commands {
+    fn on_open(&mut self, ctx: &mut Context<'_>) {
+        ctx.write(b"ready\n");
+    }
+    fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+        let Some(end) = input.iter().position(|&b| b == b'\n') else { return 0 };
+        let line = String::from_utf8_lossy(&input[..end]);
+        let line = line.trim_end_matches('\r');
+        match line.split_once(' ').unwrap_or((line, "")) {
+            ("upper", text) => ctx.write(format!("{}\n", text.to_uppercase()).as_bytes()),
+            ("sum", args) => {
+                let total: Option<i64> = args.split(' ').map(|n| n.parse::<i64>().ok()).sum();
+                match total {
+                    Some(total) => ctx.write(format!("{total}\n").as_bytes()),
+                    None => ctx.write(b"error: sum takes integers\n"),
+                }
+            }
+            ("quit", _) => {
+                ctx.write(b"bye\n");
+                ctx.close();
+            }
+            _ => ctx.write(b"error: unknown command\n"),
+        }
+        end + 1
+    }
+}
+
+#[test]
+fn echo_is_the_same_under_every_split() {
+    let input: Vec<u8> = (0..600u32).map(|i| (i * 7 % 251) as u8).collect();
+    assert_eq!(assert_split_invariant(|| Echo, &input), input);
+}
+
+#[test]
+fn a_line_protocol_is_the_same_under_every_split() {
+    let input = b"upper hello\r\nsum 1 2 39\nsum 1 x\nnope\nupper \nquit\nupper ignored after quit\n";
+    let output = assert_split_invariant(|| Commands, input);
+    assert_eq!(
+        String::from_utf8(output).unwrap(),
+        "ready\nHELLO\n42\nerror: sum takes integers\nerror: unknown command\n\nbye\n"
+    );
+}
+
+/// The classic bug: frames on whatever each read brought, as if one read
+/// were one message, and consumes everything.
+struct ReadIsAMessage;
+
+impl Handler for ReadIsAMessage {
+    fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+        let text = String::from_utf8_lossy(input);
+        for line in text.split_terminator('\n') {
+            ctx.write(format!("<{line}>\n").as_bytes());
+        }
+        input.len()
+    }
+}
+
+#[test]
+#[should_panic(expected = "output differs when the input is fed split once at byte 1")]
+fn the_split_helper_catches_a_handler_that_treats_a_read_as_a_message() {
+    assert_split_invariant(|| ReadIsAMessage, b"one\ntwo\n");
+}
+
+#[test]
+fn the_split_helper_can_include_the_end_of_stream() {
+    /// Counts bytes and reports the count when the peer closes.
+    struct Count(usize);
+    impl Handler for Count {
+        fn on_input(&mut self, _ctx: &mut Context<'_>, input: &[u8]) -> usize {
+            self.0 += input.len();
+            input.len()
+        }
+        fn on_peer_closed(&mut self, ctx: &mut Context<'_>) {
+            ctx.write(format!("{}\n", self.0).as_bytes());
+            ctx.close();
+        }
+    }
+    let options = SplitOptions { send_eof: true, random_runs: 10, ..SplitOptions::default() };
+    let output = assert_split_invariant_with(&Config::default(), || (), || Count(0), b"abcdefgh", &options);
+    assert_eq!(output, b"8\n");
+}
+
+#[test]
+fn unconsumed_input_stays_buffered_and_is_offered_again() {
+    let mut kit = TestKit::new();
+    let conn = kit.open(Commands);
+    assert_eq!(kit.received_text(conn), "ready\n");
+    kit.send(conn, b"upper ab");
+    assert_eq!(kit.received_text(conn), "");
+    assert_eq!(kit.buffered_input(conn), 8);
+    kit.send(conn, b"c\nsum 2 2\nup");
+    assert_eq!(kit.received_text(conn), "ABC\n4\n");
+    assert_eq!(kit.buffered_input(conn), 2);
+}
+
+#[test]
+fn a_callbacks_writes_are_one_socket_write() {
+    let mut kit = TestKit::new();
+    let conn = kit.open(Commands);
+    kit.received(conn);
+    let before = kit.writes(conn);
+    kit.send(conn, b"upper a\nupper b\nupper c\n");
+    assert_eq!(kit.received_text(conn), "A\nB\nC\n");
+    assert_eq!(kit.writes(conn) - before, 1, "three replies in one input, one write");
+}
+
+#[test]
+fn close_flushes_then_waits_for_the_peer() {
+    let mut kit = TestKit::new();
+    let conn = kit.open(Commands);
+    kit.received(conn);
+    kit.send(conn, b"quit\n");
+    assert_eq!(kit.received_text(conn), "bye\n");
+    assert!(kit.peer_saw_eof(conn));
+    assert_eq!(kit.state(conn), ConnState::Closing(CloseReason::Handler));
+    kit.send_eof(conn);
+    assert_eq!(kit.state(conn), ConnState::Closed(CloseReason::Handler));
+    assert!(!kit.was_aborted(conn));
+}
+
+#[test]
+fn linger_deadline_ends_a_close_the_peer_never_answers() {
+    let mut kit = TestKit::new();
+    let conn = kit.open(Commands);
+    kit.send(conn, b"quit\n");
+    kit.advance(Duration::from_secs(4));
+    assert_eq!(kit.state(conn), ConnState::Closing(CloseReason::Handler));
+    kit.advance(Duration::from_secs(1)); // linger_timeout is 5 s
+    assert_eq!(kit.state(conn), ConnState::Closed(CloseReason::Handler));
+}
+
+#[test]
+fn peer_close_reset_and_abort_are_reported() {
+    /// Aborts on "!"; otherwise echoes.
+    struct Abortive;
+    impl Handler for Abortive {
+        fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+            if input.contains(&b'!') {
+                ctx.write(b"never sent");
+                ctx.abort();
+            } else {
+                ctx.write(input);
+            }
+            input.len()
+        }
+    }
+    let mut kit = TestKit::new();
+    let polite = kit.open(Abortive);
+    kit.send(polite, b"hi");
+    kit.send_eof(polite);
+    assert_eq!(kit.received(polite), b"hi");
+    assert_eq!(kit.state(polite), ConnState::Closed(CloseReason::PeerClosed));
+
+    let rude = kit.open(Abortive);
+    kit.reset(rude);
+    assert_eq!(kit.state(rude), ConnState::Closed(CloseReason::Reset));
+
+    let aborted = kit.open(Abortive);
+    kit.send(aborted, b"!");
+    assert!(kit.was_aborted(aborted));
+    assert!(kit.received(aborted).is_empty(), "an abort drops queued output");
+    assert_eq!(kit.state(aborted), ConnState::Closed(CloseReason::Aborted));
+    assert_eq!(kit.stats().closed, 3);
+}
+
+#[test]
+fn a_peer_that_stops_reading_brings_the_high_watermark_then_drained() {
+    /// Writes 64 KiB per input line; reports drains.
+    struct Producer {
+        drained: u32,
+    }
+    impl Handler for Producer {
+        fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+            let Some(end) = input.iter().position(|&b| b == b'\n') else { return 0 };
+            ctx.write(&[b'x'; 64 * 1024]);
+            end + 1
+        }
+        fn on_drained(&mut self, ctx: &mut Context<'_>) {
+            self.drained += 1;
+            ctx.write(format!("drained {}\n", self.drained).as_bytes());
+        }
+    }
+    let config = Config { output_high_watermark: 256 * 1024, output_low_watermark: 64 * 1024, ..Config::default() };
+    let mut kit = TestKit::with_config(config, ());
+    let conn = kit.open(Producer { drained: 0 });
+    kit.set_peer_window(conn, Some(0));
+    kit.send(conn, b"1\n2\n3\n4\n5\n6\n");
+    // Four lines fill the queue to the watermark; reading stops there and the
+    // rest waits, unconsumed.
+    assert_eq!(kit.queued_output(conn), 256 * 1024);
+    assert!(kit.is_backpressured(conn));
+    assert!(kit.wants_writable(conn));
+    assert_eq!(kit.buffered_input(conn), 4);
+    assert!(kit.received(conn).is_empty());
+
+    kit.set_peer_window(conn, None);
+    let got = kit.received(conn);
+    // The queue drains, `on_drained` runs, then the waiting input is offered.
+    let drained_at = 4 * 64 * 1024;
+    assert_eq!(got.len(), 6 * 64 * 1024 + b"drained 1\n".len());
+    assert_eq!(&got[drained_at..drained_at + 10], b"drained 1\n");
+    assert!(!kit.is_backpressured(conn));
+    assert!(!kit.wants_writable(conn), "WRITABLE is dropped once the queue drains");
+    assert_eq!(kit.buffered_input(conn), 0);
+}
+
+#[test]
+fn timers_fire_in_order_exactly_when_due() {
+    /// Sets three timers and a periodic one on open; reports each firing.
+    struct Timed {
+        names: Vec<(TimerId, &'static str)>,
+        ticks: u32,
+    }
+    impl Handler for Timed {
+        fn on_open(&mut self, ctx: &mut Context<'_>) {
+            let c = ctx.set_timer(Duration::from_millis(30));
+            let a = ctx.set_timer(Duration::from_millis(10));
+            let b = ctx.set_timer(Duration::from_millis(20));
+            let cancelled = ctx.set_timer(Duration::from_millis(15));
+            assert!(ctx.cancel_timer(cancelled));
+            let tick = ctx.set_periodic(Duration::from_millis(25));
+            self.names = vec![(a, "a"), (b, "b"), (c, "c"), (tick, "tick")];
+        }
+        fn on_input(&mut self, _ctx: &mut Context<'_>, input: &[u8]) -> usize {
+            input.len()
+        }
+        fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+            let name = self.names.iter().find(|(id, _)| *id == timer).map_or("?", |(_, name)| name);
+            ctx.write(name.as_bytes());
+            if name == "tick" {
+                self.ticks += 1;
+                if self.ticks == 3 {
+                    assert!(ctx.cancel_timer(timer));
+                }
+            }
+        }
+    }
+    let mut kit = TestKit::new();
+    let conn = kit.open(Timed { names: Vec::new(), ticks: 0 });
+    kit.advance(Duration::from_millis(9));
+    assert_eq!(kit.received_text(conn), "");
+    kit.advance(Duration::from_millis(1));
+    assert_eq!(kit.received_text(conn), "a");
+    kit.advance(Duration::from_millis(20));
+    assert_eq!(kit.received_text(conn), "btickc");
+    kit.advance(Duration::from_secs(1));
+    assert_eq!(kit.received_text(conn), "ticktick", "three ticks, then cancelled");
+}
+
+#[test]
+fn idle_callback_runs_at_the_limit_and_activity_postpones_it() {
+    /// Asks once, then lets the idle close happen.
+    struct Sleepy {
+        asked: bool,
+    }
+    impl Handler for Sleepy {
+        fn on_input(&mut self, _ctx: &mut Context<'_>, input: &[u8]) -> usize {
+            input.len()
+        }
+        fn on_idle(&mut self, ctx: &mut Context<'_>) -> IdleAction {
+            if self.asked {
+                ctx.write(b"bye\n");
+                IdleAction::Close
+            } else {
+                self.asked = true;
+                ctx.write(b"still there?\n");
+                IdleAction::Keep
+            }
+        }
+    }
+    let config = Config { idle_timeout: Some(Duration::from_secs(10)), ..Config::default() };
+    let mut kit = TestKit::with_config(config, ());
+    let conn = kit.open(Sleepy { asked: false });
+    kit.advance(Duration::from_secs(6));
+    kit.send(conn, b"x"); // activity at 6 s: idle at 16 s, not 10 s
+    kit.advance(Duration::from_secs(9));
+    assert_eq!(kit.received_text(conn), "");
+    kit.advance(Duration::from_secs(1));
+    assert_eq!(kit.received_text(conn), "still there?\n");
+    kit.advance(Duration::from_millis(9_999));
+    assert_eq!(kit.received_text(conn), "");
+    kit.advance(Duration::from_millis(1));
+    assert_eq!(kit.received_text(conn), "bye\n");
+    assert_eq!(kit.close_reason(conn), Some(CloseReason::IdleTimeout));
+    assert!(kit.peer_saw_eof(conn));
+    // The idle check did not re-arm per read: one timer per connection.
+    assert!(kit.stats().timers <= 2);
+}
+
+#[test]
+fn paused_reading_holds_input_until_resumed() {
+    /// Pauses on "wait", resumes from a timer.
+    struct Pauser;
+    impl Handler for Pauser {
+        fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+            let Some(end) = input.iter().position(|&b| b == b'\n') else { return 0 };
+            if &input[..end] == b"wait" {
+                ctx.pause_reading();
+                ctx.set_timer(Duration::from_secs(1));
+            } else {
+                ctx.write(&input[..=end]);
+            }
+            end + 1
+        }
+        fn on_timer(&mut self, ctx: &mut Context<'_>, _timer: TimerId) {
+            ctx.resume_reading();
+        }
+    }
+    let mut kit = TestKit::new();
+    let conn = kit.open(Pauser);
+    kit.send(conn, b"wait\nlater\n");
+    assert!(kit.is_reading_paused(conn));
+    kit.send(conn, b"more\n");
+    assert_eq!(kit.received_text(conn), "");
+    kit.advance(Duration::from_secs(1));
+    assert!(!kit.is_reading_paused(conn));
+    assert_eq!(kit.received_text(conn), "later\nmore\n");
+}
+
+/// Loop-wide state for a two-party relay.
+#[derive(Default)]
+struct Pair {
+    members: Vec<ConnId>,
+}
+
+/// Relays each input to the other members.
+struct Relay;
+
+impl Handler<Pair> for Relay {
+    fn on_open(&mut self, ctx: &mut Context<'_, Pair>) {
+        let me = ctx.id();
+        ctx.shared().members.push(me);
+    }
+    fn on_input(&mut self, ctx: &mut Context<'_, Pair>, input: &[u8]) -> usize {
+        let me = ctx.id();
+        for id in ctx.shared().members.clone() {
+            if id != me {
+                ctx.write_to(id, input).unwrap();
+            }
+        }
+        input.len()
+    }
+    fn on_close(&mut self, ctx: &mut Context<'_, Pair>, _reason: CloseReason) {
+        let me = ctx.id();
+        ctx.shared().members.retain(|&id| id != me);
+    }
+}
+
+#[test]
+fn several_connections_share_state_and_write_by_id() {
+    let mut kit = TestKit::with_config(Config::default(), Pair::default());
+    let a = kit.open(Relay);
+    let b = kit.open(Relay);
+    assert_eq!(kit.shared().members, vec![a, b]);
+    kit.send(a, b"to b");
+    assert_eq!(kit.received(b), b"to b");
+    assert!(kit.received(a).is_empty());
+    kit.send_eof(b);
+    assert_eq!(kit.shared().members, vec![a]);
+    // From outside any handler, as a posted job would.
+    let result = kit.with_loop(|ctx| ctx.write_to(b, b"late"));
+    assert_eq!(result, Err(reactor::SendError::Gone));
+    kit.with_loop(|ctx| ctx.write_to(a, b"from the loop")).unwrap();
+    assert_eq!(kit.received(a), b"from the loop");
+}
