@@ -92,3 +92,8 @@ pub use socket2;
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// docs/TESTING.md's complete example, run as a doc test.
+#[doc = include_str!("../docs/TESTING.md")]
+#[cfg(doctest)]
+pub struct TestingGuideDoctests;

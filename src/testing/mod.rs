@@ -346,7 +346,11 @@ impl<S> TestKit<S> {
     fn event(&mut self, conn: ConnId, mut ready: Readiness) {
         if let Some(key) = self.engine.live_key(conn) {
             let interest = self.engine.conns[key].registered;
-            let has = |wanted: Interest| interest.is_some_and(|i| (wanted.is_readable() && i.is_readable()) || (wanted.is_writable() && i.is_writable()));
+            let has = |wanted: Interest| {
+                interest.is_some_and(|i| {
+                    (wanted.is_readable() && i.is_readable()) || (wanted.is_writable() && i.is_writable())
+                })
+            };
             ready.readable &= has(Interest::READABLE);
             ready.writable &= has(Interest::WRITABLE);
             if ready.readable || ready.writable || ready.error || ready.read_closed {

@@ -127,7 +127,8 @@ pub fn assert_split_invariant_with<S, H: Handler<S> + 'static>(
 /// A failure message: how the input was cut and where the outputs part.
 fn describe_difference(expected: &[u8], got: &[u8], how: &str) -> String {
     let at = expected.iter().zip(got).position(|(a, b)| a != b).unwrap_or(expected.len().min(got.len()));
-    let window = |bytes: &[u8]| String::from_utf8_lossy(&bytes[at.saturating_sub(16)..(at + 16).min(bytes.len())]).into_owned();
+    let window =
+        |bytes: &[u8]| String::from_utf8_lossy(&bytes[at.saturating_sub(16)..(at + 16).min(bytes.len())]).into_owned();
     let mut message = String::new();
     let _ = write!(
         message,
