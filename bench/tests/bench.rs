@@ -1,0 +1,266 @@
+//! reactor-bench, run as a user would: its binary against the embedded
+//! echo server, a line server, and servers that misbehave on purpose. Every
+//! run is a second or so.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Output};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Runs reactor-bench with `args` (always `--json`, short runs) and returns
+/// its exit code and parsed JSON.
+fn bench(args: &[&str]) -> (Option<i32>, Value) {
+    let output: Output =
+        Command::new(env!("CARGO_BIN_EXE_reactor-bench")).args(args).arg("--json").output().expect("run reactor-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|err| {
+        panic!("not JSON ({err}): {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr))
+    });
+    (output.status.code(), json)
+}
+
+fn u(json: &Value, field: &str) -> u64 {
+    json[field].as_u64().unwrap_or_else(|| panic!("`{field}` missing or not a number in {json}"))
+}
+
+/// The documented fields are all there, with the right types.
+fn assert_schema(json: &Value) {
+    for field in [
+        "target",
+        "mode",
+        "connections",
+        "threads",
+        "request_bytes",
+        "depth",
+        "sent",
+        "received",
+        "verified",
+        "measured",
+        "connects",
+        "up_at_end",
+        "error_total",
+    ] {
+        assert!(json[field].is_u64() || json[field].is_string(), "field `{field}` in {json}");
+    }
+    for field in ["warmup_s", "measured_s", "messages_per_s", "mb_per_s_out", "mb_per_s_in"] {
+        assert!(json[field].is_f64() || json[field].is_u64(), "field `{field}` in {json}");
+    }
+    for field in ["min_us", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us"] {
+        assert!(json["latency"][field].is_number(), "latency.{field} in {json}");
+        assert!(json["connect_time"][field].is_number(), "connect_time.{field} in {json}");
+    }
+    for field in ["connect", "reset", "closed", "mismatch", "missing"] {
+        assert!(json["errors"][field].is_u64(), "errors.{field} in {json}");
+    }
+    assert!(json["client_cpu_s"].is_array() && json["client_cpu_share"].is_array());
+    assert!(json["ok"].is_boolean() && json["embedded"].is_boolean());
+    assert!(json["rate"].is_null() || json["rate"].is_number());
+}
+
+/// A clean run: exit 0, every message sent was received and verified.
+fn assert_clean(code: Option<i32>, json: &Value) {
+    assert_schema(json);
+    assert_eq!(code, Some(0), "{json:#}");
+    assert_eq!(json["ok"], true);
+    assert_eq!(u(json, "error_total"), 0, "{json:#}");
+    assert_eq!(u(json, "sent"), u(json, "received"), "{json:#}");
+    assert_eq!(u(json, "received"), u(json, "verified"), "{json:#}");
+}
+
+const SHORT: [&str; 6] = ["--duration", "1s", "--warmup", "200ms", "--threads", "1"];
+
+#[test]
+fn ping_pong_against_the_embedded_echo_is_clean() {
+    let (code, json) = bench(&[&SHORT[..], &["-c", "8"]].concat());
+    assert_clean(code, &json);
+    assert_eq!(json["embedded"], true);
+    assert_eq!(json["mode"], "ping-pong");
+    assert!(u(&json, "measured") > 100, "{json:#}");
+    assert!(json["latency"]["p50_us"].as_f64().unwrap() > 0.0);
+    assert_eq!(u(&json, "connects"), 8);
+    assert_eq!(u(&json, "up_at_end"), 8);
+}
+
+#[test]
+fn pipelined_large_messages_are_clean() {
+    let (code, json) =
+        bench(&[&SHORT[..], &["-c", "4", "--mode", "pipelined", "--depth", "8", "--size", "5000"]].concat());
+    assert_clean(code, &json);
+    assert_eq!(u(&json, "depth"), 8);
+    assert_eq!(u(&json, "request_bytes"), 5000);
+}
+
+#[test]
+fn open_loop_rate_sends_about_the_rate() {
+    let (code, json) = bench(&[&SHORT[..], &["-c", "10", "--mode", "rate", "--rate", "2000"]].concat());
+    assert_clean(code, &json);
+    let rate = json["messages_per_s"].as_f64().unwrap();
+    assert!((1000.0..3000.0).contains(&rate), "asked 2000/s, got {rate}");
+}
+
+#[test]
+fn hold_keeps_every_connection_up() {
+    let (code, json) = bench(&[&SHORT[..], &["-c", "200", "--mode", "hold"]].concat());
+    assert_clean(code, &json);
+    assert_eq!(u(&json, "up_at_end"), 200);
+    assert_eq!(u(&json, "sent"), 0);
+}
+
+#[test]
+fn churn_reconnects_for_every_exchange() {
+    let (code, json) = bench(&[&SHORT[..], &["-c", "4", "--mode", "churn"]].concat());
+    assert_clean(code, &json);
+    assert!(u(&json, "connects") > 4 * 10, "{json:#}");
+    assert!(u(&json, "connects") >= u(&json, "received"));
+}
+
+#[test]
+fn a_message_count_stops_the_run() {
+    let (code, json) = bench(&["-n", "5000", "-c", "5", "--warmup", "0s", "--threads", "2"]);
+    assert_clean(code, &json);
+    assert_eq!(u(&json, "sent"), 5000);
+}
+
+/// A line server that greets, then answers `ping` with `pong` and
+/// anything else with `what?`; one thread per client (fine for a test).
+fn line_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            thread::spawn(move || {
+                stream.write_all(b"hello\r\n").unwrap();
+                let mut lines = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while lines.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                    let reply: &[u8] = if line == "ping\n" { b"pong\n" } else { b"what?\n" };
+                    if stream.write_all(reply).is_err() {
+                        break;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn expect_mode_checks_a_greeting_and_fixed_replies() {
+    let addr = line_server().to_string();
+    let (code, json) = bench(
+        &[&SHORT[..], &[&addr, "-c", "4", "--greeting", r"hello\r\n", "--request", r"ping\n", "--expect", r"pong\n"]]
+            .concat(),
+    );
+    assert_clean(code, &json);
+    assert_eq!(json["embedded"], false);
+
+    // The wrong expectation is reported as mismatches, and fails the run.
+    let (code, json) = bench(
+        &[&SHORT[..], &[&addr, "-c", "2", "--greeting", r"hello\r\n", "--request", r"pang\n", "--expect", r"pong\n"]]
+            .concat(),
+    );
+    assert_eq!(code, Some(1));
+    assert!(u(&json["errors"], "mismatch") > 0, "{json:#}");
+    // Any one line is fine with --expect-line.
+    let (code, json) = bench(
+        &[&SHORT[..], &[&addr, "-c", "2", "--greeting", r"hello\r\n", "--request", r"pang\n", "--expect-line"]]
+            .concat(),
+    );
+    assert_clean(code, &json);
+}
+
+/// How a faulty echo server misbehaves.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Flips one bit of the first byte of every 100th message.
+    FlipByte,
+    /// Drops every 100th message (64 bytes) instead of echoing it.
+    DropReply,
+    /// Resets each connection after echoing 50 messages.
+    Reset,
+}
+
+/// An echo server for 64-byte messages that misbehaves as told.
+fn faulty_server(fault: Fault) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            thread::spawn(move || {
+                let mut message = [0u8; 64];
+                let mut count = 0u64;
+                while stream.read_exact(&mut message).is_ok() {
+                    count += 1;
+                    match fault {
+                        Fault::FlipByte if count % 100 == 0 => message[0] ^= 1,
+                        Fault::DropReply if count % 100 == 0 => continue,
+                        Fault::Reset if count == 50 => {
+                            socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).unwrap();
+                            let _ = stream.shutdown(Shutdown::Read);
+                            return; // dropped with SO_LINGER 0: a reset
+                        }
+                        _ => {}
+                    }
+                    if stream.write_all(&message).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr.to_string()
+}
+
+fn fault_run(fault: Fault) -> (Option<i32>, Value) {
+    let addr = faulty_server(fault);
+    bench(&[&SHORT[..], &[&addr, "-c", "4", "--reply-timeout", "200ms"]].concat())
+}
+
+#[test]
+fn a_flipped_byte_is_reported_as_a_mismatch() {
+    let (code, json) = fault_run(Fault::FlipByte);
+    assert_schema(&json);
+    assert_eq!(code, Some(1), "{json:#}");
+    assert_eq!(json["ok"], false);
+    assert!(u(&json["errors"], "mismatch") > 0, "{json:#}");
+    assert!(u(&json, "verified") < u(&json, "received"));
+}
+
+#[test]
+fn a_dropped_reply_is_reported_as_missing() {
+    let (code, json) = fault_run(Fault::DropReply);
+    assert_eq!(code, Some(1), "{json:#}");
+    // Ping-pong waits for the dropped reply until the run ends.
+    assert!(u(&json["errors"], "missing") > 0, "{json:#}");
+}
+
+#[test]
+fn resets_are_reported() {
+    let (code, json) = fault_run(Fault::Reset);
+    assert_eq!(code, Some(1), "{json:#}");
+    assert!(u(&json["errors"], "reset") > 0, "{json:#}");
+}
+
+#[test]
+fn a_refused_connect_is_reported() {
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let (code, json) = bench(&[&SHORT[..], &[&closed, "-c", "2"]].concat());
+    assert_eq!(code, Some(1), "{json:#}");
+    assert!(u(&json["errors"], "connect") >= 2, "{json:#}");
+}
+
+#[test]
+fn usage_errors_exit_with_two_and_say_why() {
+    let output = Command::new(env!("CARGO_BIN_EXE_reactor-bench"))
+        .args(["--mode", "rate", "--duration", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--rate"), "{output:?}");
+}
