@@ -187,13 +187,15 @@ impl Example {
             thread::spawn(move || {
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(at) = line.find("listening on ") {
-                        let addr = line[at + "listening on ".len()..].split_whitespace().next().unwrap_or("");
-                        if let Ok(addr) = addr.parse::<SocketAddr>() {
-                            let _ = tx.send(addr);
-                        }
-                    }
+                    let addr = line.find("listening on ").and_then(|at| {
+                        line[at + "listening on ".len()..].split_whitespace().next()?.parse::<SocketAddr>().ok()
+                    });
+                    // Log first, then announce: a test that saw the address
+                    // also sees the line in `log()`.
                     log.lock().unwrap().push(line);
+                    if let Some(addr) = addr {
+                        let _ = tx.send(addr);
+                    }
                 }
             })
         };
