@@ -113,9 +113,12 @@ impl<'a, S> Context<'a, S> {
         self.engine.conns[self.key].output.len()
     }
 
-    /// Bytes of input received and not yet consumed by the handler.
-    pub fn buffered_input(&self) -> usize {
-        self.engine.conns[self.key].input.len()
+    /// Input received and not yet consumed by the handler: a partial frame
+    /// waiting for the rest, or, in `on_peer_closed`, what the peer sent
+    /// last without finishing it. Empty during `on_input`, whose argument
+    /// already holds it.
+    pub fn buffered_input(&self) -> &[u8] {
+        &self.engine.conns[self.key].input
     }
 
     /// Closes the connection gracefully once this callback returns: queued

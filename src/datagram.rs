@@ -9,6 +9,7 @@ use std::time::Instant;
 use log::{debug, error};
 use mio::net::UdpSocket;
 use mio::Interest;
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::conn_id::ConnId;
 use crate::engine::{panic_message, Engine, Ready, Source};
@@ -106,6 +107,84 @@ impl<S> DatagramContext<'_, S> {
     }
 }
 
+/// Options of one UDP socket, for
+/// [`Reactor::bind_udp_with`](crate::Reactor::bind_udp_with).
+///
+/// A datagram that arrives while the socket's receive buffer is full is
+/// dropped by the kernel, where the reactor cannot see or count it; a burst
+/// larger than the buffer (208 KiB by default on Linux) loses datagrams. A
+/// larger receive buffer absorbs larger bursts (the kernel caps it at
+/// `net.core.rmem_max` unless the process is privileged).
+///
+/// # Examples
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use reactor::{DatagramContext, DatagramHandler, Reactor, UdpOptions};
+///
+/// struct Sink;
+/// impl DatagramHandler for Sink {
+///     fn on_datagram(&mut self, _ctx: &mut DatagramContext<'_>, _datagram: &[u8], _from: SocketAddr) {}
+/// }
+///
+/// let mut reactor = Reactor::new()?;
+/// let options = UdpOptions::new().recv_buffer_size(4 << 20);
+/// let socket = reactor.bind_udp_with("127.0.0.1:0", options, Sink)?;
+/// assert_ne!(reactor.local_addr(socket)?.port(), 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct UdpOptions {
+    recv_buffer_size: Option<usize>,
+    send_buffer_size: Option<usize>,
+    reuse_port: bool,
+}
+
+impl UdpOptions {
+    /// The kernel's defaults.
+    pub fn new() -> UdpOptions {
+        UdpOptions::default()
+    }
+
+    /// `SO_RCVBUF`: how many bytes of datagrams the kernel holds for the
+    /// socket between reads.
+    pub fn recv_buffer_size(mut self, bytes: usize) -> UdpOptions {
+        self.recv_buffer_size = Some(bytes);
+        self
+    }
+
+    /// `SO_SNDBUF`: how many bytes of outgoing datagrams the kernel holds; a
+    /// send beyond it would block, and is dropped and counted instead.
+    pub fn send_buffer_size(mut self, bytes: usize) -> UdpOptions {
+        self.send_buffer_size = Some(bytes);
+        self
+    }
+
+    /// `SO_REUSEPORT`, so that several reactors can each bind the port and
+    /// the kernel spreads datagrams among them.
+    pub fn reuse_port(mut self, reuse: bool) -> UdpOptions {
+        self.reuse_port = reuse;
+        self
+    }
+
+    /// Binds a non-blocking socket with these options.
+    fn bind(&self, addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if self.reuse_port {
+            socket.set_reuse_port(true)?;
+        }
+        if let Some(bytes) = self.recv_buffer_size {
+            socket.set_recv_buffer_size(bytes)?;
+        }
+        if let Some(bytes) = self.send_buffer_size {
+            socket.set_send_buffer_size(bytes)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        Ok(socket.into())
+    }
+}
+
 /// One UDP socket and its handler.
 pub(crate) struct DatagramSocket<S> {
     socket: UdpSocket,
@@ -121,11 +200,21 @@ impl<S> Engine<S> {
     pub(crate) fn bind_udp<A: ToSocketAddrs>(
         &mut self,
         addr: A,
+        options: &UdpOptions,
         handler: Box<dyn DatagramHandler<S>>,
     ) -> io::Result<usize> {
-        let std_socket = std::net::UdpSocket::bind(addr)?;
-        std_socket.set_nonblocking(true)?;
-        let mut socket = UdpSocket::from_std(std_socket);
+        let mut last_err = io::Error::new(io::ErrorKind::InvalidInput, "no address to bind");
+        let mut bound = None;
+        for addr in addr.to_socket_addrs()? {
+            match options.bind(addr) {
+                Ok(socket) => {
+                    bound = Some(socket);
+                    break;
+                }
+                Err(err) => last_err = err,
+            }
+        }
+        let mut socket = UdpSocket::from_std(bound.ok_or(last_err)?);
         let local = socket.local_addr()?;
         let entry = self.sources.vacant_entry();
         let key = entry.key();

@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::conn_id::ConnId;
 use crate::context::LoopContext;
-use crate::datagram::DatagramHandler;
+use crate::datagram::{DatagramHandler, UdpOptions};
 use crate::engine::{Engine, Source, TimerTarget};
 use crate::error::SendError;
 use crate::handle::{Handle, Inbox};
@@ -122,7 +122,18 @@ impl<S: 'static> Reactor<S> {
         addr: A,
         handler: impl DatagramHandler<S> + 'static,
     ) -> io::Result<SourceId> {
-        let key = self.engine.bind_udp(addr, Box::new(handler))?;
+        self.bind_udp_with(addr, UdpOptions::new(), handler)
+    }
+
+    /// Like [`Reactor::bind_udp`], with socket options (buffer sizes,
+    /// `SO_REUSEPORT`).
+    pub fn bind_udp_with<A: ToSocketAddrs>(
+        &mut self,
+        addr: A,
+        options: UdpOptions,
+        handler: impl DatagramHandler<S> + 'static,
+    ) -> io::Result<SourceId> {
+        let key = self.engine.bind_udp(addr, &options, Box::new(handler))?;
         Ok(SourceId(key))
     }
 

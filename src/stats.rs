@@ -95,7 +95,7 @@ impl fmt::Display for Stats {
         write!(
             f,
             "open {} accepted {} closed {} in {} B out {} B reads {} writes {} polls {} events {} \
-             stale {} yields {} queued {} B timers {} lag {:?} (max {:?})",
+             stale {} yields {} queued {} B timers {} lag {:?} (max {:?}) datagrams in {} out {} dropped {}",
             self.open,
             self.accepted,
             self.closed,
@@ -111,6 +111,9 @@ impl fmt::Display for Stats {
             self.timers,
             self.loop_lag,
             self.loop_lag_max,
+            self.datagrams_in,
+            self.datagrams_out,
+            self.datagrams_dropped,
         )
     }
 }

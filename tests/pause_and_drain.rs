@@ -25,7 +25,7 @@ impl Handler for Pausing {
         end + 1
     }
     fn on_timer(&mut self, ctx: &mut Context<'_>, _timer: TimerId) {
-        ctx.write(format!("resumed with {} bytes waiting\n", ctx.buffered_input()).as_bytes());
+        ctx.write(format!("resumed with {} bytes waiting\n", ctx.buffered_input().len()).as_bytes());
         ctx.resume_reading();
     }
 }

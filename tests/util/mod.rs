@@ -172,8 +172,11 @@ impl Example {
     /// Like [`Example::start`], for a command already set up (environment,
     /// `prlimit` wrapper, ...).
     pub fn start_with(command: &mut Command, listeners: usize) -> Example {
+        // Debug logs (close lines) unless the test or the caller chose.
+        if !command.get_envs().any(|(key, _)| key == "RUST_LOG") {
+            command.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()));
+        }
         let mut child = command
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,0 +1,166 @@
+//! [`LineFramer`]: newline-delimited framing with a length limit, for the
+//! many protocols that speak in lines.
+
+/// One item the framer found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// A complete line, without its `\n` or `\r\n`.
+    Complete(&'a [u8]),
+    /// A line longer than the limit: reported once, when it is certain, and
+    /// then skipped up to and including its `\n` as it arrives (the reactor
+    /// buffers none of it).
+    TooLong,
+}
+
+/// Splits input into lines of at most `max_line` bytes (not counting the
+/// `\n` or `\r\n` that ends them).
+///
+/// Use it from [`Handler::on_input`](crate::Handler::on_input): call
+/// [`LineFramer::next`] until it finds nothing more, and return the bytes it
+/// consumed. Over-long lines are consumed as they arrive, so a peer that
+/// sends an endless line costs no memory and gets one [`Line::TooLong`]; the
+/// handler decides what to answer.
+///
+/// # Examples
+///
+/// ```
+/// use reactor::{Context, Handler, Line, LineFramer};
+///
+/// /// Answers each line with its length; over-long lines get an error.
+/// struct LineLength {
+///     lines: LineFramer,
+/// }
+///
+/// impl Handler for LineLength {
+///     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+///         let mut consumed = 0;
+///         loop {
+///             let (used, line) = self.lines.next(&input[consumed..]);
+///             consumed += used;
+///             match line {
+///                 Some(Line::Complete(line)) => ctx.write(format!("{}\n", line.len()).as_bytes()),
+///                 Some(Line::TooLong) => ctx.write(b"error: line too long\n"),
+///                 None => return consumed,
+///             }
+///         }
+///     }
+/// }
+///
+/// let framed = reactor::testing::assert_split_invariant(
+///     || LineLength { lines: LineFramer::new(8) },
+///     b"hello\r\n0123456789abc\nok\n",
+/// );
+/// assert_eq!(framed, b"5\nerror: line too long\n2\n");
+/// ```
+#[derive(Clone, Debug)]
+pub struct LineFramer {
+    max_line: usize,
+    /// Inside an over-long line already reported: skip to its end.
+    discarding: bool,
+}
+
+impl LineFramer {
+    /// A framer for lines of at most `max_line` bytes.
+    pub fn new(max_line: usize) -> LineFramer {
+        LineFramer { max_line, discarding: false }
+    }
+
+    /// The longest line accepted.
+    pub fn max_line(&self) -> usize {
+        self.max_line
+    }
+
+    /// Looks for the next line at the start of `input`. Returns how many
+    /// bytes it consumed and what it found; `None` means more input is
+    /// needed (the bytes consumed are then ones skipped from an over-long
+    /// line).
+    pub fn next<'a>(&mut self, input: &'a [u8]) -> (usize, Option<Line<'a>>) {
+        let mut skipped = 0;
+        if self.discarding {
+            match memchr(input) {
+                Some(end) => {
+                    self.discarding = false;
+                    skipped = end + 1;
+                }
+                None => return (input.len(), None),
+            }
+        }
+        let rest = &input[skipped..];
+        // A line of `max_line` bytes may still end in "\r\n": only past
+        // `max_line + 1` bytes without a newline is it certainly too long.
+        let window = &rest[..rest.len().min(self.max_line + 2)];
+        match memchr(window) {
+            Some(end) => {
+                let line = &rest[..end];
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let found = if line.len() > self.max_line { Line::TooLong } else { Line::Complete(line) };
+                (skipped + end + 1, Some(found))
+            }
+            None if rest.len() > self.max_line + 1 => match memchr(&rest[window.len()..]) {
+                // The over-long line's end is here already: skip it whole.
+                Some(end) => (skipped + window.len() + end + 1, Some(Line::TooLong)),
+                None => {
+                    self.discarding = true;
+                    (skipped + rest.len(), Some(Line::TooLong))
+                }
+            },
+            None => (skipped, None),
+        }
+    }
+}
+
+/// Position of the first `\n`.
+fn memchr(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `chunks` as a handler would see them (unconsumed input offered
+    /// again with the next chunk) and collects what the framer found.
+    fn frame(max_line: usize, chunks: &[&[u8]]) -> Vec<String> {
+        let mut framer = LineFramer::new(max_line);
+        let mut buffered = Vec::new();
+        let mut found = Vec::new();
+        for chunk in chunks {
+            buffered.extend_from_slice(chunk);
+            let mut consumed = 0;
+            loop {
+                let (used, line) = framer.next(&buffered[consumed..]);
+                consumed += used;
+                match line {
+                    Some(Line::Complete(line)) => found.push(String::from_utf8_lossy(line).into_owned()),
+                    Some(Line::TooLong) => found.push("<too long>".to_string()),
+                    None => break,
+                }
+            }
+            buffered.drain(..consumed);
+        }
+        found
+    }
+
+    #[test]
+    fn lines_end_with_lf_or_crlf() {
+        assert_eq!(frame(16, &[b"one\ntwo\r\n\nthree"]), ["one", "two", ""]);
+        assert_eq!(frame(16, &[b"par", b"tial\r", b"\n"]), ["partial"]);
+    }
+
+    #[test]
+    fn the_limit_counts_the_line_without_its_ending() {
+        assert_eq!(frame(4, &[b"abcd\r\n", b"abcd\n", b"abcde\n"]), ["abcd", "abcd", "<too long>"]);
+        // Exactly max_line + 1 bytes could still be a line ending in "\r".
+        assert_eq!(frame(4, &[b"abcd\r", b"\n"]), ["abcd"]);
+    }
+
+    #[test]
+    fn an_endless_line_is_reported_once_and_skipped_as_it_arrives() {
+        let mut framer = LineFramer::new(4);
+        assert_eq!(framer.next(b"abcdef"), (6, Some(Line::TooLong)));
+        assert_eq!(framer.next(b"ghijkl"), (6, None), "skipped, nothing buffered");
+        assert_eq!(framer.next(b"mn\nok\n"), (6, Some(Line::Complete(b"ok"))));
+        assert_eq!(frame(4, &[b"abcdefgh", b"ij\nok\n"]), ["<too long>", "ok"]);
+        assert_eq!(frame(4, &[b"abcdefgh\nok\n"]), ["<too long>", "ok"], "end in the same input");
+    }
+}
