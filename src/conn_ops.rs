@@ -59,6 +59,43 @@ impl<S> Engine<S> {
         result
     }
 
+    /// Writes `data` to every connection `select` picks from the loop-wide
+    /// state; returns how many took it. The ids go through a scratch list
+    /// kept in the engine, so a broadcast allocates nothing once warm.
+    pub(crate) fn broadcast(
+        &mut self,
+        data: &[u8],
+        select: impl FnOnce(&S, &mut Vec<ConnId>),
+        current: Option<usize>,
+    ) -> usize {
+        let mut targets = std::mem::take(&mut self.broadcast_targets);
+        select(&self.shared, &mut targets);
+        let mut delivered = 0;
+        for id in targets.drain(..) {
+            if self.write_by_id(id, data, current).is_ok() {
+                delivered += 1;
+            }
+        }
+        self.broadcast_targets = targets;
+        delivered
+    }
+
+    /// Runs a connection's `on_notify` with `message` (from a posted job, a
+    /// loop timer or the handle; never from inside another handler's
+    /// callback).
+    pub(crate) fn notify(&mut self, id: ConnId, message: Box<dyn std::any::Any + Send>) -> Result<(), SendError> {
+        let key = self.live_key(id).ok_or(SendError::Gone)?;
+        let conn = &self.conns[key];
+        if conn.handler.is_none() || matches!(conn.phase, Phase::Closing(_)) {
+            return Err(SendError::Closed);
+        }
+        self.invoke(key, |handler, ctx| handler.on_notify(ctx, message));
+        self.flush(key);
+        self.settle(key);
+        self.settle_dirty();
+        Ok(())
+    }
+
     /// Closes a connection by id, gracefully (or abortively for
     /// [`CloseReason::Aborted`]). Closing one that is already closing is not
     /// an error.

@@ -143,10 +143,16 @@ impl<S> Connection<S> {
     }
 
     /// Whether input should be handed to the handler now.
+    ///
+    /// Not while backpressured: reading stops at the high watermark and
+    /// resumes only below the low one, not as soon as the queue dips under
+    /// the high one (which would read, and maybe see the peer's end of
+    /// stream, while the handler is still busy sending).
     pub(crate) fn takes_input(&self, high_watermark: usize) -> bool {
         self.phase == Phase::Open
             && self.close_request.is_none()
             && !self.reading_paused
+            && !self.backpressured
             && self.output.len() < high_watermark
     }
 

@@ -107,6 +107,58 @@ impl<'a, S> Context<'a, S> {
         }
     }
 
+    /// Like [`Context::write`], but says whether the data was queued: a
+    /// producer that streams (a file, a long reply) stops when this fails
+    /// instead of writing into nowhere. [`SendError::Closed`] once the
+    /// connection is closing or its write side is shut;
+    /// [`SendError::Overflow`] if the queue would pass `max_output` (the
+    /// connection is then being closed).
+    pub fn try_write(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.engine.queue_output(self.key, data)
+    }
+
+    /// Queues `data` for every connection `select` picks from the loop-wide
+    /// state (for example every member of a room but the sender): `select`
+    /// pushes their ids into the list it is given, which the reactor keeps
+    /// between calls, so a broadcast allocates nothing once warm. Returns how
+    /// many took the data; connections that have gone or are closing are
+    /// skipped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactor::{ConnId, Context, Handler};
+    ///
+    /// struct Member;
+    ///
+    /// impl Handler<Vec<ConnId>> for Member {
+    ///     fn on_open(&mut self, ctx: &mut Context<'_, Vec<ConnId>>) {
+    ///         let me = ctx.id();
+    ///         ctx.shared().push(me);
+    ///     }
+    ///     fn on_input(&mut self, ctx: &mut Context<'_, Vec<ConnId>>, input: &[u8]) -> usize {
+    ///         let me = ctx.id();
+    ///         ctx.broadcast(input, |members, to| to.extend(members.iter().filter(|&&id| id != me)));
+    ///         input.len()
+    ///     }
+    /// }
+    /// ```
+    pub fn broadcast(&mut self, data: &[u8], select: impl FnOnce(&S, &mut Vec<ConnId>)) -> usize {
+        self.engine.broadcast(data, select, Some(self.key))
+    }
+
+    /// The reactor's configuration (watermarks, limits), e.g. to size what a
+    /// streaming handler produces before waiting for `on_drained`.
+    pub fn config(&self) -> &crate::Config {
+        &self.engine.config
+    }
+
+    /// Whether the reactor is shutting down (a handler may skip announcing
+    /// each departure during a shutdown, say).
+    pub fn is_shutting_down(&self) -> bool {
+        self.engine.is_shutting_down()
+    }
+
     /// Bytes of output queued for this connection and not yet taken by the
     /// socket.
     pub fn queued_output(&self) -> usize {
@@ -266,6 +318,22 @@ impl<'a, S> LoopContext<'a, S> {
     /// Closes a connection gracefully; see [`Context::close_conn`].
     pub fn close_conn(&mut self, id: ConnId) -> Result<(), SendError> {
         self.engine.close_by_id(id, CloseReason::Handler, None)
+    }
+
+    /// Queues `data` for every connection `select` picks; see
+    /// [`Context::broadcast`].
+    pub fn broadcast(&mut self, data: &[u8], select: impl FnOnce(&S, &mut Vec<ConnId>)) -> usize {
+        self.engine.broadcast(data, select, None)
+    }
+
+    /// Hands `message` to connection `id`'s handler, in
+    /// [`Handler::on_notify`], right away on the loop's thread: how a
+    /// worker's result reaches the handler that asked for it (which can
+    /// then frame it, pace it, resume reading...). Fails with
+    /// [`SendError::Gone`] if the connection has gone and
+    /// [`SendError::Closed`] if it is closing; the message is dropped then.
+    pub fn notify(&mut self, id: ConnId, message: Box<dyn std::any::Any + Send>) -> Result<(), SendError> {
+        self.engine.notify(id, message)
     }
 
     /// Shuts down a connection's write side; see

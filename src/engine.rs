@@ -107,6 +107,9 @@ pub(crate) struct Engine<S> {
     pub(crate) paused_at_limit: bool,
     /// Set when the loop should stop (shutdown finished or forced).
     pub(crate) stopped: bool,
+    /// Scratch list of a broadcast's targets, kept to avoid an allocation per
+    /// broadcast.
+    pub(crate) broadcast_targets: Vec<ConnId>,
     /// A descriptor held in reserve, closed to make room for shedding
     /// clients when descriptors run out (see `listener.rs`).
     pub(crate) spare_fd: Option<std::fs::File>,
@@ -138,6 +141,7 @@ impl<S> Engine<S> {
             shutdown: Shutdown::Running,
             paused_at_limit: false,
             stopped: false,
+            broadcast_targets: Vec::new(),
             spare_fd: None,
             next_generation: 0,
         }

@@ -34,6 +34,7 @@ type Job<S> = Box<dyn FnOnce(&mut LoopContext<'_, S>) + Send>;
 pub(crate) enum Command<S> {
     Write { id: ConnId, data: Vec<u8>, report: Option<Report> },
     Close { id: ConnId, report: Option<Report> },
+    Notify { id: ConnId, message: Box<dyn std::any::Any + Send>, report: Option<Report> },
     Run(Job<S>),
 }
 
@@ -137,6 +138,26 @@ impl<S> Handle<S> {
         report: impl FnOnce(Result<(), SendError>) + Send + 'static,
     ) -> Result<(), PostError> {
         self.post(Command::Close { id, report: Some(Box::new(report)) })
+    }
+
+    /// Hands `message` to connection `id`'s handler, in
+    /// [`Handler::on_notify`](crate::Handler::on_notify), on the loop's
+    /// thread: how a worker returns a result to the handler that asked for
+    /// it. A closed or stale id drops the message (use
+    /// [`Handle::notify_then`] to hear about it).
+    pub fn notify(&self, id: ConnId, message: impl std::any::Any + Send) -> Result<(), PostError> {
+        self.post(Command::Notify { id, message: Box::new(message), report: None })
+    }
+
+    /// Like [`Handle::notify`], then reports on the loop's thread whether
+    /// the handler got the message.
+    pub fn notify_then(
+        &self,
+        id: ConnId,
+        message: impl std::any::Any + Send,
+        report: impl FnOnce(Result<(), SendError>) + Send + 'static,
+    ) -> Result<(), PostError> {
+        self.post(Command::Notify { id, message: Box::new(message), report: Some(Box::new(report)) })
     }
 
     /// Runs `job` on the loop's thread with the loop-wide state and access
@@ -255,6 +276,12 @@ fn run_command<S>(engine: &mut Engine<S>, command: Command<S>) {
         }
         Command::Close { id, report } => {
             let result = engine.close_by_id(id, CloseReason::Handler, None);
+            if let Some(report) = report {
+                report(result);
+            }
+        }
+        Command::Notify { id, message, report } => {
+            let result = engine.notify(id, message);
             if let Some(report) = report {
                 report(result);
             }

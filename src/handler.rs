@@ -92,6 +92,15 @@ pub trait Handler<S = ()> {
         IdleAction::Close
     }
 
+    /// A message for this handler arrived from outside it: from another
+    /// thread through [`Handle::notify`](crate::Handle::notify) (a worker's
+    /// result), or from a posted job or loop timer through
+    /// [`LoopContext::notify`](crate::LoopContext::notify). Downcast it to
+    /// the type you sent. The default ignores it.
+    fn on_notify(&mut self, ctx: &mut Context<'_, S>, message: Box<dyn std::any::Any + Send>) {
+        let _ = (ctx, message);
+    }
+
     /// The reactor is shutting down gracefully. The default closes the
     /// connection (reason [`CloseReason::Shutdown`]) once its output is
     /// flushed; a handler may first write a notice, or finish a reply and

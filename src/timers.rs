@@ -94,6 +94,11 @@ impl<T: Copy> Timers<T> {
         self.entries.get(id.key as usize).filter(|entry| entry.generation == id.generation).map(|entry| entry.target)
     }
 
+    /// Live timers whose target matches (a scan: for tests, not the loop).
+    pub(crate) fn count_targets(&self, matches: impl Fn(&T) -> bool) -> usize {
+        self.entries.iter().filter(|(_, entry)| matches(&entry.target)).count()
+    }
+
     /// The earliest deadline, if any timer is live.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.order.first_key_value().map(|((deadline, _), _)| *deadline)

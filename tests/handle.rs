@@ -158,3 +158,54 @@ fn shutdown_through_the_handle_stops_run_and_later_posts_fail() {
     assert_eq!(handle.write(ConnId::from_u64(0), b"x".to_vec()), Err(PostError::Stopped));
     assert_eq!(handle.shutdown(), Err(PostError::Stopped));
 }
+
+/// Sends each line to a worker thread and writes the worker's answer when
+/// it comes back through `Handle::notify`.
+struct Asker {
+    jobs: mpsc::Sender<(ConnId, String)>,
+}
+
+impl Handler for Asker {
+    fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+        let Some(end) = input.iter().position(|&b| b == b'\n') else { return 0 };
+        self.jobs.send((ctx.id(), String::from_utf8_lossy(&input[..end]).into_owned())).unwrap();
+        end + 1
+    }
+    fn on_notify(&mut self, ctx: &mut Context<'_>, message: Box<dyn std::any::Any + Send>) {
+        let answer = message.downcast::<String>().expect("the worker sends strings");
+        ctx.write(format!("{answer}\n").as_bytes());
+    }
+}
+
+#[test]
+fn a_worker_returns_results_to_the_handler_through_notify() {
+    let (jobs_tx, jobs) = mpsc::channel::<(ConnId, String)>();
+    let server = Server::start(
+        Config::default(),
+        || (),
+        move |reactor| {
+            let id = reactor.listen("127.0.0.1:0", move || Asker { jobs: jobs_tx.clone() })?;
+            Ok(vec![reactor.local_addr(id)?])
+        },
+    );
+    let handle = server.handle.clone();
+    let worker = thread::spawn(move || {
+        // Answers until the server (and so every sender) is gone.
+        for (id, question) in jobs {
+            handle.notify(id, question.to_uppercase()).unwrap();
+        }
+    });
+    let client = connect(server.addr());
+    std::io::Write::write_all(&mut &client, b"one\ntwo\n").unwrap();
+    let mut lines = BufReader::new(client);
+    let mut text = String::new();
+    lines.read_line(&mut text).unwrap();
+    lines.read_line(&mut text).unwrap();
+    assert_eq!(text, "ONE\nTWO\n");
+    let (tx, outcome) = mpsc::channel();
+    server.handle.notify_then(ConnId::from_u64(u64::MAX), (), move |result| tx.send(result).unwrap()).unwrap();
+    assert_eq!(outcome.recv_timeout(util::WAIT).unwrap(), Err(SendError::Gone));
+    drop(lines);
+    server.stop().unwrap();
+    worker.join().unwrap();
+}

@@ -385,3 +385,97 @@ fn several_connections_share_state_and_write_by_id() {
     kit.with_loop(|ctx| ctx.write_to(a, b"from the loop")).unwrap();
     assert_eq!(kit.received(a), b"from the loop");
 }
+
+#[test]
+fn requests_sent_before_the_peers_end_are_all_answered_through_backpressure() {
+    /// Answers each line with 64 KiB.
+    struct Heavy;
+    impl Handler for Heavy {
+        fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+            let Some(end) = input.iter().position(|&b| b == b'\n') else { return 0 };
+            ctx.write(&[input[0]; 64 * 1024]);
+            end + 1
+        }
+    }
+    let config = Config { output_high_watermark: 128 * 1024, output_low_watermark: 32 * 1024, ..Config::default() };
+    let mut kit = TestKit::with_config(config, ());
+    let conn = kit.open(Heavy);
+    kit.set_peer_window(conn, Some(0));
+    kit.send(conn, b"1\n2\n3\n4\n5\n6\n");
+    kit.send_eof(conn);
+    // The peer reads a little at a time: the queue hovers between the
+    // watermarks, where reading must stay stopped.
+    let mut got = Vec::new();
+    for _ in 0..40 {
+        kit.set_peer_window(conn, Some(20 * 1024));
+        got.extend(kit.received(conn));
+        assert_eq!(kit.state(conn), ConnState::Open, "the end of stream waits behind the requests");
+        if got.len() >= 2 * 64 * 1024 {
+            break;
+        }
+    }
+    kit.set_peer_window(conn, None);
+    got.extend(kit.received(conn));
+    let expected: Vec<u8> = b"123456".iter().flat_map(|&b| [b; 64 * 1024]).collect();
+    assert!(got == expected, "got {} bytes", got.len());
+    assert_eq!(kit.close_reason(conn), Some(CloseReason::PeerClosed));
+}
+
+#[test]
+fn notify_reaches_the_handler_and_broadcast_reaches_the_chosen() {
+    /// Writes the text it is notified of; broadcasts its input to the
+    /// others.
+    struct Listener;
+    impl Handler<Pair> for Listener {
+        fn on_open(&mut self, ctx: &mut Context<'_, Pair>) {
+            let me = ctx.id();
+            ctx.shared().members.push(me);
+        }
+        fn on_input(&mut self, ctx: &mut Context<'_, Pair>, input: &[u8]) -> usize {
+            let me = ctx.id();
+            let reached = ctx.broadcast(input, |pair, to| to.extend(pair.members.iter().filter(|&&id| id != me)));
+            ctx.write(format!("reached {reached}\n").as_bytes());
+            input.len()
+        }
+        fn on_notify(&mut self, ctx: &mut Context<'_, Pair>, message: Box<dyn std::any::Any + Send>) {
+            match message.downcast::<String>() {
+                Ok(text) => ctx.write(text.as_bytes()),
+                Err(_) => ctx.write(b"unknown message\n"),
+            }
+            assert!(!ctx.is_shutting_down());
+            assert_eq!(ctx.config().max_output, Config::default().max_output);
+        }
+    }
+    let mut kit = TestKit::with_config(Config::default(), Pair::default());
+    let (a, b, c) = (kit.open(Listener), kit.open(Listener), kit.open(Listener));
+    kit.send(a, b"hi all\n");
+    assert_eq!(kit.received_text(a), "reached 2\n");
+    assert_eq!(kit.received_text(b), "hi all\n");
+    assert_eq!(kit.received_text(c), "hi all\n");
+    kit.with_loop(|ctx| ctx.notify(b, Box::new("result 42\n".to_string()))).unwrap();
+    kit.with_loop(|ctx| ctx.notify(c, Box::new(7u32))).unwrap();
+    assert_eq!(kit.received_text(b), "result 42\n");
+    assert_eq!(kit.received_text(c), "unknown message\n");
+    kit.reset(c);
+    let late = kit.with_loop(|ctx| ctx.notify(c, Box::new(())));
+    assert_eq!(late, Err(reactor::SendError::Gone));
+}
+
+#[test]
+fn try_write_says_when_output_is_refused() {
+    /// Tries to write after closing.
+    struct Late;
+    impl Handler for Late {
+        fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+            assert_eq!(ctx.try_write(b"first\n"), Ok(()));
+            ctx.close();
+            assert_eq!(ctx.try_write(b"second\n"), Err(reactor::SendError::Closed));
+            input.len()
+        }
+    }
+    let mut kit = TestKit::new();
+    let conn = kit.open(Late);
+    kit.send(conn, b"x");
+    assert_eq!(kit.received_text(conn), "first\n");
+    assert_eq!(kit.timers(conn), 0);
+}

@@ -64,7 +64,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use mio::{Interest, Poll};
+use mio::Poll;
 
 use crate::clock::Clock;
 use crate::close_reason::CloseReason;
@@ -110,6 +110,10 @@ pub struct TestKit<S = ()> {
     /// Lends the engine a registry; in-memory streams never register.
     _poll: Poll,
     pipes: HashMap<ConnId, MemoryPipe>,
+    /// Whether each connection had READABLE interest when last looked at:
+    /// epoll reports pending input when READABLE is registered again, and
+    /// so does the kit.
+    readable: HashMap<ConnId, bool>,
     next_port: u16,
 }
 
@@ -138,7 +142,7 @@ impl<S> TestKit<S> {
         let poll = Poll::new().expect("a poller");
         let registry = poll.registry().try_clone().expect("a registry");
         let engine = Engine::new(config, shared, registry, Clock::Manual(Instant::now()));
-        TestKit { engine, _poll: poll, pipes: HashMap::new(), next_port: 40_000 }
+        TestKit { engine, _poll: poll, pipes: HashMap::new(), readable: HashMap::new(), next_port: 40_000 }
     }
 
     /// Opens an in-memory connection driven by `handler`, as if a client had
@@ -332,6 +336,30 @@ impl<S> TestKit<S> {
         self.quiesce();
     }
 
+    /// Connections whose READABLE interest came back (reading resumed)
+    /// while input or the peer's end of stream waits in their pipe: epoll
+    /// reports those on the `epoll_ctl` that re-arms the interest.
+    fn rearmed_with_input(&mut self) -> Vec<(ConnId, bool)> {
+        let mut rearmed = Vec::new();
+        for (id, pipe) in &self.pipes {
+            let Some(key) = self.engine.live_key(*id) else { continue };
+            let conn = &self.engine.conns[key];
+            let readable = conn.registered.is_some_and(|i| i.is_readable());
+            let was = self.readable.insert(*id, readable).unwrap_or(true);
+            let state = pipe.0.borrow();
+            if readable && !was && (!state.inbound.is_empty() || (state.peer_eof && !conn.peer_eof)) {
+                rearmed.push((*id, state.peer_eof));
+            }
+        }
+        rearmed
+    }
+
+    /// Timers the connection's handler set and has not cancelled (those
+    /// that already fired excluded).
+    pub fn timers(&self, conn: ConnId) -> usize {
+        self.engine.timers.count_targets(|target| matches!(target, crate::engine::TimerTarget::Conn(id) if *id == conn))
+    }
+
     fn pipe(&self, conn: ConnId) -> &MemoryPipe {
         self.pipes.get(&conn).unwrap_or_else(|| panic!("connection {conn} was not opened by this kit"))
     }
@@ -342,17 +370,16 @@ impl<S> TestKit<S> {
     }
 
     /// Delivers an event the way epoll would: only for what the connection
-    /// registered interest in (a paused connection does not hear its input).
+    /// registered interest in (a paused connection does not hear its input,
+    /// nor the peer's end of stream); errors and resets reach any registered
+    /// connection.
     fn event(&mut self, conn: ConnId, mut ready: Readiness) {
         if let Some(key) = self.engine.live_key(conn) {
             let interest = self.engine.conns[key].registered;
-            let has = |wanted: Interest| {
-                interest.is_some_and(|i| {
-                    (wanted.is_readable() && i.is_readable()) || (wanted.is_writable() && i.is_writable())
-                })
-            };
-            ready.readable &= has(Interest::READABLE);
-            ready.writable &= has(Interest::WRITABLE);
+            ready.readable &= interest.is_some_and(|i| i.is_readable());
+            ready.read_closed &= interest.is_some_and(|i| i.is_readable()) || ready.write_closed;
+            ready.writable &= interest.is_some_and(|i| i.is_writable());
+            ready.error &= interest.is_some();
             if ready.readable || ready.writable || ready.error || ready.read_closed {
                 self.engine.conn_event(conn, ready);
             }
@@ -382,7 +409,12 @@ impl<S> TestKit<S> {
             for id in &writable {
                 self.engine.conn_event(*id, Readiness { writable: true, ..Readiness::default() });
             }
-            if self.engine.ready.is_empty() && self.engine.dirty.is_empty() && writable.is_empty() {
+            let rearmed = self.rearmed_with_input();
+            for (id, eof) in &rearmed {
+                self.engine.conn_event(*id, Readiness { readable: true, read_closed: *eof, ..Readiness::default() });
+            }
+            if self.engine.ready.is_empty() && self.engine.dirty.is_empty() && writable.is_empty() && rearmed.is_empty()
+            {
                 return;
             }
         }
