@@ -109,9 +109,30 @@ impl<S> Engine<S> {
         if let Phase::Closing(_) = self.conns[key].phase {
             return Ok(());
         }
+        // Whoever closes it, a connection whose peer already ended its
+        // stream closes as "peer closed", as `Context::close` reports it.
+        let reason = if reason == CloseReason::Handler { self.graceful_reason(key) } else { reason };
         self.request_close(key, reason);
         if current != Some(key) {
             self.mark_dirty(key);
+        }
+        Ok(())
+    }
+
+    /// Pauses or resumes a connection's reading by id. Resuming puts it on
+    /// the ready queue, which offers its buffered input again and reads; the
+    /// poller's interest follows when it settles.
+    pub(crate) fn set_reading_paused(&mut self, id: ConnId, paused: bool) -> Result<(), SendError> {
+        let key = self.live_key(id).ok_or(SendError::Gone)?;
+        let conn = &mut self.conns[key];
+        if conn.reading_paused == paused {
+            return Ok(());
+        }
+        conn.reading_paused = paused;
+        if paused {
+            self.mark_dirty(key);
+        } else {
+            self.enqueue(key);
         }
         Ok(())
     }

@@ -69,6 +69,9 @@ pub(crate) struct Connection<S> {
     /// Queued output reached the high watermark; reading stops until it falls
     /// below the low one.
     pub(crate) backpressured: bool,
+    /// Reading stops while `backpressured` (the default); a relay turns it
+    /// off and paces its source instead.
+    pub(crate) pause_on_backpressure: bool,
     /// A read returned end of stream.
     pub(crate) peer_eof: bool,
     /// An event said the peer closed its side: keep reading to end of stream
@@ -116,6 +119,7 @@ impl<S> Connection<S> {
             close_request: None,
             reading_paused: false,
             backpressured: false,
+            pause_on_backpressure: true,
             peer_eof: false,
             read_hup: false,
             shutdown_requested: false,
@@ -152,8 +156,7 @@ impl<S> Connection<S> {
         self.phase == Phase::Open
             && self.close_request.is_none()
             && !self.reading_paused
-            && !self.backpressured
-            && self.output.len() < high_watermark
+            && !(self.pause_on_backpressure && (self.backpressured || self.output.len() >= high_watermark))
     }
 
     /// Whether the socket should be read now: for the handler when it takes
@@ -177,7 +180,10 @@ impl<S> Connection<S> {
     pub(crate) fn desired_interest(&self) -> Option<Interest> {
         let (read, write) = match self.phase {
             Phase::Connecting => (true, true),
-            Phase::Open => (!self.reading_paused && !self.backpressured, !self.output.is_empty()),
+            Phase::Open => {
+                let held = self.pause_on_backpressure && self.backpressured;
+                (!self.reading_paused && !held, !self.output.is_empty())
+            }
             Phase::ReadClosed => (!self.reading_paused, !self.output.is_empty() && !self.write_shut),
             Phase::Closing(_) => (!self.peer_eof, !self.output.is_empty() && !self.write_shut),
         };

@@ -206,17 +206,13 @@ impl<'a, S> Context<'a, S> {
     /// the peer is slowed by TCP flow control. Input already received stays
     /// buffered.
     pub fn pause_reading(&mut self) {
-        self.engine.conns[self.key].reading_paused = true;
+        let _ = self.engine.set_reading_paused(self.id, true);
     }
 
     /// Undoes [`Context::pause_reading`]: buffered input is offered again and
     /// reading resumes, from the ready queue after this callback.
     pub fn resume_reading(&mut self) {
-        let conn = &mut self.engine.conns[self.key];
-        if conn.reading_paused {
-            conn.reading_paused = false;
-            self.engine.enqueue(self.key);
-        }
+        let _ = self.engine.set_reading_paused(self.id, false);
     }
 
     /// Whether reading is paused by [`Context::pause_reading`].
@@ -275,10 +271,44 @@ impl<'a, S> Context<'a, S> {
         self.engine.connect(addr, Box::new(handler))
     }
 
-    /// Starts a graceful shutdown of the whole reactor; see
-    /// [`Reactor::shutdown`](crate::Reactor::shutdown).
+    /// Starts a graceful shutdown of the whole reactor once this callback
+    /// returns; see [`Reactor::shutdown`](crate::Reactor::shutdown). Asking
+    /// again while the shutdown runs does nothing (a forced shutdown comes
+    /// only from outside handlers: a second signal, [`Handle::shutdown`] or
+    /// [`Reactor::shutdown`](crate::Reactor::shutdown)).
+    ///
+    /// [`Handle::shutdown`]: crate::Handle::shutdown
     pub fn shutdown_reactor(&mut self) {
-        self.engine.begin_shutdown();
+        self.engine.shutdown_pending = true;
+    }
+
+    /// Bytes queued for output on another connection (or this one); `None`
+    /// if it has gone. A relay checks this before forwarding more.
+    pub fn queued_output_of(&self, id: ConnId) -> Option<usize> {
+        self.engine.live_key(id).map(|key| self.engine.conns[key].output.len())
+    }
+
+    /// Pauses another connection's reading (see
+    /// [`Context::pause_reading`]): a relay stops its source while the
+    /// destination is backed up.
+    pub fn pause_reading_of(&mut self, id: ConnId) -> Result<(), SendError> {
+        self.engine.set_reading_paused(id, true)
+    }
+
+    /// Resumes another connection's reading, typically from the
+    /// destination's [`Handler::on_drained`].
+    pub fn resume_reading_of(&mut self, id: ConnId) -> Result<(), SendError> {
+        self.engine.set_reading_paused(id, false)
+    }
+
+    /// Whether this connection stops reading while its own output is above
+    /// the high watermark (on by default, which is what protects a server
+    /// from a client that sends but does not read). A relay whose output is
+    /// fed by another connection turns it off and paces the source instead
+    /// (with [`Context::pause_reading_of`]), so that a slow destination does
+    /// not also stop it reading the replies. `on_drained` still runs.
+    pub fn set_pause_on_backpressure(&mut self, pause: bool) {
+        self.engine.conns[self.key].pause_on_backpressure = pause;
     }
 
     /// The loop's counters.
@@ -353,10 +383,26 @@ impl<'a, S> LoopContext<'a, S> {
         self.engine.cancel_loop_timer(timer)
     }
 
-    /// Starts a graceful shutdown; see
-    /// [`Reactor::shutdown`](crate::Reactor::shutdown).
+    /// Starts a graceful shutdown once this callback returns; see
+    /// [`Context::shutdown_reactor`].
     pub fn shutdown_reactor(&mut self) {
-        self.engine.begin_shutdown();
+        self.engine.shutdown_pending = true;
+    }
+
+    /// Bytes queued for output on a connection; see
+    /// [`Context::queued_output_of`].
+    pub fn queued_output_of(&self, id: ConnId) -> Option<usize> {
+        self.engine.live_key(id).map(|key| self.engine.conns[key].output.len())
+    }
+
+    /// Pauses a connection's reading; see [`Context::pause_reading_of`].
+    pub fn pause_reading_of(&mut self, id: ConnId) -> Result<(), SendError> {
+        self.engine.set_reading_paused(id, true)
+    }
+
+    /// Resumes a connection's reading; see [`Context::resume_reading_of`].
+    pub fn resume_reading_of(&mut self, id: ConnId) -> Result<(), SendError> {
+        self.engine.set_reading_paused(id, false)
     }
 
     /// The loop's counters.

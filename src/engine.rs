@@ -107,6 +107,9 @@ pub(crate) struct Engine<S> {
     pub(crate) paused_at_limit: bool,
     /// Set when the loop should stop (shutdown finished or forced).
     pub(crate) stopped: bool,
+    /// A handler or loop callback asked for a shutdown; it starts once the
+    /// callback has returned (see `settle_dirty`), never inside it.
+    pub(crate) shutdown_pending: bool,
     /// Scratch list of a broadcast's targets, kept to avoid an allocation per
     /// broadcast.
     pub(crate) broadcast_targets: Vec<ConnId>,
@@ -141,6 +144,7 @@ impl<S> Engine<S> {
             shutdown: Shutdown::Running,
             paused_at_limit: false,
             stopped: false,
+            shutdown_pending: false,
             broadcast_targets: Vec::new(),
             spare_fd: None,
             next_generation: 0,
@@ -256,7 +260,8 @@ impl<S> Engine<S> {
         }
     }
 
-    /// Flushes and settles every connection another callback touched.
+    /// Flushes and settles every connection another callback touched, and
+    /// starts a shutdown a callback asked for. Runs only between callbacks.
     pub(crate) fn settle_dirty(&mut self) {
         while let Some(id) = self.dirty.pop() {
             if let Some(key) = self.live_key(id) {
@@ -264,6 +269,9 @@ impl<S> Engine<S> {
                 self.flush(key);
                 self.settle(key);
             }
+        }
+        if std::mem::take(&mut self.shutdown_pending) && self.shutdown == Shutdown::Running {
+            self.begin_shutdown();
         }
     }
 
@@ -292,7 +300,7 @@ impl<S> Engine<S> {
     /// queue, otherwise until the earliest timer or `limit`, whichever is
     /// sooner.
     pub(crate) fn poll_timeout(&self, limit: Option<Duration>) -> Option<Duration> {
-        if !self.ready.is_empty() || !self.dirty.is_empty() || self.stopped {
+        if !self.ready.is_empty() || !self.dirty.is_empty() || self.stopped || self.shutdown_pending {
             return Some(Duration::ZERO);
         }
         let until_timer =

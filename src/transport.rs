@@ -144,9 +144,19 @@ impl Transport {
 
     /// The connection was freed. Only the test kit's pipe cares: it keeps the
     /// reason for the test to read after the engine has let go.
+    ///
+    /// A watched descriptor gets its blocking mode back: `O_NONBLOCK` belongs
+    /// to the open file, which other processes (the shell that gave us stdin)
+    /// may share.
     pub(crate) fn closed(&self, reason: CloseReason) {
-        if let Transport::Memory(pipe) = self {
-            pipe.record_close(reason);
+        match self {
+            Transport::Memory(pipe) => pipe.record_close(reason),
+            Transport::Pipe(pipe) => {
+                if let Err(err) = pipe.set_nonblocking(false) {
+                    log::debug!("cannot restore blocking mode on a watched descriptor: {err}");
+                }
+            }
+            Transport::Tcp(_) => {}
         }
     }
 }

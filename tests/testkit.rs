@@ -479,3 +479,110 @@ fn try_write_says_when_output_is_refused() {
     assert_eq!(kit.received_text(conn), "first\n");
     assert_eq!(kit.timers(conn), 0);
 }
+
+#[test]
+fn asking_for_a_shutdown_from_callbacks_is_deferred_and_idempotent() {
+    /// Asks for a shutdown on "stop" and again when it closes.
+    struct Stopper;
+    impl Handler for Stopper {
+        fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+            if input.starts_with(b"stop") {
+                ctx.shutdown_reactor();
+                // Still inside the callback: nothing has been torn down.
+                ctx.write(b"stopping\n");
+            }
+            input.len()
+        }
+        fn on_close(&mut self, ctx: &mut Context<'_>, _reason: CloseReason) {
+            // A second request from a callback must not force anything (it
+            // used to free this very connection under its own callback).
+            ctx.shutdown_reactor();
+        }
+    }
+    let mut kit = TestKit::new();
+    let (a, b) = (kit.open(Stopper), kit.open(Stopper));
+    kit.send(a, b"stop\n");
+    assert_eq!(kit.received_text(a), "stopping\n");
+    assert_eq!(kit.state(a), ConnState::Closing(CloseReason::Shutdown));
+    assert_eq!(kit.state(b), ConnState::Closing(CloseReason::Shutdown));
+    assert!(!kit.was_aborted(a) && !kit.was_aborted(b), "graceful, not forced");
+    kit.send_eof(a);
+    kit.send_eof(b);
+    assert_eq!(kit.state(b), ConnState::Closed(CloseReason::Shutdown));
+}
+
+/// Loop-wide state of a relay: the destination of every source.
+#[derive(Default)]
+struct Route {
+    source: Option<ConnId>,
+    destination: Option<ConnId>,
+}
+
+/// The source side: forwards input to the destination, pausing itself while
+/// the destination is backed up.
+struct Source;
+
+impl Handler<Route> for Source {
+    fn on_open(&mut self, ctx: &mut Context<'_, Route>) {
+        let me = ctx.id();
+        ctx.shared().source = Some(me);
+    }
+    fn on_input(&mut self, ctx: &mut Context<'_, Route>, input: &[u8]) -> usize {
+        let destination = ctx.shared().destination.expect("destination open first");
+        ctx.write_to(destination, input).unwrap();
+        if ctx.queued_output_of(destination).unwrap_or(0) >= 64 * 1024 {
+            ctx.pause_reading();
+        }
+        input.len()
+    }
+}
+
+/// The destination side: resumes the source when its output drains, and
+/// keeps reading its own peer meanwhile.
+struct Destination;
+
+impl Handler<Route> for Destination {
+    fn on_open(&mut self, ctx: &mut Context<'_, Route>) {
+        let me = ctx.id();
+        ctx.shared().destination = Some(me);
+        ctx.set_pause_on_backpressure(false);
+    }
+    fn on_input(&mut self, ctx: &mut Context<'_, Route>, input: &[u8]) -> usize {
+        ctx.write(b"ack\n"); // replies from the far side still flow
+        input.len()
+    }
+    fn on_drained(&mut self, ctx: &mut Context<'_, Route>) {
+        if let Some(source) = ctx.shared().source {
+            let _ = ctx.resume_reading_of(source);
+        }
+    }
+}
+
+#[test]
+fn a_relay_paces_its_source_by_the_destinations_queue() {
+    let config = Config { output_high_watermark: 64 * 1024, output_low_watermark: 16 * 1024, ..Config::default() };
+    let mut kit = TestKit::with_config(config, Route::default());
+    let destination = kit.open(Destination);
+    let source = kit.open(Source);
+    kit.set_peer_window(destination, Some(0));
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    for chunk in data.chunks(8192) {
+        kit.send(source, chunk);
+    }
+    assert!(kit.is_reading_paused(source), "the source waits while the destination is full");
+    assert!(kit.buffered_input(source) > 0 || kit.queued_output(destination) >= 64 * 1024);
+    // The destination still reads (and answers) its own peer.
+    assert!(!kit.is_reading_paused(destination));
+    kit.send(destination, b"hello");
+    assert!(kit.queued_output(destination) > 64 * 1024, "its ack is queued behind the relayed data");
+    kit.set_peer_window(destination, None);
+    let got = kit.received(destination);
+    assert!(!kit.is_reading_paused(source), "resumed from on_drained");
+    let relayed: Vec<u8> = got.iter().copied().filter(|_| true).collect();
+    let ack_at = relayed.windows(4).position(|w| w == b"ack\n").expect("the ack arrived");
+    let mut expected = data[..ack_at].to_vec();
+    expected.extend_from_slice(b"ack\n");
+    expected.extend_from_slice(&data[ack_at..]);
+    assert_eq!(relayed.len(), data.len() + 4);
+    assert!(relayed == expected, "relayed bytes in order around the ack");
+}
