@@ -1,7 +1,8 @@
-//! CPU time of a thread or a process, from /proc.
+//! CPU time of a thread or a process.
 //!
-//! `schedstat` gives nanoseconds on the CPU; where the kernel does not
-//! provide it, `stat`'s utime + stime (in clock ticks) is used instead.
+//! Both come from the kernel's CPU-time clocks, exact to the nanosecond;
+//! /proc (`schedstat`, else `stat`'s utime + stime in clock ticks) is the
+//! fallback.
 
 use std::fs;
 use std::time::Duration;
@@ -9,22 +10,61 @@ use std::time::Duration;
 /// Clock ticks per second for /proc's `stat` (USER_HZ, 100 on Linux).
 const TICKS_PER_SECOND: u64 = 100;
 
-/// CPU time used so far by the calling thread.
+/// CPU time used so far by the calling thread, from its CPU-time clock
+/// (exact; /proc's `schedstat` advances only at scheduler ticks), or /proc
+/// where the clock cannot be read.
 pub fn this_thread() -> Duration {
-    read("/proc/thread-self").unwrap_or_default()
+    let mut time = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: the call writes one timespec through a pointer to a live local
+    // of that type, and keeps no pointer.
+    let read_clock = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time) } == 0;
+    let from_clock = read_clock
+        .then(|| Some(Duration::new(u64::try_from(time.tv_sec).ok()?, u32::try_from(time.tv_nsec).ok()?)))
+        .flatten();
+    from_clock.or_else(|| read("/proc/thread-self")).unwrap_or_default()
 }
 
-/// CPU time used so far by process `pid` (all its threads).
+/// CPU time used so far by process `pid` (all its threads, those that
+/// have exited included).
+///
+/// Read from the process's CPU-time clock, which is exact to the
+/// nanosecond; `/proc/<pid>/schedstat` would count the main thread alone
+/// and lag by up to a scheduler tick. Where the clock cannot be read,
+/// `stat`'s utime + stime (whole process, in clock ticks).
 pub fn process(pid: u32) -> Option<Duration> {
-    read(&format!("/proc/{pid}"))
+    process_clock(pid).or_else(|| stat(&format!("/proc/{pid}")))
+}
+
+/// The CPU-time clock of process `pid` (`clock_getcpuclockid(3)`).
+fn process_clock(pid: u32) -> Option<Duration> {
+    let pid = libc::pid_t::try_from(pid).ok().filter(|&pid| pid > 0)?;
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: the call writes one clockid_t through a pointer to a live
+    // local of that type, and keeps no pointer.
+    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
+        return None;
+    }
+    let mut time = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: the call writes one timespec through a pointer to a live local
+    // of that type, and keeps no pointer.
+    if unsafe { libc::clock_gettime(clock, &mut time) } != 0 {
+        return None;
+    }
+    Some(Duration::new(u64::try_from(time.tv_sec).ok()?, u32::try_from(time.tv_nsec).ok()?))
 }
 
 fn read(dir: &str) -> Option<Duration> {
-    if let Ok(text) = fs::read_to_string(format!("{dir}/schedstat")) {
-        if let Some(ns) = text.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()) {
-            return Some(Duration::from_nanos(ns));
-        }
-    }
+    schedstat(dir).or_else(|| stat(dir))
+}
+
+/// Nanoseconds on the CPU, from `schedstat` (one task).
+fn schedstat(dir: &str) -> Option<Duration> {
+    let text = fs::read_to_string(format!("{dir}/schedstat")).ok()?;
+    text.split_whitespace().next()?.parse::<u64>().ok().map(Duration::from_nanos)
+}
+
+/// utime + stime from `stat`, in clock ticks.
+fn stat(dir: &str) -> Option<Duration> {
     let stat = fs::read_to_string(format!("{dir}/stat")).ok()?;
     // Fields after the command name (which may contain spaces, so split after
     // its closing parenthesis): utime and stime are fields 14 and 15.
@@ -48,5 +88,22 @@ mod tests {
         std::hint::black_box(x);
         assert!(this_thread() > before);
         assert!(process(std::process::id()).is_some());
+    }
+
+    #[test]
+    fn a_process_counts_all_its_threads() {
+        let pid = std::process::id();
+        let spin = || {
+            let start = this_thread();
+            let mut x = 0u64;
+            while this_thread() - start < Duration::from_millis(50) {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+            }
+        };
+        let before = process(pid).unwrap();
+        // The spinning thread has ended by the second reading: its time
+        // still counts.
+        std::thread::spawn(spin).join().unwrap();
+        assert!(process(pid).unwrap() >= before + Duration::from_millis(50));
     }
 }

@@ -107,12 +107,19 @@ pub fn load(args: &LoadArgs, mut measured: impl FnMut(Window)) -> io::Result<Sum
 
     let progress = (!args.quiet && !args.json).then(progress_bar);
     let measure_from = plan.start + plan.warmup;
-    let mut window_open = false;
+    let measure_until = plan.duration.map(|duration| measure_from + duration);
+    let (mut window_open, mut window_closed) = (false, false);
     while !workers.iter().all(|w| w.is_finished()) {
         let now = Instant::now();
         if !window_open && now >= measure_from {
             window_open = true;
             measured(Window::Start);
+        }
+        // Close the window when the measured time ends, before the threads
+        // drain and close their connections.
+        if window_open && !window_closed && measure_until.is_some_and(|until| now >= until) {
+            window_closed = true;
+            measured(Window::End);
         }
         if let Some(bar) = &progress {
             let (done, errors) = shared.totals();
@@ -121,8 +128,15 @@ pub fn load(args: &LoadArgs, mut measured: impl FnMut(Window)) -> io::Result<Sum
             let phase = if now < measure_from { "warming up" } else { "measuring" };
             bar.set_message(format!("{phase}: {:.0} msg/s, {errors} errors", rate));
         }
-        // Refreshing the progress line; the threads end by themselves.
-        thread::sleep(Duration::from_millis(100));
+        // Refreshing the progress line, and waking at the window's edges;
+        // the threads end by themselves.
+        let next_edge = [Some(measure_from), measure_until]
+            .into_iter()
+            .flatten()
+            .filter(|&edge| edge > now)
+            .min()
+            .map_or(Duration::from_millis(100), |edge| edge - now);
+        thread::sleep(next_edge.min(Duration::from_millis(100)));
     }
     if let Some(bar) = progress {
         bar.finish_and_clear();
@@ -134,7 +148,7 @@ pub fn load(args: &LoadArgs, mut measured: impl FnMut(Window)) -> io::Result<Sum
         reports.push(report?);
         finished = finished.max(at);
     }
-    if window_open {
+    if window_open && !window_closed {
         measured(Window::End);
     }
     let window = match plan.duration {

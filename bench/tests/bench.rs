@@ -3,7 +3,7 @@
 //! run is a second or so.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::process::{Command, Output};
 use std::thread;
 use std::time::Duration;
@@ -198,8 +198,8 @@ fn faulty_server(fault: Fault) -> String {
                 while stream.read_exact(&mut message).is_ok() {
                     count += 1;
                     match fault {
-                        Fault::FlipByte if count % 100 == 0 => message[0] ^= 1,
-                        Fault::DropReply if count % 100 == 0 => continue,
+                        Fault::FlipByte if count.is_multiple_of(100) => message[0] ^= 1,
+                        Fault::DropReply if count.is_multiple_of(100) => continue,
                         Fault::Reset if count == 50 => {
                             socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).unwrap();
                             let _ = stream.shutdown(Shutdown::Read);

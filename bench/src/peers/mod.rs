@@ -1,7 +1,13 @@
 //! The echo servers that `compare` runs side by side, and `serve`, which
 //! runs one of them in the foreground.
+//!
+//! All three set `TCP_NODELAY` on accepted sockets (reactor does by default)
+//! and read into a 64 KiB buffer (reactor's default read size), so that they
+//! differ only in how their loops are built.
 
+mod mio_echo;
 mod reactor_echo;
+mod tokio_echo;
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,17 +16,32 @@ use clap::Args;
 
 pub use reactor_echo::spawn_reactor_echo;
 
+/// Bytes one read may take, in the tokio and mio peers: reactor's default
+/// `read_buffer_size`.
+const READ_BUFFER: usize = 64 * 1024;
+
 /// Which echo server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Peer {
     /// reactor's echo server (the `echo` example's handler).
     Reactor,
+    /// The canonical tokio echo: a `current_thread` runtime, one task per
+    /// connection, `read` then `write_all`.
+    Tokio,
+    /// A minimal hand-written mio loop in the style of mio's
+    /// `examples/tcp_server.rs`: reads until `WouldBlock`.
+    Mio,
 }
 
 impl Peer {
+    /// Every peer, in the order compare runs them by default.
+    pub const ALL: [Peer; 3] = [Peer::Reactor, Peer::Tokio, Peer::Mio];
+
     pub fn name(self) -> &'static str {
         match self {
             Peer::Reactor => "reactor",
+            Peer::Tokio => "tokio",
+            Peer::Mio => "mio",
         }
     }
 }
@@ -47,5 +68,7 @@ pub fn serve(args: &ServeArgs) -> io::Result<()> {
     }
     match args.peer {
         Peer::Reactor => reactor_echo::serve(args.addr),
+        Peer::Tokio => tokio_echo::serve(args.addr),
+        Peer::Mio => mio_echo::serve(args.addr),
     }
 }

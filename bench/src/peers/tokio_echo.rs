@@ -1,0 +1,49 @@
+//! The canonical tokio echo server, on a `current_thread` runtime: an accept
+//! loop spawning one task per connection that reads into a buffer and
+//! `write_all`s it back.
+//!
+//! It stops on SIGTERM or SIGINT by the default action (the bench has no
+//! tokio `signal` feature, and nothing here needs a graceful end).
+
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::READ_BUFFER;
+
+/// Serves in the foreground until the process is stopped.
+pub fn serve(addr: SocketAddr) -> io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    runtime.block_on(async {
+        let listener = TcpListener::bind(addr).await?;
+        println!("listening on {}", listener.local_addr()?);
+        loop {
+            match listener.accept().await {
+                Ok((socket, _)) => {
+                    tokio::spawn(echo(socket));
+                }
+                // Per-client failures (ECONNABORTED, ...) and descriptor
+                // exhaustion: skip this client. Enough for a bench peer.
+                Err(err) => log::warn!("accept: {err}"),
+            }
+        }
+    })
+}
+
+async fn echo(mut socket: TcpStream) {
+    if let Err(err) = socket.set_nodelay(true) {
+        log::warn!("TCP_NODELAY: {err}");
+    }
+    let mut buf = vec![0u8; READ_BUFFER];
+    loop {
+        let n = match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if socket.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
