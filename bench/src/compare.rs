@@ -1093,7 +1093,7 @@ mod tests {
 
     #[test]
     fn rounds_rotate_the_order() {
-        let peers = Peer::ALL;
+        let peers = [Peer::Reactor, Peer::Tokio, Peer::Mio];
         assert_eq!(rotated(&peers, 0), [Peer::Reactor, Peer::Tokio, Peer::Mio]);
         assert_eq!(rotated(&peers, 1), [Peer::Tokio, Peer::Mio, Peer::Reactor]);
         assert_eq!(rotated(&peers, 2), [Peer::Mio, Peer::Reactor, Peer::Tokio]);

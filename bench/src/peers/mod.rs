@@ -1,10 +1,11 @@
 //! The echo servers that `compare` runs side by side, and `serve`, which
 //! runs one of them in the foreground.
 //!
-//! All three set `TCP_NODELAY` on accepted sockets (reactor does by default)
+//! All of them set `TCP_NODELAY` on accepted sockets (reactor does by default)
 //! and read into a 64 KiB buffer (reactor's default read size), so that they
 //! differ only in how their loops are built.
 
+mod epoll_echo;
 mod mio_echo;
 mod reactor_echo;
 mod tokio_echo;
@@ -31,17 +32,21 @@ pub enum Peer {
     /// A minimal hand-written mio loop in the style of mio's
     /// `examples/tcp_server.rs`: reads until `WouldBlock`.
     Mio,
+    /// A bare epoll loop on raw system calls, as a C server would be written:
+    /// edge-triggered, stops at a short read. The floor to measure against.
+    Epoll,
 }
 
 impl Peer {
     /// Every peer, in the order compare runs them by default.
-    pub const ALL: [Peer; 3] = [Peer::Reactor, Peer::Tokio, Peer::Mio];
+    pub const ALL: [Peer; 4] = [Peer::Reactor, Peer::Tokio, Peer::Mio, Peer::Epoll];
 
     pub fn name(self) -> &'static str {
         match self {
             Peer::Reactor => "reactor",
             Peer::Tokio => "tokio",
             Peer::Mio => "mio",
+            Peer::Epoll => "epoll",
         }
     }
 }
@@ -70,5 +75,6 @@ pub fn serve(args: &ServeArgs) -> io::Result<()> {
         Peer::Reactor => reactor_echo::serve(args.addr),
         Peer::Tokio => tokio_echo::serve(args.addr),
         Peer::Mio => mio_echo::serve(args.addr),
+        Peer::Epoll => epoll_echo::serve(args.addr),
     }
 }
