@@ -1,0 +1,372 @@
+//! `reactor-bench compare`: reactor's echo server against a tokio echo
+//! server, a minimal mio loop and a bare epoll loop on raw system calls (the
+//! C-style floor), on the same pinned cores, in one command.
+//!
+//! Each run starts one server as a child process of this binary
+//! (`reactor-bench serve <peer> 127.0.0.1:0 --core <server core>`), puts a
+//! ping-pong load on it from this process (client threads pinned to the
+//! other cores), and samples the server's CPU time, and with `--syscalls`
+//! its syscalls, over the measured window. Rounds repeat every peer, in an
+//! order that rotates by one each round, so that drift in the machine (heat,
+//! a neighbour's job) does not favour one of them; the table shows medians
+//! over rounds.
+//!
+//! **Server CPU per message** is the server's CPU time in the window divided
+//! by the messages it echoed in that window: when the client saturates its
+//! core (the usual case: a client checks every reply), messages per second
+//! measure the client, and this is the figure that compares the servers.
+//!
+//! The load's window callback comes from a loop that looks at the clock
+//! every 100 ms, so the CPU (and perf) window starts up to 100 ms after the
+//! measured window does, and ends after the clients have stopped and closed
+//! (the server is then idle, and the closes cost a few syscalls per
+//! connection). The messages in the CPU window are therefore the rate times
+//! the overlap of the two windows, not the measured count.
+//!
+//! **Syscalls** are counted by `perf stat -e raw_syscalls:sys_enter,...`
+//! (every syscall, and the hot path's one by one; see `perf::perf_events`)
+//! attached to the server before the load starts, with its events disabled,
+//! and enabled and disabled through its control FIFO at the edges of the
+//! window, so the counts cover exactly the CPU window. Syscall tracepoints
+//! slow every syscall on the machine (client included), so CPU per message
+//! and messages per second of a run with `--syscalls` read high and low.
+//!
+//! **Reading syscalls per message.** In ping-pong every server here reads
+//! once and writes once per message (the mio loop reads once more, to see
+//! `WouldBlock`; reactor and the epoll loop stop at a short read, and tokio
+//! clears readiness on one); what varies is the share of `epoll_wait`, one per turn of
+//! the loop, which is 1 / (messages per turn). That depends on how many
+//! connections became ready while the last turn ran, which the race between
+//! client and server decides more than the server does: a server that is
+//! faster than its client turns for a few messages at a time (and a busier
+//! one batches more), so compare it with the busy columns, over rounds.
+
+mod child;
+mod perf;
+mod placement;
+mod results;
+mod server;
+mod table;
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use crate::cli::{parse_duration, LoadArgs};
+use crate::client::Mode;
+use crate::cpu;
+use crate::peers::Peer;
+use crate::Window;
+
+use self::perf::{perf_probe, PerfStat};
+use self::placement::{place, Placement};
+use self::results::{Machine, Medians, Report, Run};
+use self::server::Server;
+use self::table::{render, run_line};
+
+/// `reactor-bench compare`.
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Rounds; each runs every peer once, in an order that rotates by one
+    /// each round.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+
+    /// How long each run measures, after its warm-up (e.g. 5s, 500ms).
+    #[arg(short = 'D', long, value_parser = parse_duration, default_value = "5s")]
+    pub duration: Duration,
+
+    /// Time each run loads the server before measuring.
+    #[arg(short, long, value_parser = parse_duration, default_value = "1s")]
+    pub warmup: Duration,
+
+    /// Client connections (ping-pong, one message in flight each).
+    #[arg(short, long, default_value_t = 100)]
+    pub connections: usize,
+
+    /// Bytes per message.
+    #[arg(short, long, default_value_t = 64)]
+    pub size: usize,
+
+    /// The core every server is pinned to.
+    #[arg(long, default_value_t = 0)]
+    pub server_core: usize,
+
+    /// Cores for the client threads, one thread each (comma-separated)
+    /// [default: every core but the server's].
+    #[arg(long, value_delimiter = ',')]
+    pub client_cores: Option<Vec<usize>>,
+
+    /// Servers to compare (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Peer::ALL)]
+    pub peers: Vec<Peer>,
+
+    /// Count the server's syscalls per message with `perf stat` during the
+    /// measured window (needs perf and access to the syscall tracepoints).
+    #[arg(long)]
+    pub syscalls: bool,
+
+    /// Print every run and the medians as JSON on stdout, and nothing else
+    /// there (progress goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The peers of round `round` (from 0): the list rotated left by `round`.
+fn rotated(peers: &[Peer], round: usize) -> Vec<Peer> {
+    let mut order = peers.to_vec();
+    if !order.is_empty() {
+        let by = round % order.len();
+        order.rotate_left(by);
+    }
+    order
+}
+
+/// Runs the comparison. Exit status 0 when no run had an error, 1 otherwise.
+pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+    if args.rounds == 0 {
+        return Err(invalid("--rounds must be at least 1".into()));
+    }
+    if args.connections == 0 || args.size == 0 {
+        return Err(invalid("--connections and --size must be at least 1".into()));
+    }
+    if args.duration.is_zero() {
+        return Err(invalid("--duration must be more than 0".into()));
+    }
+    for (i, peer) in args.peers.iter().enumerate() {
+        if args.peers[..i].contains(peer) {
+            return Err(invalid(format!("--peers lists {} twice", peer.name())));
+        }
+    }
+    if args.peers.is_empty() {
+        return Err(invalid("--peers lists no server".into()));
+    }
+    let available: Option<Vec<usize>> = core_affinity::get_core_ids().map(|ids| {
+        let mut ids: Vec<usize> = ids.into_iter().map(|id| id.id).collect();
+        ids.sort_unstable();
+        ids
+    });
+    let placement = place(args, available.as_deref()).map_err(invalid)?;
+    for warning in &placement.warnings {
+        eprintln!("reactor-bench compare: warning: {warning}");
+    }
+    let exe = std::env::current_exe()?;
+    let syscalls = match args.syscalls {
+        false => Err("off".to_string()),
+        true => perf_probe().map_err(|why| format!("unavailable: {why}")),
+    };
+    if let (true, Err(why)) = (args.syscalls, &syscalls) {
+        eprintln!("reactor-bench compare: syscalls {why}");
+    }
+    let count_syscalls = syscalls.is_ok();
+
+    let total = args.rounds * args.peers.len();
+    let mut runs = Vec::with_capacity(total);
+    for round in 0..args.rounds {
+        for (position, peer) in rotated(&args.peers, round).into_iter().enumerate() {
+            eprint!("[{}/{total}] round {} {:<8}", runs.len() + 1, round + 1, peer.name());
+            let _ = io::stderr().flush();
+            let run = run_one(&exe, peer, args, &placement, count_syscalls, (round + 1, position + 1))?;
+            eprintln!(" {}", run_line(&run));
+            runs.push(run);
+        }
+    }
+
+    let medians: Vec<Medians> = args.peers.iter().map(|&peer| Medians::of(peer, &runs)).collect();
+    let failed: Vec<&Run> = runs.iter().filter(|run| run.error_total > 0).collect();
+    let report = Report {
+        machine: Machine::this(),
+        mode: Mode::PingPong.name(),
+        rounds: args.rounds,
+        duration_s: args.duration.as_secs_f64(),
+        warmup_s: args.warmup.as_secs_f64(),
+        connections: args.connections,
+        size: args.size,
+        server_core: placement.server_core,
+        client_cores: placement.client_cores.clone(),
+        client_threads: placement.client_threads,
+        syscalls: syscalls.err().unwrap_or_else(|| "counted".into()),
+        runs: runs.clone(),
+        medians,
+        ok: failed.is_empty(),
+    };
+    if args.json {
+        let mut out = io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &report).map_err(io::Error::other)?;
+        writeln!(out)?;
+    } else {
+        print!("{}", render(&report));
+    }
+    if failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("reactor-bench compare: {} run(s) had errors:", failed.len());
+    for run in failed {
+        let e = &run.errors;
+        eprintln!(
+            "  round {} {}: {} errors (connect {}, reset {}, closed {}, mismatch {}, missing {})",
+            run.round, run.peer, run.error_total, e.connect, e.reset, e.closed, e.mismatch, e.missing
+        );
+    }
+    Ok(ExitCode::from(1))
+}
+
+/// One run: start the server, load it, sample it, stop it.
+fn run_one(
+    exe: &Path,
+    peer: Peer,
+    args: &CompareArgs,
+    placement: &Placement,
+    count_syscalls: bool,
+    (round, position): (usize, usize),
+) -> io::Result<Run> {
+    let server = Server::start(exe, peer, placement.server_core)?;
+    let pid = server.child.id();
+    let mut perf = match count_syscalls {
+        true => Some(PerfStat::spawn(pid)?),
+        false => None,
+    };
+    if let Some(perf) = perf.as_mut() {
+        perf.wait_attached()?;
+    }
+    let load_args = LoadArgs {
+        target: Some(server.addr.to_string()),
+        mode: Mode::PingPong,
+        connections: args.connections,
+        threads: Some(placement.client_threads),
+        size: args.size,
+        depth: None,
+        rate: None,
+        duration: Some(args.duration),
+        messages: None,
+        warmup: args.warmup,
+        connect_timeout: Duration::from_secs(5),
+        reply_timeout: Duration::from_secs(1),
+        source: None,
+        request: None,
+        expect: None,
+        expect_line: false,
+        greeting: None,
+        json: false,
+        quiet: true,
+        cores: placement.client_cores.clone(),
+    };
+    let server_cpu = || cpu::process(pid).ok_or_else(|| io::Error::other(format!("cannot read the CPU time of {pid}")));
+    let mut start: Option<(Instant, Duration)> = None;
+    let mut end: Option<(Instant, Duration)> = None;
+    let mut failure: Option<io::Error> = None;
+    // The measured window starts `warmup` after `load` makes its plan, a few
+    // microseconds from now.
+    let load_began = Instant::now();
+    let summary = crate::load(&load_args, |window| {
+        let sampled = match window {
+            // perf first, then the CPU sample: the CPU window contains the
+            // perf window, to within a millisecond.
+            Window::Start => perf.as_mut().map_or(Ok(()), PerfStat::enable).and_then(|()| {
+                start = Some((Instant::now(), server_cpu()?));
+                Ok(())
+            }),
+            Window::End => server_cpu().and_then(|cpu| {
+                end = Some((Instant::now(), cpu));
+                perf.as_mut().map_or(Ok(()), PerfStat::disable)
+            }),
+        };
+        if let Err(err) = sampled {
+            failure.get_or_insert(err);
+        }
+    });
+    let counts = perf.map(PerfStat::finish).transpose();
+    let stopped = server.stop(peer);
+    let summary = summary?;
+    if let Some(err) = failure {
+        return Err(err);
+    }
+    let counts = counts?;
+    stopped?;
+
+    let (Some((t_start, cpu_start)), Some((t_end, cpu_end))) = (start, end) else {
+        return Err(io::Error::other(format!("{}: the measured window never opened", peer.name())));
+    };
+    let measure_from = load_began + args.warmup;
+    let offset = |t: Instant| t.saturating_duration_since(measure_from).as_secs_f64();
+    let overlap = overlap((0.0, summary.measured_s), (offset(t_start), offset(t_end)));
+    let window_messages = summary.messages_per_s * overlap;
+    let server_cpu = cpu_end.saturating_sub(cpu_start);
+    let per_message = |total: f64| (window_messages >= 1.0).then(|| total / window_messages);
+    let client_busy = summary.client_cpu_share.iter().copied().fold(0.0, f64::max);
+    Ok(Run {
+        round,
+        position,
+        peer: peer.name(),
+        messages_per_s: summary.messages_per_s,
+        p50_us: summary.latency.p50_us,
+        p99_us: summary.latency.p99_us,
+        measured: summary.measured,
+        measured_s: summary.measured_s,
+        server_cpu_s: server_cpu.as_secs_f64(),
+        window_messages,
+        server_cpu_us_per_msg: per_message(server_cpu.as_secs_f64() * 1e6),
+        server_busy: (overlap > 0.0).then(|| server_cpu.as_secs_f64() / overlap),
+        client_busy,
+        syscalls_per_msg: counts.as_ref().and_then(|c| per_message(c.total as f64)),
+        epoll_ctl_per_msg: counts.as_ref().and_then(|c| per_message(c.epoll_ctl as f64)),
+        syscalls: counts.map(|c| c.by_name),
+        errors: summary.errors,
+        error_total: summary.error_total,
+    })
+}
+
+/// The length of the overlap of two intervals (start, end), in their unit.
+fn overlap(a: (f64, f64), b: (f64, f64)) -> f64 {
+    (a.1.min(b.1) - a.0.max(b.0)).max(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `compare`'s arguments; `placement`'s tests use it too.
+    pub(super) fn args(cli: &[&str]) -> CompareArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: CompareArgs,
+        }
+        Wrapper::parse_from(std::iter::once("compare").chain(cli.iter().copied())).args
+    }
+
+    #[test]
+    fn defaults_are_those_of_the_issue() {
+        let a = args(&[]);
+        assert_eq!((a.rounds, a.connections, a.size, a.server_core), (3, 100, 64, 0));
+        assert_eq!((a.duration, a.warmup), (Duration::from_secs(5), Duration::from_secs(1)));
+        assert_eq!(a.peers, Peer::ALL);
+        assert!(a.client_cores.is_none() && !a.syscalls && !a.json);
+        let a = args(&["--peers", "mio,reactor", "--client-cores", "2,3", "--duration", "1s", "--warmup", "0s"]);
+        assert_eq!(a.peers, [Peer::Mio, Peer::Reactor]);
+        assert_eq!(a.client_cores, Some(vec![2, 3]));
+        assert_eq!(a.warmup, Duration::ZERO);
+    }
+
+    #[test]
+    fn rounds_rotate_the_order() {
+        let peers = [Peer::Reactor, Peer::Tokio, Peer::Mio];
+        assert_eq!(rotated(&peers, 0), [Peer::Reactor, Peer::Tokio, Peer::Mio]);
+        assert_eq!(rotated(&peers, 1), [Peer::Tokio, Peer::Mio, Peer::Reactor]);
+        assert_eq!(rotated(&peers, 2), [Peer::Mio, Peer::Reactor, Peer::Tokio]);
+        assert_eq!(rotated(&peers, 3), rotated(&peers, 0));
+        assert_eq!(rotated(&[], 1), []);
+    }
+
+    #[test]
+    fn windows_overlap() {
+        assert_eq!(overlap((0.0, 5.0), (0.1, 5.2)), 4.9);
+        assert_eq!(overlap((0.0, 5.0), (-1.0, 6.0)), 5.0);
+        assert_eq!(overlap((0.0, 1.0), (2.0, 3.0)), 0.0);
+    }
+}
