@@ -57,12 +57,16 @@ pub struct LineFramer {
     max_line: usize,
     /// Inside an over-long line already reported: skip to its end.
     discarding: bool,
+    /// How many bytes at the start of the unconsumed input are known to
+    /// hold no newline, so a line that arrives a byte at a time is scanned
+    /// once, not once per byte.
+    scanned: usize,
 }
 
 impl LineFramer {
     /// A framer for lines of at most `max_line` bytes.
     pub fn new(max_line: usize) -> LineFramer {
-        LineFramer { max_line, discarding: false }
+        LineFramer { max_line, discarding: false, scanned: 0 }
     }
 
     /// The longest line accepted.
@@ -74,12 +78,17 @@ impl LineFramer {
     /// bytes it consumed and what it found; `None` means more input is
     /// needed (the bytes consumed are then ones skipped from an over-long
     /// line).
+    ///
+    /// Pass what was not consumed again, followed by new input, as
+    /// [`Handler::on_input`](crate::Handler::on_input) does: the framer
+    /// remembers how far it has looked.
     pub fn next<'a>(&mut self, input: &'a [u8]) -> (usize, Option<Line<'a>>) {
         let mut skipped = 0;
         if self.discarding {
             match memchr(input) {
                 Some(end) => {
                     self.discarding = false;
+                    self.scanned = 0;
                     skipped = end + 1;
                 }
                 None => return (input.len(), None),
@@ -88,23 +97,32 @@ impl LineFramer {
         let rest = &input[skipped..];
         // A line of `max_line` bytes may still end in "\r\n": only past
         // `max_line + 1` bytes without a newline is it certainly too long.
-        let window = &rest[..rest.len().min(self.max_line + 2)];
-        match memchr(window) {
-            Some(end) => {
+        let window = rest.len().min(self.max_line.saturating_add(2));
+        let from = self.scanned.min(window);
+        match memchr(&rest[from..window]) {
+            Some(at) => {
+                self.scanned = 0;
+                let end = from + at;
                 let line = &rest[..end];
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
                 let found = if line.len() > self.max_line { Line::TooLong } else { Line::Complete(line) };
                 (skipped + end + 1, Some(found))
             }
-            None if rest.len() > self.max_line + 1 => match memchr(&rest[window.len()..]) {
-                // The over-long line's end is here already: skip it whole.
-                Some(end) => (skipped + window.len() + end + 1, Some(Line::TooLong)),
-                None => {
-                    self.discarding = true;
-                    (skipped + rest.len(), Some(Line::TooLong))
+            None if rest.len() > self.max_line.saturating_add(1) => {
+                self.scanned = 0;
+                match memchr(&rest[window..]) {
+                    // The over-long line's end is here already: skip it whole.
+                    Some(end) => (skipped + window + end + 1, Some(Line::TooLong)),
+                    None => {
+                        self.discarding = true;
+                        (skipped + rest.len(), Some(Line::TooLong))
+                    }
                 }
-            },
-            None => (skipped, None),
+            }
+            None => {
+                self.scanned = window;
+                (skipped, None)
+            }
         }
     }
 }
@@ -152,6 +170,27 @@ mod tests {
         assert_eq!(frame(4, &[b"abcd\r\n", b"abcd\n", b"abcde\n"]), ["abcd", "abcd", "<too long>"]);
         // Exactly max_line + 1 bytes could still be a line ending in "\r".
         assert_eq!(frame(4, &[b"abcd\r", b"\n"]), ["abcd"]);
+    }
+
+    #[test]
+    fn a_line_arriving_a_byte_at_a_time_is_scanned_once() {
+        let mut framer = LineFramer::new(1 << 20);
+        let mut buffered = Vec::new();
+        for _ in 0..10_000 {
+            buffered.push(b'x');
+            assert_eq!(framer.next(&buffered), (0, None));
+            assert_eq!(framer.scanned, buffered.len(), "only the new byte was looked at");
+        }
+        buffered.push(b'\n');
+        assert_eq!(framer.next(&buffered), (10_001, Some(Line::Complete(&buffered[..10_000]))));
+        assert_eq!(framer.scanned, 0);
+    }
+
+    #[test]
+    fn the_largest_limit_does_not_overflow() {
+        let mut framer = LineFramer::new(usize::MAX);
+        assert_eq!(framer.next(b"hello\n"), (6, Some(Line::Complete(b"hello"))));
+        assert_eq!(framer.next(b"no end"), (0, None));
     }
 
     #[test]
