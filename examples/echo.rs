@@ -44,3 +44,32 @@ fn raise_fd_limit() {
         Err(err) => log::warn!("cannot raise the descriptor limit: {err}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Echo;
+    use reactor::testing::{assert_split_invariant, TestKit};
+    use reactor::Config;
+
+    #[test]
+    fn echo_returns_every_byte_however_the_input_is_cut() {
+        let input: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        assert_eq!(assert_split_invariant(|| Echo, &input), input);
+    }
+
+    #[test]
+    fn a_peer_that_stops_reading_holds_the_echo_at_the_high_watermark() {
+        let config = Config { output_high_watermark: 64 * 1024, output_low_watermark: 16 * 1024, ..Config::default() };
+        let mut kit = TestKit::with_config(config, ());
+        let conn = kit.open(Echo);
+        kit.set_peer_window(conn, Some(0));
+        let chunk = vec![7u8; 16 * 1024];
+        for _ in 0..10 {
+            kit.send(conn, &chunk);
+        }
+        assert!(kit.is_backpressured(conn));
+        assert_eq!(kit.queued_output(conn), 64 * 1024, "reading stopped at the watermark");
+        kit.set_peer_window(conn, None);
+        assert_eq!(kit.received(conn).len(), 10 * 16 * 1024, "everything arrives once the peer reads");
+    }
+}

@@ -88,6 +88,13 @@ impl<'a, S> Context<'a, S> {
         self.engine.now
     }
 
+    /// The wall-clock time, for what must show a date (an HTTP `Date`
+    /// header, a log stamp). Read when asked; under the test kit it moves
+    /// with the kit's clock. For measuring time use [`Context::now`].
+    pub fn wall_time(&self) -> std::time::SystemTime {
+        self.engine.clock.wall()
+    }
+
     /// The loop-wide state that every handler of this reactor shares.
     pub fn shared(&mut self) -> &mut S {
         &mut self.engine.shared
@@ -338,6 +345,11 @@ impl<'a, S> LoopContext<'a, S> {
     /// The loop's time, read once per turn.
     pub fn now(&self) -> Instant {
         self.engine.now
+    }
+
+    /// The wall-clock time; see [`Context::wall_time`].
+    pub fn wall_time(&self) -> std::time::SystemTime {
+        self.engine.clock.wall()
     }
 
     /// Queues `data` for a connection; see [`Context::write_to`].

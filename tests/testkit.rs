@@ -586,3 +586,28 @@ fn a_relay_paces_its_source_by_the_destinations_queue() {
     assert_eq!(relayed.len(), data.len() + 4);
     assert!(relayed == expected, "relayed bytes in order around the ack");
 }
+
+#[test]
+fn the_wall_clock_moves_with_the_kits_clock() {
+    use std::time::UNIX_EPOCH;
+    /// Writes the wall time, in seconds since the epoch, for each input.
+    struct Stamp;
+    impl Handler for Stamp {
+        fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+            let secs = ctx.wall_time().duration_since(UNIX_EPOCH).unwrap().as_secs();
+            ctx.write(format!("{secs}\n").as_bytes());
+            input.len()
+        }
+    }
+    let mut kit = TestKit::new();
+    let conn = kit.open(Stamp);
+    kit.send(conn, b"x");
+    assert_eq!(kit.received_text(conn), "1767225600\n", "a new kit starts at 2026-01-01T00:00:00Z");
+    kit.advance(Duration::from_secs(90));
+    kit.send(conn, b"x");
+    assert_eq!(kit.received_text(conn), "1767225690\n");
+    kit.set_wall_time(UNIX_EPOCH + Duration::from_secs(784_111_777));
+    kit.advance(Duration::from_millis(1500));
+    kit.send(conn, b"x");
+    assert_eq!(kit.received_text(conn), "784111778\n");
+}

@@ -62,7 +62,7 @@ mod splits;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use mio::Poll;
 
@@ -80,6 +80,9 @@ use crate::transport::Transport;
 
 pub(crate) use memory_pipe::MemoryPipe;
 pub use splits::{assert_split_invariant, assert_split_invariant_with, SplitOptions};
+
+/// Where a new kit's wall clock starts: 2026-01-01T00:00:00Z.
+const KIT_EPOCH: Duration = Duration::from_secs(1_767_225_600);
 
 /// Most rounds of ready-queue work the kit runs after one action; a handler
 /// that keeps re-queueing itself for ever is reported instead of hanging the
@@ -110,6 +113,9 @@ pub struct TestKit<S = ()> {
     /// Lends the engine a registry; in-memory streams never register.
     _poll: Poll,
     pipes: HashMap<ConnId, MemoryPipe>,
+    /// The kit's wall clock: at the first instant, this wall time; it moves
+    /// with the monotonic clock.
+    wall_base: (Instant, SystemTime),
     /// Whether each connection had READABLE interest when last looked at:
     /// epoll reports pending input when READABLE is registered again, and
     /// so does the kit.
@@ -141,8 +147,17 @@ impl<S> TestKit<S> {
         config.validate().expect("a valid config");
         let poll = Poll::new().expect("a poller");
         let registry = poll.registry().try_clone().expect("a registry");
-        let engine = Engine::new(config, shared, registry, Clock::Manual(Instant::now()));
-        TestKit { engine, _poll: poll, pipes: HashMap::new(), readable: HashMap::new(), next_port: 40_000 }
+        let now = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + KIT_EPOCH;
+        let engine = Engine::new(config, shared, registry, Clock::Manual { now, wall });
+        TestKit {
+            wall_base: (now, wall),
+            engine,
+            _poll: poll,
+            pipes: HashMap::new(),
+            readable: HashMap::new(),
+            next_port: 40_000,
+        }
     }
 
     /// Opens an in-memory connection driven by `handler`, as if a client had
@@ -365,8 +380,17 @@ impl<S> TestKit<S> {
     }
 
     fn set_time(&mut self, at: Instant) {
-        self.engine.clock = Clock::Manual(at);
+        let (base, wall) = self.wall_base;
+        self.engine.clock = Clock::Manual { now: at, wall: wall + at.saturating_duration_since(base) };
         self.engine.refresh_now();
+    }
+
+    /// Sets the wall-clock time handlers see (`Context::wall_time`) from now
+    /// on; it then moves with [`TestKit::advance`]. A new kit starts at
+    /// 2026-01-01T00:00:00Z, so tests that show dates are reproducible.
+    pub fn set_wall_time(&mut self, wall: SystemTime) {
+        self.wall_base = (self.engine.now, wall);
+        self.set_time(self.engine.now);
     }
 
     /// Delivers an event the way epoll would: only for what the connection

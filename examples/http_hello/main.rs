@@ -1,0 +1,135 @@
+//! HTTP "Hello, World": seed 004's `handle_request` web server as real
+//! HTTP/1.1.
+//!
+//! `GET` and `HEAD` get `200` with `Hello, World`; connections stay open
+//! (HTTP/1.1 by default, HTTP/1.0 with `Connection: keep-alive`); pipelined
+//! requests are answered in order, all the answers to one read in one write;
+//! request bodies with `Content-Length` are skipped. Other methods get `405`,
+//! chunked bodies `411`, malformed requests `400`, heads over 8 KiB `431`
+//! (those three then close). Idle connections close after `--idle-timeout`.
+//!
+//! Run:  cargo run --release --example http_hello [-- ADDR] [--idle-timeout SECS]   (default 127.0.0.1:8080, 60 s)
+//! Try:  curl -i http://127.0.0.1:8080/
+//!       wrk -t1 -c100 -d10s http://127.0.0.1:8080/
+//! Logs: RUST_LOG=debug shows refused requests and each connection's close line.
+
+mod date;
+mod request;
+mod response;
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::time::Duration;
+
+use clap::Parser;
+use reactor::{Config, Context, Handler, Reactor};
+
+use crate::date::DateCache;
+use crate::request::{Method, Parsed, Persistence};
+
+#[derive(Parser)]
+#[command(about = "HTTP/1.1 server that answers every GET and HEAD with \"Hello, World\"")]
+struct Args {
+    /// Address to listen on.
+    #[arg(default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Seconds without input before a connection is closed (0: never).
+    #[arg(long, default_value_t = 60)]
+    idle_timeout: u64,
+}
+
+/// Where a connection is in its stream of requests.
+enum State {
+    /// At the start of a request head.
+    Head,
+    /// Inside a request body, which is skipped; the next head follows it.
+    Body { remaining: u64 },
+}
+
+/// One connection: reads pipelined requests and answers each in order.
+struct HelloHttp {
+    state: State,
+}
+
+impl HelloHttp {
+    fn new() -> HelloHttp {
+        HelloHttp { state: State::Head }
+    }
+}
+
+impl Handler<DateCache> for HelloHttp {
+    /// Answers every whole request in `input` in this one call, so the
+    /// answers to one read go out in one write; a partial head stays
+    /// unconsumed and is offered again with the next read.
+    fn on_input(&mut self, ctx: &mut Context<'_, DateCache>, input: &[u8]) -> usize {
+        let now = ctx.now();
+        if ctx.shared().is_stale(now) {
+            let wall = ctx.wall_time();
+            ctx.shared().refresh(now, wall);
+        }
+        let date = ctx.shared().line();
+        let mut at = 0;
+        loop {
+            if let State::Body { remaining } = &mut self.state {
+                let skip = (*remaining).min((input.len() - at) as u64);
+                at += skip as usize;
+                *remaining -= skip;
+                if *remaining > 0 {
+                    return at;
+                }
+                self.state = State::Head;
+            }
+            if at == input.len() {
+                return at;
+            }
+            match request::parse(&input[at..]) {
+                Parsed::Partial => return at,
+                Parsed::Request(head) => {
+                    let reply =
+                        if head.method == Method::Other { &response::METHOD_NOT_ALLOWED } else { &response::OK };
+                    response::write(ctx, &date, reply, head.persistence, head.method == Method::Head);
+                    if head.persistence == Persistence::Close {
+                        ctx.close();
+                        return input.len();
+                    }
+                    at += head.len;
+                    if head.body > 0 {
+                        self.state = State::Body { remaining: head.body };
+                    }
+                }
+                Parsed::Refused(refusal, method) => {
+                    log::debug!("conn {}: request refused: {refusal:?}", ctx.id());
+                    response::write(ctx, &date, refusal.reply(), Persistence::Close, method == Method::Head);
+                    ctx.close();
+                    return input.len();
+                }
+            }
+        }
+    }
+}
+
+fn main() -> io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+
+    raise_fd_limit();
+    let idle_timeout = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
+    let config = Config { idle_timeout, ..Config::default() };
+    let mut reactor = Reactor::with_config(config, DateCache::new())?;
+    let listener = reactor.listen(args.addr.as_str(), HelloHttp::new)?;
+    reactor.handle_signals()?;
+    log::info!("listening on {}", reactor.local_addr(listener)?);
+    reactor.run()?;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// Raises the soft descriptor limit to the hard one, so the server can hold as
+/// many clients as the system allows, and logs what it got.
+fn raise_fd_limit() {
+    match reactor::raise_fd_limit() {
+        Ok(limit) => log::info!("descriptor limit: {limit}"),
+        Err(err) => log::warn!("cannot raise the descriptor limit: {err}"),
+    }
+}

@@ -1,0 +1,216 @@
+//! The handler in memory: exact responses, every split of a pipelined input,
+//! the head limits and the idle timeout on the mock clock.
+
+use std::time::Duration;
+
+use reactor::testing::{assert_split_invariant_with, ConnState, SplitOptions, TestKit};
+use reactor::{CloseReason, Config};
+
+use crate::date::DateCache;
+use crate::request::{MAX_HEAD, MAX_HEADERS};
+use crate::response::{Reply, BAD_REQUEST, HEAD_TOO_LARGE, LENGTH_REQUIRED, METHOD_NOT_ALLOWED, OK};
+use crate::HelloHttp;
+
+/// The loop-wide state of a test: the test kit's wall clock starts at
+/// 2026-01-01T00:00:00Z, so every response carries that date.
+fn dates() -> DateCache {
+    DateCache::new()
+}
+
+/// The exact bytes of a response, written out independently of `response.rs`.
+fn expected(status: &str, fields: &str, connection: &str, body: &str) -> String {
+    let connection = if connection.is_empty() { String::new() } else { format!("Connection: {connection}\r\n") };
+    format!(
+        "HTTP/1.1 {status}\r\nServer: reactor\r\nDate: Thu, 01 Jan 2026 00:00:00 GMT\r\n\
+         Content-Type: text/plain\r\n{fields}{connection}\r\n{body}"
+    )
+}
+
+fn ok(connection: &str) -> String {
+    expected("200 OK", "Content-Length: 12\r\n", connection, "Hello, World")
+}
+
+fn ok_head(connection: &str) -> String {
+    expected("200 OK", "Content-Length: 12\r\n", connection, "")
+}
+
+fn not_allowed(connection: &str) -> String {
+    expected("405 Method Not Allowed", "Content-Length: 19\r\nAllow: GET, HEAD\r\n", connection, "Method Not Allowed\n")
+}
+
+fn bad_request() -> String {
+    expected("400 Bad Request", "Content-Length: 12\r\n", "close", "Bad Request\n")
+}
+
+fn head_too_large() -> String {
+    expected(
+        "431 Request Header Fields Too Large",
+        "Content-Length: 32\r\n",
+        "close",
+        "Request Header Fields Too Large\n",
+    )
+}
+
+/// Sends `input` in one read to a new connection; returns what came back and
+/// how the connection stands.
+fn exchange(input: &[u8]) -> (String, ConnState) {
+    let mut kit = TestKit::with_config(Config::default(), dates());
+    let conn = kit.open(HelloHttp::new());
+    kit.send(conn, input);
+    (kit.received_text(conn), kit.state(conn))
+}
+
+const CLOSED_BY_US: ConnState = ConnState::Closing(CloseReason::Handler);
+
+#[test]
+fn pipelined_requests_are_answered_in_order_however_the_input_is_split() {
+    let input = concat!(
+        "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n",
+        "POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nGET / HTTP/", // a body that looks like a request
+        "GET / HTTP/1.1\r\nHost: a\r\ncontent-length: 3\r\n\r\nabc",
+        "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        "GARBAGE\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\n\r\n", // after the close: never answered
+    );
+    let output = assert_split_invariant_with(
+        &Config::default(),
+        dates,
+        HelloHttp::new,
+        input.as_bytes(),
+        &SplitOptions::default(),
+    );
+    let answers = [ok(""), ok_head(""), not_allowed(""), ok(""), ok("keep-alive"), bad_request()].concat();
+    assert_eq!(String::from_utf8_lossy(&output), answers);
+    assert_eq!(exchange(input.as_bytes()).1, CLOSED_BY_US);
+}
+
+#[test]
+fn requests_get_exact_answers() {
+    let host = "Host: a\r\n";
+    let cases: &[(String, String, ConnState)] = &[
+        (format!("GET / HTTP/1.1\r\n{host}\r\n"), ok(""), ConnState::Open),
+        (format!("HEAD / HTTP/1.1\r\n{host}\r\n"), ok_head(""), ConnState::Open),
+        (format!("GET / HTTP/1.1\r\n{host}Connection: close\r\n\r\n"), ok("close"), CLOSED_BY_US),
+        (format!("GET / HTTP/1.1\r\n{host}Connection: Keep-Alive, CLOSE\r\n\r\n"), ok("close"), CLOSED_BY_US),
+        (format!("HEAD / HTTP/1.1\r\n{host}Connection: close\r\n\r\n"), ok_head("close"), CLOSED_BY_US),
+        ("GET / HTTP/1.0\r\n\r\n".into(), ok("close"), CLOSED_BY_US),
+        ("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".into(), ok("keep-alive"), ConnState::Open),
+        ("HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".into(), ok_head("keep-alive"), ConnState::Open),
+        // A blank line before a request is ignored (RFC 9112, 2.2).
+        (format!("\r\nGET / HTTP/1.1\r\n{host}\r\n"), ok(""), ConnState::Open),
+        // Methods are case-sensitive: `get` is not `GET`.
+        (format!("get / HTTP/1.1\r\n{host}\r\n"), not_allowed(""), ConnState::Open),
+        (format!("DELETE / HTTP/1.1\r\n{host}\r\n"), not_allowed(""), ConnState::Open),
+        ("OPTIONS * HTTP/1.0\r\n\r\n".into(), not_allowed("close"), CLOSED_BY_US),
+        // Whether a client that expects `100 Continue` sends its body after
+        // our answer is unknown, so the connection closes.
+        (
+            format!("POST / HTTP/1.1\r\n{host}Expect: 100-continue\r\nContent-Length: 5\r\n\r\n"),
+            not_allowed("close"),
+            CLOSED_BY_US,
+        ),
+        (format!("GET / HTTP/1.1\r\n{host}Expect: 100-continue\r\n\r\n"), ok(""), ConnState::Open),
+        (
+            format!("POST / HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+            expected("411 Length Required", "Content-Length: 16\r\n", "close", "Length Required\n"),
+            CLOSED_BY_US,
+        ),
+        (
+            format!("HEAD / HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n\r\n"),
+            expected("411 Length Required", "Content-Length: 16\r\n", "close", ""),
+            CLOSED_BY_US,
+        ),
+        // Malformed: 400, then close.
+        (format!("POST / HTTP/1.1\r\n{host}Transfer-Encoding: chunked, gzip\r\n\r\n"), bad_request(), CLOSED_BY_US),
+        ("GET / HTTP/1.1\r\n\r\n".into(), bad_request(), CLOSED_BY_US), // no Host
+        (format!("GET / HTTP/1.1\r\n{host}{host}\r\n"), bad_request(), CLOSED_BY_US),
+        (format!("GET / HTTP/2.0\r\n{host}\r\n"), bad_request(), CLOSED_BY_US),
+        ("GET /\r\n\r\n".into(), bad_request(), CLOSED_BY_US), // HTTP/0.9
+        ("GET  / HTTP/1.1\r\n\r\n".into(), bad_request(), CLOSED_BY_US),
+        (format!("GET / HTTP/1.1\r\n{host}X: a\r\n folded\r\n\r\n"), bad_request(), CLOSED_BY_US),
+        (format!("GET / HTTP/1.1\r\n{host}Bad Name: a\r\n\r\n"), bad_request(), CLOSED_BY_US),
+        (
+            format!("POST / HTTP/1.1\r\n{host}Content-Length: 5\r\nContent-Length: 6\r\n\r\n"),
+            bad_request(),
+            CLOSED_BY_US,
+        ),
+        (format!("POST / HTTP/1.1\r\n{host}Content-Length: -1\r\n\r\n"), bad_request(), CLOSED_BY_US),
+        (format!("POST / HTTP/1.1\r\n{host}Content-Length: 1 2\r\n\r\n"), bad_request(), CLOSED_BY_US),
+        (format!("POST / HTTP/1.1\r\n{host}Content-Length: 99999999999999999999\r\n\r\n"), bad_request(), CLOSED_BY_US),
+    ];
+    for (request, answer, state) in cases {
+        assert_eq!(exchange(request.as_bytes()), (answer.clone(), *state), "request {request:?}");
+    }
+}
+
+#[test]
+fn the_same_content_length_twice_is_accepted() {
+    let request = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi";
+    let pipelined = format!("{request}GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(exchange(pipelined.as_bytes()), (not_allowed("") + &ok(""), ConnState::Open));
+}
+
+/// A request whose head is exactly `len` bytes, padded with one field.
+fn head_of(len: usize) -> String {
+    let start = "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: ";
+    format!("{start}{}\r\n\r\n", "p".repeat(len - start.len() - 4))
+}
+
+#[test]
+fn heads_over_8_kib_get_431() {
+    assert_eq!(exchange(head_of(MAX_HEAD).as_bytes()), (ok(""), ConnState::Open));
+    assert_eq!(exchange(head_of(MAX_HEAD + 1).as_bytes()), (head_too_large(), CLOSED_BY_US));
+    assert_eq!(exchange(head_of(64 * 1024).as_bytes()), (head_too_large(), CLOSED_BY_US));
+
+    // A partial head reaching the limit is refused without waiting for more.
+    let mut kit = TestKit::with_config(Config::default(), dates());
+    let conn = kit.open(HelloHttp::new());
+    kit.send(conn, &head_of(MAX_HEAD + 100).as_bytes()[..MAX_HEAD - 1]);
+    assert_eq!(kit.received_text(conn), "");
+    kit.send(conn, b"p");
+    assert_eq!(kit.received_text(conn), head_too_large());
+}
+
+#[test]
+fn only_the_first_8_kib_decide_however_the_input_is_split() {
+    // An invalid byte past the limit: the answer is 431 (never 400), whether
+    // the head arrives whole or the limit is reached before that byte.
+    let input = head_of(MAX_HEAD + 16).replace("pp\r\n\r\n", "\x01p\r\n\r\n");
+    let options = SplitOptions { random_runs: 20, ..SplitOptions::default() };
+    let output = assert_split_invariant_with(&Config::default(), dates, HelloHttp::new, input.as_bytes(), &options);
+    assert_eq!(String::from_utf8_lossy(&output), head_too_large());
+}
+
+#[test]
+fn more_than_64_fields_get_431() {
+    let fields = |n: usize| (0..n).map(|i| format!("X-Field-{i}: {i}\r\n")).collect::<String>();
+    let request = |n: usize| format!("GET / HTTP/1.1\r\nHost: a\r\n{}\r\n", fields(n));
+    assert_eq!(exchange(request(MAX_HEADERS - 1).as_bytes()), (ok(""), ConnState::Open));
+    assert_eq!(exchange(request(MAX_HEADERS).as_bytes()), (head_too_large(), CLOSED_BY_US));
+}
+
+#[test]
+fn idle_connections_close_silently() {
+    let config = Config { idle_timeout: Some(Duration::from_secs(60)), ..Config::default() };
+    let mut kit = TestKit::with_config(config, dates());
+    let conn = kit.open(HelloHttp::new());
+    kit.send(conn, b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HT");
+    assert_eq!(kit.received_text(conn), ok(""));
+    kit.advance(Duration::from_secs(59));
+    assert_eq!(kit.state(conn), ConnState::Open);
+    kit.advance(Duration::from_secs(1));
+    assert_eq!(kit.received_text(conn), "");
+    assert_eq!(kit.state(conn), ConnState::Closing(CloseReason::IdleTimeout));
+    assert!(kit.peer_saw_eof(conn));
+}
+
+#[test]
+fn every_content_length_matches_its_body() {
+    let replies: [&Reply; 5] = [&OK, &METHOD_NOT_ALLOWED, &BAD_REQUEST, &LENGTH_REQUIRED, &HEAD_TOO_LARGE];
+    for reply in replies {
+        let fields = String::from_utf8_lossy(reply.fields);
+        assert!(fields.contains(&format!("Content-Length: {}\r\n", reply.body.len())), "{fields:?}");
+        assert!(reply.start.ends_with(b"\r\nServer: reactor\r\n"));
+    }
+}

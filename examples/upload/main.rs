@@ -1,0 +1,112 @@
+//! File upload and download: seed 004's "FTP upload" server, done safely.
+//!
+//! The seed's server (a thread per client) split `recv(1024)` on `|`, sent
+//! `nothing` "against sticky packets", wrote to `os.path.join(base, name)`
+//! whatever the name, and read data with `recv(1024)` until it had *at least*
+//! the size, so the next command could be swallowed as file data. Here the
+//! protocol is framed by a line and an exact byte count, names cannot leave
+//! the directory, files stream through a hidden part file (never whole in
+//! memory) and are renamed only when complete.
+//!
+//! Run:  cargo run --release --example upload -- [ADDR] --dir DIR [--overwrite] [--max-size BYTES]
+//!       (default 127.0.0.1:9999, the seed's port; --max-size 1 GiB)
+//! Try:  printf 'put|hello.txt|6\nhello\n' | nc 127.0.0.1 9999
+//!       printf 'get|hello.txt\n' | nc 127.0.0.1 9999
+//! Logs: RUST_LOG=debug shows every transfer and each connection's close.
+//!
+//! # Protocol
+//!
+//! Lines end with `\n` (a `\r` before it is ignored) and are at most 1024
+//! bytes, the line ending not counted. Any number of transfers per
+//! connection, one at a time.
+//!
+//! - `put|<name>|<size>\n`: the server answers `ready\n`, then reads exactly
+//!   `<size>` bytes into `<dir>/.upload-<pid>-<n>.part`, renames it to
+//!   `<dir>/<name>` and answers `done <size> <sha256-hex>\n`. A client should
+//!   wait for `ready`; one that sends the bytes at once is served the same.
+//! - `get|<name>\n`: the server answers `size <n>\n` and the file's `n` bytes.
+//! - Refusals are `error <reason>\n`: `bad command`, `line too long`,
+//!   `bad name` (empty, over 255 bytes, not UTF-8, a `/`, `\`, control
+//!   character or `..`, or a leading `.`), `bad size`, `too large` (over
+//!   `--max-size`), `exists` (and no `--overwrite`), `not found`, `io`. After
+//!   an error answering a `get|` line the connection stays open; after any
+//!   other the server closes it, since the client may already be sending
+//!   file bytes that it cannot tell from commands.
+//!
+//! An upload that ends any other way than complete (the client vanished, a
+//! shutdown) leaves no file under its name and no part file. Two uploads of
+//! one name at once each have their own part file; the last to finish wins
+//! with `--overwrite`, and gets `error exists` without it.
+//!
+//! # Blocking file I/O on the loop's thread
+//!
+//! Each callback reads or writes at most one 64 KiB chunk of a file, on the
+//! loop's thread. On a local disk that is a copy into or out of the page
+//! cache, microseconds, and the simplest correct design. On a slow or network
+//! file system (NFS, a stalled USB disk, a full disk being flushed) one call
+//! can block for seconds and every connection waits; there the chunk should
+//! go to a worker thread, with the connection's reading paused until the
+//! worker's `Handle::notify` reaches the handler's `on_notify`, which goes
+//! on (resumes reading, or sends the chunk). The reactor has those pieces;
+//! what it lacks for this is the pool itself, a small blocking pool in the
+//! manner of tokio's `spawn_blocking`.
+
+mod protocol;
+mod transfer;
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+use clap::Parser;
+use reactor::{Config, Reactor};
+
+use transfer::{Store, Transfer};
+
+/// Upload and download files over a framed TCP protocol.
+#[derive(Parser, Debug)]
+#[command(about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(default_value = "127.0.0.1:9999")]
+    addr: String,
+    /// Directory that holds the files (created if missing).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Let an upload replace an existing file.
+    #[arg(long)]
+    overwrite: bool,
+    /// Largest upload accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+    max_size: u64,
+}
+
+fn main() -> io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+
+    fs::create_dir_all(&args.dir)?;
+    log::info!(
+        "storing files in {} (max size {} bytes, overwrite {})",
+        args.dir.display(),
+        args.max_size,
+        if args.overwrite { "on" } else { "off" }
+    );
+    raise_fd_limit();
+    let store = Store::new(args.dir, args.overwrite, args.max_size);
+    let mut reactor = Reactor::with_config(Config::default(), store)?;
+    let listener = reactor.listen(args.addr.as_str(), Transfer::new)?;
+    reactor.handle_signals()?;
+    log::info!("listening on {}", reactor.local_addr(listener)?);
+    reactor.run()?;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// Raises the soft descriptor limit to the hard one and logs what it got.
+fn raise_fd_limit() {
+    match reactor::raise_fd_limit() {
+        Ok(limit) => log::info!("descriptor limit: {limit}"),
+        Err(err) => log::warn!("cannot raise the descriptor limit: {err}"),
+    }
+}

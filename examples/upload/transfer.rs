@@ -1,0 +1,522 @@
+//! One connection's state machine: command lines, then a file's bytes in
+//! (`put`) or out (`get`), as many times as the client likes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::mem;
+use std::path::{Path, PathBuf};
+
+use log::{debug, warn};
+use reactor::{CloseReason, Context, Handler, Line, LineFramer};
+use sha2::{Digest, Sha256};
+
+use crate::protocol::{self, Command, Refusal, MAX_LINE};
+
+/// Bytes read from a file at a time when sending.
+pub const CHUNK: usize = 64 * 1024;
+
+/// The loop-wide state every connection shares: the settings, and the
+/// counter that gives each upload its own part file.
+pub struct Store {
+    pub dir: PathBuf,
+    pub overwrite: bool,
+    pub max_size: u64,
+    next_part: u64,
+}
+
+impl Store {
+    pub fn new(dir: PathBuf, overwrite: bool, max_size: u64) -> Store {
+        Store { dir, overwrite, max_size, next_part: 0 }
+    }
+}
+
+/// Where the connection is in the protocol.
+enum State {
+    /// Waiting for a command line.
+    Command,
+    /// `remaining` bytes of a `put` still to come, streamed into `part`.
+    Receiving { part: PartFile, name: String, size: u64, remaining: u64, hasher: Sha256 },
+    /// `remaining` bytes of a `get` still to send. Reading is paused
+    /// meanwhile, so no command is taken before the file has gone out.
+    Sending { file: File, remaining: u64 },
+}
+
+/// The handler: one per connection.
+pub struct Transfer {
+    state: State,
+    /// Frames the command lines (not the file bytes that follow a `put`).
+    lines: LineFramer,
+}
+
+impl Transfer {
+    pub fn new() -> Transfer {
+        Transfer { state: State::Command, lines: LineFramer::new(MAX_LINE) }
+    }
+
+    /// Takes one command line, or waits for the rest of it.
+    fn command(&mut self, ctx: &mut Context<'_, Store>, input: &[u8]) -> usize {
+        let (used, line) = self.lines.next(input);
+        match line {
+            None => {} // a partial line: wait for more
+            Some(Line::TooLong) => self.refuse(ctx, Refusal::LineTooLong, true),
+            Some(Line::Complete(line)) => {
+                let max_size = ctx.shared().max_size;
+                match protocol::parse(line, max_size) {
+                    Ok(Command::Put { name, size }) => self.start_put(ctx, name, size),
+                    Ok(Command::Get { name }) => self.start_get(ctx, name),
+                    // Only a `get` leaves the stream in sync after an error:
+                    // after anything else the client may already be sending
+                    // file bytes.
+                    Err(refusal) => self.refuse(ctx, refusal, !line.starts_with(b"get|")),
+                }
+            }
+        }
+        used
+    }
+
+    fn start_put(&mut self, ctx: &mut Context<'_, Store>, name: &str, size: u64) {
+        let id = ctx.id();
+        let store = ctx.shared();
+        if !store.overwrite && exists(&store.dir.join(name)) {
+            return self.refuse(ctx, Refusal::Exists, true);
+        }
+        let part = match PartFile::create(store) {
+            Ok(part) => part,
+            Err(err) => {
+                warn!("conn {id}: cannot create a part file in {}: {err}", store.dir.display());
+                return self.refuse(ctx, Refusal::Io, true);
+            }
+        };
+        debug!("conn {}: put {name} ({size} bytes) into {}", ctx.id(), part.path.display());
+        ctx.write(b"ready\n");
+        self.state = State::Receiving { part, name: name.to_string(), size, remaining: size, hasher: Sha256::new() };
+        if size == 0 {
+            self.finish_put(ctx);
+        }
+    }
+
+    /// Streams upload bytes into the part file; never holds more than the
+    /// one read the reactor hands over.
+    fn receive(&mut self, ctx: &mut Context<'_, Store>, input: &[u8]) -> usize {
+        let State::Receiving { part, remaining, hasher, .. } = &mut self.state else { return 0 };
+        let take = (*remaining).min(input.len() as u64) as usize;
+        let data = &input[..take];
+        if let Err(err) = part.file.write_all(data) {
+            warn!("conn {}: writing {}: {err}", ctx.id(), part.path.display());
+            self.state = State::Command; // drops (removes) the part file
+            self.refuse(ctx, Refusal::Io, true);
+            return take;
+        }
+        hasher.update(data);
+        *remaining -= take as u64;
+        if *remaining == 0 {
+            self.finish_put(ctx);
+        }
+        take
+    }
+
+    /// All bytes are in: give the part file its name, answer with the hash.
+    fn finish_put(&mut self, ctx: &mut Context<'_, Store>) {
+        let State::Receiving { part, name, size, hasher, .. } = mem::replace(&mut self.state, State::Command) else {
+            return;
+        };
+        let store = ctx.shared();
+        let dest = store.dir.join(&name);
+        // Another connection may have finished the same name meanwhile.
+        if !store.overwrite && exists(&dest) {
+            return self.refuse(ctx, Refusal::Exists, true);
+        }
+        if let Err(err) = part.commit(&dest) {
+            warn!("conn {}: renaming to {}: {err}", ctx.id(), dest.display());
+            return self.refuse(ctx, Refusal::Io, true);
+        }
+        let digest = protocol::hex(&hasher.finalize());
+        debug!("conn {}: stored {name} ({size} bytes, sha256 {digest})", ctx.id());
+        ctx.write(format!("done {size} {digest}\n").as_bytes());
+    }
+
+    fn start_get(&mut self, ctx: &mut Context<'_, Store>, name: &str) {
+        let path = ctx.shared().dir.join(name);
+        // Check before opening: opening a FIFO would block the loop.
+        let opened = match fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => File::open(&path).map(|file| (file, meta.len())),
+            Ok(_) => Err(io::ErrorKind::NotFound.into()),
+            Err(err) => Err(err),
+        };
+        match opened {
+            Ok((file, size)) => {
+                debug!("conn {}: get {name} ({size} bytes)", ctx.id());
+                ctx.write(format!("size {size}\n").as_bytes());
+                self.state = State::Sending { file, remaining: size };
+                self.send(ctx);
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => self.refuse(ctx, Refusal::NotFound, false),
+            Err(err) => {
+                warn!("conn {}: opening {}: {err}", ctx.id(), path.display());
+                self.refuse(ctx, Refusal::Io, false);
+            }
+        }
+    }
+
+    /// Reads the file chunk by chunk while the queued output stays below the
+    /// high watermark (`on_drained` only follows a queue that reached it);
+    /// then waits for `on_drained`. Memory per download is bounded by the
+    /// watermark plus one chunk, whatever the file's size.
+    fn send(&mut self, ctx: &mut Context<'_, Store>) {
+        let State::Sending { file, remaining } = &mut self.state else { return };
+        let budget = ctx.config().output_high_watermark;
+        let mut chunk = [0u8; CHUNK];
+        while *remaining > 0 && ctx.queued_output() < budget {
+            let want = (*remaining).min(CHUNK as u64) as usize;
+            let n = match file.read(&mut chunk[..want]) {
+                Ok(0) => {
+                    // The file shrank under us; the promised size cannot be kept.
+                    warn!("conn {}: file ended {remaining} bytes early; aborting", ctx.id());
+                    return ctx.abort();
+                }
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    warn!("conn {}: reading: {err}; aborting", ctx.id());
+                    return ctx.abort();
+                }
+            };
+            if ctx.try_write(&chunk[..n]).is_err() {
+                return; // the connection is closing
+            }
+            *remaining -= n as u64;
+        }
+        if *remaining == 0 {
+            self.state = State::Command;
+            ctx.resume_reading(); // the next command, if one waits
+        } else {
+            ctx.pause_reading(); // no command until this file has gone out
+        }
+    }
+
+    fn refuse(&mut self, ctx: &mut Context<'_, Store>, refusal: Refusal, close: bool) {
+        debug!("conn {}: error {}{}", ctx.id(), refusal.reason(), if close { "; closing" } else { "" });
+        ctx.write(format!("error {}\n", refusal.reason()).as_bytes());
+        if close {
+            ctx.close();
+        }
+    }
+}
+
+impl Handler<Store> for Transfer {
+    fn on_input(&mut self, ctx: &mut Context<'_, Store>, input: &[u8]) -> usize {
+        match self.state {
+            State::Command => self.command(ctx, input),
+            State::Receiving { .. } => self.receive(ctx, input),
+            State::Sending { .. } => 0, // reading is paused; kept for the next command
+        }
+    }
+
+    fn on_drained(&mut self, ctx: &mut Context<'_, Store>) {
+        self.send(ctx);
+    }
+
+    fn on_close(&mut self, ctx: &mut Context<'_, Store>, reason: CloseReason) {
+        if let State::Receiving { name, size, remaining, .. } = &self.state {
+            debug!("conn {}: put {name} abandoned with {remaining} of {size} bytes missing ({reason})", ctx.id());
+        }
+        self.state = State::Command; // drops (removes) an unfinished part file
+    }
+}
+
+/// Whether anything, even a dangling link, has this path.
+fn exists(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
+}
+
+/// An upload in progress: `<dir>/.upload-<pid>-<n>.part`, unique per upload
+/// (two uploads of one name never share it) and hidden (no client name
+/// starts with `.`, so no client can read, overwrite or name it). Removed
+/// when dropped unless renamed to its final name, so an upload that ends
+/// any way but complete (the peer vanished, a shutdown, even a panic)
+/// leaves nothing behind.
+struct PartFile {
+    path: PathBuf,
+    file: File,
+    committed: bool,
+}
+
+impl PartFile {
+    fn create(store: &mut Store) -> io::Result<PartFile> {
+        store.next_part += 1;
+        let path = store.dir.join(format!(".upload-{}-{}.part", std::process::id(), store.next_part));
+        let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
+        Ok(PartFile { path, file, committed: false })
+    }
+
+    /// Renames the complete file to `dest` (atomically: a reader sees the old
+    /// file or the new one, never a part).
+    fn commit(mut self, dest: &Path) -> io::Result<()> {
+        fs::rename(&self.path, dest)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            if let Err(err) = fs::remove_file(&self.path) {
+                warn!("cannot remove {}: {err}", self.path.display());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reactor::testing::{assert_split_invariant_with, ConnState, SplitOptions, TestKit};
+    use reactor::Config;
+
+    /// A fresh directory under the system's temp dir, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(what: &str) -> TempDir {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!("upload-kit-{}-{what}-{n}", std::process::id()));
+            let _ = fs::remove_dir_all(&path);
+            fs::create_dir_all(&path).unwrap();
+            TempDir(path)
+        }
+
+        /// The names in the directory, sorted.
+        fn names(&self) -> Vec<String> {
+            let mut names: Vec<String> =
+                fs::read_dir(&self.0).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            names.sort();
+            names
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn kit(dir: &TempDir, overwrite: bool) -> TestKit<Store> {
+        TestKit::with_config(Config::default(), Store::new(dir.0.clone(), overwrite, 1 << 20))
+    }
+
+    fn sha256_hex(data: &[u8]) -> String {
+        protocol::hex(&Sha256::digest(data))
+    }
+
+    fn done(data: &[u8]) -> String {
+        format!("done {} {}\n", data.len(), sha256_hex(data))
+    }
+
+    #[test]
+    fn a_command_sequence_gives_the_same_answers_however_it_is_split() {
+        let dir = TempDir::new("splits");
+        let mut input = Vec::new();
+        // Header and data back to back, as the seed's client would send them
+        // if it did not wait: the server must not swallow the next command.
+        input.extend_from_slice(b"put|a.txt|10\n0123456789");
+        input.extend_from_slice(b"put|b|3\nxyz");
+        input.extend_from_slice(b"get|a.txt\nput|empty|0\nget|empty\nget|b\r\n");
+        input.extend_from_slice(b"get|missing\nget|../a.txt\nget|.hidden\nget|a.txt|1\n");
+        input.extend_from_slice(b"put|a.txt|4\nABCD");
+        input.extend_from_slice(b"put|big|2000000\n"); // over the 1 MiB maximum: refused and closed
+        input.extend_from_slice(b"get|a.txt\n"); // never answered
+        let store_dir = dir.0.clone();
+        let output = assert_split_invariant_with(
+            &Config::default(),
+            || Store::new(store_dir.clone(), true, 1 << 20),
+            Transfer::new,
+            &input,
+            &SplitOptions::default(),
+        );
+        let expected = [
+            format!("ready\n{}", done(b"0123456789")),
+            format!("ready\n{}", done(b"xyz")),
+            "size 10\n0123456789".to_string(),
+            format!("ready\n{}", done(b"")),
+            "size 0\n".to_string(),
+            "size 3\nxyz".to_string(),
+            "error not found\nerror bad name\nerror bad name\nerror bad command\n".to_string(),
+            format!("ready\n{}", done(b"ABCD")),
+            "error too large\n".to_string(),
+        ]
+        .concat();
+        assert_eq!(String::from_utf8_lossy(&output), expected);
+        assert_eq!(dir.names(), ["a.txt", "b", "empty"]);
+        assert_eq!(fs::read(dir.0.join("a.txt")).unwrap(), b"ABCD");
+    }
+
+    #[test]
+    fn the_sticky_packet_case_header_data_and_next_header_in_one_read() {
+        let dir = TempDir::new("sticky");
+        let mut kit = kit(&dir, false);
+        let conn = kit.open(Transfer::new());
+        kit.send(conn, b"put|one|3\nabcput|two|2\nxyget|one\n");
+        assert_eq!(kit.received_text(conn), format!("ready\n{}ready\n{}size 3\nabc", done(b"abc"), done(b"xy")));
+        // A header cut in two, and data cut anywhere.
+        kit.send(conn, b"pu");
+        kit.send(conn, b"t|three|");
+        assert_eq!(kit.received_text(conn), "");
+        kit.send(conn, b"5\nhel");
+        assert_eq!(kit.received_text(conn), "ready\n");
+        kit.send(conn, b"lo");
+        assert_eq!(kit.received_text(conn), done(b"hello"));
+        assert_eq!(dir.names(), ["one", "three", "two"]);
+        assert_eq!(kit.state(conn), ConnState::Open);
+    }
+
+    #[test]
+    fn refused_puts_close_and_refused_gets_do_not() {
+        let dir = TempDir::new("refusals");
+        fs::write(dir.0.join("taken"), b"old").unwrap();
+        let long = "n".repeat(256);
+        let cases: [(String, &str); 9] = [
+            ("put|../escape|1\n".into(), "bad name"),
+            ("put|/etc/passwd|1\n".into(), "bad name"),
+            ("put|a\\b|1\n".into(), "bad name"),
+            ("put|.hidden|1\n".into(), "bad name"),
+            ("put|a\0b|1\n".into(), "bad name"),
+            (format!("put|{long}|1\n"), "bad name"),
+            ("put|x|12a\n".into(), "bad size"),
+            ("put|x|1048577\n".into(), "too large"),
+            ("put|taken|3\n".into(), "exists"),
+        ];
+        let mut kit = kit(&dir, false);
+        for (line, reason) in &cases {
+            let conn = kit.open(Transfer::new());
+            kit.send(conn, format!("{line}abc").as_bytes());
+            assert_eq!(kit.received_text(conn), format!("error {reason}\n"), "{line:?}");
+            assert_eq!(kit.close_reason(conn), Some(CloseReason::Handler), "{line:?}");
+        }
+        let conn = kit.open(Transfer::new());
+        kit.send(conn, b"get|../taken\nget|nothing\nhello\n");
+        assert_eq!(kit.received_text(conn), "error bad name\nerror not found\nerror bad command\n");
+        assert_eq!(kit.close_reason(conn), Some(CloseReason::Handler));
+        // A line of MAX_LINE bytes is a (bad) command; one byte more is too
+        // long, once it cannot be MAX_LINE bytes and a `\r` any more.
+        let conn = kit.open(Transfer::new());
+        kit.send(conn, format!("{}\r\n", "x".repeat(MAX_LINE)).as_bytes());
+        assert_eq!(kit.received_text(conn), "error bad command\n");
+        let conn = kit.open(Transfer::new());
+        kit.send(conn, "x".repeat(MAX_LINE + 1).as_bytes());
+        assert_eq!(kit.received_text(conn), "");
+        kit.send(conn, b"x");
+        assert_eq!(kit.received_text(conn), "error line too long\n");
+        assert_eq!(fs::read(dir.0.join("taken")).unwrap(), b"old");
+        assert_eq!(dir.names(), ["taken"]);
+    }
+
+    #[test]
+    fn an_upload_cut_short_leaves_no_file_and_no_part() {
+        let dir = TempDir::new("cut");
+        let mut kit = kit(&dir, false);
+        for end in ["eof", "reset"] {
+            let conn = kit.open(Transfer::new());
+            kit.send(conn, b"put|cut|100\nsome but not all");
+            assert_eq!(kit.received_text(conn), "ready\n");
+            let names = dir.names();
+            assert!(names.len() == 1 && names[0].ends_with(".part"), "{names:?}");
+            if end == "eof" {
+                kit.send_eof(conn);
+            } else {
+                kit.reset(conn);
+            }
+            assert!(kit.close_reason(conn).is_some());
+            assert!(dir.names().is_empty(), "{end}: {:?}", dir.names());
+        }
+        // And when the reactor shuts down mid-upload.
+        let conn = kit.open(Transfer::new());
+        kit.send(conn, b"put|cut|100\nabc");
+        kit.shutdown();
+        assert!(kit.close_reason(conn).is_some());
+        assert!(dir.names().is_empty(), "{:?}", dir.names());
+    }
+
+    #[test]
+    fn two_uploads_of_one_name_at_once_do_not_mix() {
+        for overwrite in [false, true] {
+            let dir = TempDir::new("race");
+            let mut kit = kit(&dir, overwrite);
+            let (a, b) = (kit.open(Transfer::new()), kit.open(Transfer::new()));
+            kit.send(a, b"put|same|6\nAAA");
+            kit.send(b, b"put|same|6\nBBB");
+            assert_eq!(dir.names().len(), 2, "two separate part files");
+            kit.send(a, b"AAA");
+            kit.send(b, b"BBB");
+            assert_eq!(kit.received_text(a), format!("ready\n{}", done(b"AAAAAA")));
+            let second = if overwrite { done(b"BBBBBB") } else { "error exists\n".to_string() };
+            assert_eq!(kit.received_text(b), format!("ready\n{second}"));
+            let expected: &[u8] = if overwrite { b"BBBBBB" } else { b"AAAAAA" };
+            assert_eq!(fs::read(dir.0.join("same")).unwrap(), expected);
+            assert_eq!(dir.names(), ["same"]);
+        }
+    }
+
+    #[test]
+    fn a_large_get_streams_within_the_budget_and_holds_later_commands() {
+        let dir = TempDir::new("stream");
+        let content: Vec<u8> = (0..3 * 1024 * 1024 + 7).map(|i: u32| (i % 251) as u8).collect();
+        fs::write(dir.0.join("large"), &content).unwrap();
+        fs::write(dir.0.join("small"), b"hello").unwrap();
+        let mut kit = kit(&dir, false);
+        let budget = Config::default().output_high_watermark;
+        let conn = kit.open(Transfer::new());
+        kit.set_peer_window(conn, Some(0)); // the client does not read yet
+        kit.send(conn, b"get|large\n");
+        kit.send(conn, b"get|small\n"); // pipelined: waits for the large one
+        let queued = kit.queued_output(conn);
+        assert!(queued >= budget && queued < budget + CHUNK, "queued {queued} (budget {budget})");
+        assert!(kit.is_reading_paused(conn));
+        // The client reads a little at a time: the server never gets ahead.
+        let mut received = Vec::new();
+        for _ in 0..100 {
+            kit.set_peer_window(conn, Some(100_000));
+            received.extend(kit.received(conn));
+            assert!(kit.queued_output(conn) < budget + CHUNK);
+            kit.set_peer_window(conn, Some(0));
+        }
+        kit.set_peer_window(conn, None);
+        received.extend(kit.received(conn));
+        let mut expected = format!("size {}\n", content.len()).into_bytes();
+        expected.extend_from_slice(&content);
+        expected.extend_from_slice(b"size 5\nhello");
+        assert!(received == expected, "{} bytes received, {} expected", received.len(), expected.len());
+        assert!(!kit.is_reading_paused(conn));
+        kit.send_eof(conn);
+        assert_eq!(kit.close_reason(conn), Some(CloseReason::PeerClosed));
+    }
+
+    #[test]
+    fn requests_before_the_clients_end_of_stream_are_all_answered() {
+        let dir = TempDir::new("eof");
+        fs::write(dir.0.join("large"), vec![1; 2 * 1024 * 1024]).unwrap();
+        fs::write(dir.0.join("small"), b"hello").unwrap();
+        let mut kit = kit(&dir, false);
+        let conn = kit.open(Transfer::new());
+        kit.set_peer_window(conn, Some(0));
+        kit.send(conn, b"get|large\n");
+        // The client takes some: the queue falls below the high watermark,
+        // but not to the low one, so the file is still going out.
+        kit.set_peer_window(conn, Some(600_000));
+        let queued = kit.queued_output(conn);
+        assert!(queued > 256 * 1024 && queued < Config::default().output_high_watermark, "queued {queued}");
+        // A second request, then the client half-closes (`nc -N`,
+        // `shutdown(Write)`). Were the server reading now, the end of stream
+        // would close the connection half way through the first file, and
+        // the second request would never be offered again.
+        kit.send(conn, b"get|small\n");
+        kit.send_eof(conn);
+        kit.set_peer_window(conn, None);
+        let received = kit.received(conn);
+        assert!(received.ends_with(b"size 5\nhello"), "the second request was lost");
+        assert_eq!(received.len(), "size 2097152\n".len() + 2 * 1024 * 1024 + "size 5\nhello".len());
+        assert_eq!(kit.close_reason(conn), Some(CloseReason::PeerClosed));
+    }
+}

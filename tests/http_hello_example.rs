@@ -1,0 +1,269 @@
+//! The http_hello example, run as a user would: its binary on an ephemeral
+//! port, spoken to in raw HTTP/1.x bytes.
+//!
+//! Every response has a fixed length (the `Date` value is always 29 bytes),
+//! so each test reads exactly the bytes it expects and compares them with the
+//! date masked; the dates themselves are checked against the system clock.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use util::{assert_silent, connect, read_to_end, Example};
+
+const DATE_MASK: &str = "<date>";
+const DATE_LEN: usize = 29;
+
+/// The exact bytes of a response, with `<date>` where the date goes.
+fn expected(status: &str, fields: &str, connection: &str, body: &str) -> String {
+    let connection = if connection.is_empty() { String::new() } else { format!("Connection: {connection}\r\n") };
+    format!(
+        "HTTP/1.1 {status}\r\nServer: reactor\r\nDate: {DATE_MASK}\r\n\
+         Content-Type: text/plain\r\n{fields}{connection}\r\n{body}"
+    )
+}
+
+fn ok(connection: &str) -> String {
+    expected("200 OK", "Content-Length: 12\r\n", connection, "Hello, World")
+}
+
+fn ok_head() -> String {
+    expected("200 OK", "Content-Length: 12\r\n", "", "")
+}
+
+fn not_allowed() -> String {
+    expected("405 Method Not Allowed", "Content-Length: 19\r\nAllow: GET, HEAD\r\n", "", "Method Not Allowed\n")
+}
+
+const GET: &str = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+const HEAD: &str = "HEAD / HTTP/1.1\r\nHost: test\r\n\r\n";
+
+fn start() -> Example {
+    Example::start("http_hello", &["127.0.0.1:0"], 1)
+}
+
+/// Replaces each date in `bytes` with `<date>`, after checking that it is an
+/// IMF-fixdate within a minute of the system clock.
+fn mask_dates(bytes: &[u8]) -> String {
+    let mut text = String::from_utf8(bytes.to_vec()).expect("responses are ASCII");
+    let mut from = 0;
+    while let Some(at) = text[from..].find("Date: ").map(|i| from + i + "Date: ".len()) {
+        let date = text.get(at..at + DATE_LEN).unwrap_or_else(|| panic!("short date in {text:?}"));
+        let secs = parse_date(date).unwrap_or_else(|| panic!("not an IMF-fixdate: {date:?}"));
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        assert!(secs.abs_diff(now) < 60, "date {date:?} is not now");
+        text.replace_range(at..at + DATE_LEN, DATE_MASK);
+        from = at + DATE_MASK.len();
+    }
+    text
+}
+
+/// Seconds since the epoch of `Sun, 06 Nov 1994 08:49:37 GMT`, checking the
+/// weekday too.
+fn parse_date(date: &str) -> Option<u64> {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let number = |range: std::ops::Range<usize>| date.get(range)?.parse::<u64>().ok();
+    if date.len() != DATE_LEN || &date[3..5] != ", " || !date.ends_with(" GMT") {
+        return None;
+    }
+    let (day, year) = (number(5..7)?, number(12..16)?);
+    let month = MONTHS.iter().position(|m| *m == &date[8..11])? as u64 + 1;
+    let (hour, minute, second) = (number(17..19)?, number(20..22)?, number(23..25)?);
+    // Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let (era, year_of_era) = (y / 400, y % 400);
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    (DAYS[(days % 7) as usize] == &date[..3]).then_some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// Reads exactly as many bytes as `expected` (with real dates) holds and
+/// compares them with it.
+fn expect_response(stream: &mut TcpStream, expected: &str) {
+    let len = expected.len() + expected.matches(DATE_MASK).count() * (DATE_LEN - DATE_MASK.len());
+    let mut got = vec![0; len];
+    stream.read_exact(&mut got).unwrap_or_else(|err| panic!("reading {len} bytes for {expected:?}: {err}"));
+    assert_eq!(mask_dates(&got), expected);
+}
+
+/// Reads to end of stream (the server closed) and compares.
+fn expect_last_response(stream: &mut TcpStream, expected: &str) {
+    let got = read_to_end(stream).expect("the server closes gracefully, without a reset");
+    assert_eq!(mask_dates(&got), expected);
+}
+
+#[test]
+fn get_and_head_are_answered_byte_exact() {
+    let server = start();
+    let mut client = connect(server.addr());
+    client.write_all(GET.as_bytes()).unwrap();
+    expect_response(&mut client, &ok(""));
+    client.write_all(HEAD.as_bytes()).unwrap();
+    expect_response(&mut client, &ok_head());
+    // Bounded negative check (300 ms): HEAD's answer has no body after it.
+    assert_silent(&mut client, Duration::from_millis(300));
+}
+
+#[test]
+fn keep_alive_serves_many_requests_on_one_connection() {
+    let server = start();
+    let mut client = connect(server.addr());
+    for i in 0..20 {
+        let (request, answer) = if i % 3 == 2 { (HEAD, ok_head()) } else { (GET, ok("")) };
+        client.write_all(request.as_bytes()).unwrap();
+        expect_response(&mut client, &answer);
+    }
+}
+
+#[test]
+fn connection_close_and_http_1_0_close_after_the_response() {
+    let server = start();
+    for request in [
+        "GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        "GET / HTTP/1.0\r\n\r\n",
+        "GET / HTTP/1.0\r\nHost: test\r\nUser-Agent: ab\r\n\r\n",
+    ] {
+        let mut client = connect(server.addr());
+        client.write_all(request.as_bytes()).unwrap();
+        expect_last_response(&mut client, &ok("close"));
+    }
+}
+
+#[test]
+fn http_1_0_keep_alive_stays_open() {
+    let server = start();
+    let mut client = connect(server.addr());
+    for _ in 0..3 {
+        client.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+        expect_response(&mut client, &ok("keep-alive"));
+    }
+    client.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    expect_last_response(&mut client, &ok("close"));
+}
+
+/// Ten requests of every kind the server keeps the connection open for, and
+/// their answers in order.
+fn ten_pipelined() -> (String, String) {
+    let post = "POST /form HTTP/1.1\r\nHost: test\r\nContent-Length: 30\r\n\r\nGET / HTTP/1.1\r\nHost: body\r\n\r\n";
+    let requests = [GET, HEAD, post, GET, "DELETE / HTTP/1.1\r\nHost: test\r\n\r\n", HEAD, GET, post, GET, GET];
+    let answers = requests.iter().map(|r| match r.split(' ').next() {
+        Some("GET") => ok(""),
+        Some("HEAD") => ok_head(),
+        _ => not_allowed(),
+    });
+    (requests.concat(), answers.collect())
+}
+
+#[test]
+fn pipelined_requests_in_one_write_are_answered_in_order() {
+    let server = start();
+    let (requests, answers) = ten_pipelined();
+    let mut client = connect(server.addr());
+    client.write_all(requests.as_bytes()).unwrap();
+    expect_response(&mut client, &answers);
+    // Bounded negative check (300 ms): the body that looks like a request
+    // was skipped, not answered.
+    assert_silent(&mut client, Duration::from_millis(300));
+}
+
+#[test]
+fn pipelined_requests_one_byte_at_a_time_are_answered_in_order() {
+    let server = start();
+    let (requests, answers) = ten_pipelined();
+    let mut client = connect(server.addr());
+    client.set_nodelay(true).unwrap();
+    for byte in requests.as_bytes() {
+        client.write_all(&[*byte]).unwrap();
+    }
+    expect_response(&mut client, &answers);
+}
+
+#[test]
+fn malformed_request_gets_400_then_close() {
+    let server = start();
+    let bad = expected("400 Bad Request", "Content-Length: 12\r\n", "close", "Bad Request\n");
+    for request in ["GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\r\nHost: test\r\nBad Name: x\r\n\r\n"]
+    {
+        let mut client = connect(server.addr());
+        client.write_all(request.as_bytes()).unwrap();
+        expect_last_response(&mut client, &bad);
+    }
+}
+
+#[test]
+fn oversized_headers_get_431_then_close() {
+    let server = start();
+    let mut client = connect(server.addr());
+    let filler: String = (0..1024).map(|i| format!("X-Filler-{i:04}: {}\r\n", "f".repeat(48))).collect();
+    assert!(filler.len() >= 64 * 1024);
+    // The server answers once 8 KiB have come without the end of the head,
+    // and reads and discards the rest until we are done writing it.
+    client.write_all(format!("GET / HTTP/1.1\r\nHost: test\r\n{filler}\r\n").as_bytes()).unwrap();
+    let too_large = "Request Header Fields Too Large\n";
+    expect_last_response(
+        &mut client,
+        &expected("431 Request Header Fields Too Large", "Content-Length: 32\r\n", "close", too_large),
+    );
+}
+
+#[test]
+fn other_methods_get_405_with_allow_and_the_connection_stays_open() {
+    let server = start();
+    let mut client = connect(server.addr());
+    client.write_all(b"DELETE /thing HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    expect_response(&mut client, &not_allowed());
+    client.write_all(b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello").unwrap();
+    expect_response(&mut client, &not_allowed());
+    client.write_all(GET.as_bytes()).unwrap();
+    expect_response(&mut client, &ok(""));
+}
+
+#[test]
+fn chunked_request_body_gets_411_then_close() {
+    let server = start();
+    let mut client = connect(server.addr());
+    client
+        .write_all(b"POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        .unwrap();
+    expect_last_response(
+        &mut client,
+        &expected("411 Length Required", "Content-Length: 16\r\n", "close", "Length Required\n"),
+    );
+}
+
+#[test]
+fn a_hundred_concurrent_clients_are_served() {
+    let server = start();
+    let mut clients: Vec<TcpStream> = (0..100).map(|_| connect(server.addr())).collect();
+    for _round in 0..3 {
+        // Every client's request is in flight before any answer is read.
+        for client in &mut clients {
+            client.write_all(GET.as_bytes()).unwrap();
+        }
+        for client in &mut clients {
+            expect_response(client, &ok(""));
+        }
+    }
+    for client in &mut clients {
+        client.write_all(b"HEAD / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+    }
+    for client in &mut clients {
+        expect_last_response(client, &expected("200 OK", "Content-Length: 12\r\n", "close", ""));
+    }
+}
+
+#[test]
+fn sigterm_closes_keep_alive_connections_and_exits() {
+    let mut server = start();
+    let mut client = connect(server.addr());
+    client.write_all(GET.as_bytes()).unwrap();
+    expect_response(&mut client, &ok(""));
+    server.signal("TERM");
+    expect_last_response(&mut client, "");
+    drop(client);
+    assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0), "log: {:#?}", server.log());
+}
