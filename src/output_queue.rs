@@ -66,6 +66,11 @@ impl OutputQueue {
         }
     }
 
+    /// The unsent bytes when they are all in one chunk.
+    pub(crate) fn single_chunk(&self) -> Option<&[u8]> {
+        (self.rest.is_empty() && self.len > 0).then(|| &self.front[self.sent..])
+    }
+
     /// Fills `slices` with the unsent bytes, oldest first; returns how many
     /// slices it filled and how many bytes they hold.
     pub(crate) fn fill_slices<'a>(&'a self, slices: &mut [IoSlice<'a>; MAX_IOV]) -> (usize, usize) {
@@ -144,11 +149,13 @@ mod tests {
     fn small_writes_share_one_chunk() {
         let mut pool = BufferPool::new();
         let mut queue = OutputQueue::new();
+        assert_eq!(queue.single_chunk(), None);
         queue.push(b"HTTP/1.1 200 OK\r\n", &mut pool);
         queue.push(b"Content-Length: 5\r\n\r\n", &mut pool);
         queue.push(b"hello", &mut pool);
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
         assert_eq!(queue.fill_slices(&mut slices).0, 1, "one chunk, one send");
+        assert_eq!(queue.single_chunk().map(<[u8]>::len), Some(queue.len()));
         assert_eq!(unsent(&queue), b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
     }
 

@@ -272,9 +272,15 @@ impl<S> Engine<S> {
             return;
         }
         loop {
-            let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let (count, bytes) = conn.output.fill_slices(&mut slices);
-            let result = conn.transport.write(&slices[..count]);
+            // One chunk (the usual reply) needs no slice array.
+            let (result, bytes) = match conn.output.single_chunk() {
+                Some(chunk) => (conn.transport.write(&[IoSlice::new(chunk)]), chunk.len()),
+                None => {
+                    let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                    let (count, bytes) = conn.output.fill_slices(&mut slices);
+                    (conn.transport.write(&slices[..count]), bytes)
+                }
+            };
             self.stats.writes += 1;
             match result {
                 Ok(n) => {
