@@ -261,10 +261,26 @@ impl Drop for Example {
 
 /// Where cargo put an example's binary: next to this test's own executable
 /// (`target/<profile>/deps/<test>`), under `target/<profile>/examples/`.
+///
+/// `cargo test` builds examples that have tests (`test = true` in
+/// Cargo.toml) as test harnesses, not as the programs themselves, so the
+/// first test that needs a program builds it, with the test profile, into
+/// that same directory (later calls find it and cargo does nothing).
 pub fn example_path(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
     let path = profile_dir.join("examples").join(name);
+    let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !built.iter().any(|done| done == name) {
+        let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
+            .args(["build", "--quiet", "--profile", "test", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo to build the example");
+        assert!(status.success(), "building example {name} failed");
+        built.push(name.to_string());
+    }
     assert!(path.exists(), "{} not built", path.display());
     path
 }
