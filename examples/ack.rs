@@ -103,23 +103,15 @@ fn main() -> io::Result<()> {
     let args = Args::parse();
     let max_line = args.max_line as usize;
 
-    raise_fd_limit();
+    // Logs the limit it got.
+    let _ = reactor::raise_fd_limit();
     let mut reactor = Reactor::new()?;
-    let listener = reactor.listen(args.addr.as_str(), move || Ack::new(max_line))?;
+    reactor.listen(args.addr.as_str(), move || Ack::new(max_line))?;
     reactor.handle_signals()?;
-    log::info!("listening on {} (lines up to {max_line} bytes)", reactor.local_addr(listener)?);
+    log::info!("lines up to {max_line} bytes");
     reactor.run()?;
     log::info!("stopped");
     Ok(())
-}
-
-/// Raises the soft descriptor limit to the hard one, so the server can hold as
-/// many clients as the system allows, and logs what it got.
-fn raise_fd_limit() {
-    match reactor::raise_fd_limit() {
-        Ok(limit) => log::info!("descriptor limit: {limit}"),
-        Err(err) => log::warn!("cannot raise the descriptor limit: {err}"),
-    }
 }
 
 #[cfg(test)]

@@ -194,23 +194,15 @@ fn main() -> io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
 
-    raise_fd_limit();
+    // Logs the limit it got.
+    let _ = reactor::raise_fd_limit();
     let max_line = args.max_line as usize;
     let mut reactor = Reactor::with_config(config(args.max_output as usize), Room::default())?;
-    let listener = reactor.listen(args.addr.as_str(), move || Member::new(max_line))?;
+    reactor.listen(args.addr.as_str(), move || Member::new(max_line))?;
     reactor.handle_signals()?;
-    log::info!("listening on {}", reactor.local_addr(listener)?);
     reactor.run()?;
     log::info!("stopped");
     Ok(())
-}
-
-/// Raises the soft descriptor limit to the hard one and logs what it got.
-fn raise_fd_limit() {
-    match reactor::raise_fd_limit() {
-        Ok(limit) => log::info!("descriptor limit: {limit}"),
-        Err(err) => log::warn!("cannot raise the descriptor limit: {err}"),
-    }
 }
 
 #[cfg(test)]

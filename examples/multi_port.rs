@@ -37,17 +37,14 @@ fn main() -> io::Result<()> {
     cli::init_logging();
     let args = Args::parse();
 
-    cli::raise_fd_limit();
+    // Logs the limit it got.
+    let _ = reactor::raise_fd_limit();
     let settings = args.bot.settings();
     let mut reactor = Reactor::with_config(args.bot.config(), ())?;
-    let mut listeners = Vec::new();
     for addr in [&args.first, &args.second] {
-        listeners.push(reactor.listen(addr.as_str(), move || bot::Bot::new(settings))?);
+        reactor.listen(addr.as_str(), move || bot::Bot::new(settings))?;
     }
     reactor.handle_signals()?;
-    for listener in listeners {
-        log::info!("listening on {}", reactor.local_addr(listener)?);
-    }
     reactor.run()?;
     log::info!("stopped");
     Ok(())

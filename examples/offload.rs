@@ -334,7 +334,8 @@ fn main() -> io::Result<()> {
     let workers = args.workers.map_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
     let max_jobs = args.max_jobs as usize;
 
-    raise_fd_limit();
+    // Logs the limit it got.
+    let _ = reactor::raise_fd_limit();
     let (jobs, queue) = mpsc::sync_channel(max_jobs);
     let config = Config {
         // Each job posts its outcome once, so at most `max_jobs` posts wait.
@@ -348,10 +349,9 @@ fn main() -> io::Result<()> {
         let (queue, handle, name) = (Arc::clone(&queue), reactor.handle(), format!("worker {index}"));
         threads.push(thread::Builder::new().name(name.clone()).spawn(move || work(&name, &queue, &handle))?);
     }
-    let listener = reactor.listen(args.addr.as_str(), || Client::new(MAX_LINE))?;
+    reactor.listen(args.addr.as_str(), || Client::new(MAX_LINE))?;
     reactor.handle_signals()?;
     info!("{workers} workers; at most {} rounds per job and {max_jobs} jobs in flight", args.max_rounds);
-    info!("listening on {}", reactor.local_addr(listener)?);
     reactor.run()?;
     // Every connection has closed, so running jobs are cancelled and queued
     // ones skipped; dropping the reactor drops the queue's sender, which
@@ -362,14 +362,6 @@ fn main() -> io::Result<()> {
     }
     info!("stopped");
     Ok(())
-}
-
-/// Raises the soft descriptor limit to the hard one and logs what it got.
-fn raise_fd_limit() {
-    match reactor::raise_fd_limit() {
-        Ok(limit) => info!("descriptor limit: {limit}"),
-        Err(err) => warn!("cannot raise the descriptor limit: {err}"),
-    }
 }
 
 #[cfg(test)]

@@ -52,7 +52,8 @@ fn main() -> io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9999".to_string());
 
-    raise_fd_limit();
+    // Logs the limit it got.
+    let _ = reactor::raise_fd_limit();
     let mut reactor = Reactor::with_config(Config::default(), Counts::default())?;
     let socket = reactor.bind_udp(addr.as_str(), UdpEcho)?;
     let local = reactor.local_addr(socket)?;
@@ -66,7 +67,6 @@ fn main() -> io::Result<()> {
         reported = dropped;
     });
     reactor.handle_signals()?;
-    info!("listening on {local} (udp)");
     reactor.run()?;
 
     let stats = reactor.stats();
@@ -79,13 +79,4 @@ fn main() -> io::Result<()> {
     );
     info!("stopped");
     Ok(())
-}
-
-/// Raises the soft descriptor limit to the hard one and logs what it got.
-/// (One socket needs one descriptor; kept so every example starts alike.)
-fn raise_fd_limit() {
-    match reactor::raise_fd_limit() {
-        Ok(limit) => info!("descriptor limit: {limit}"),
-        Err(err) => log::warn!("cannot raise the descriptor limit: {err}"),
-    }
 }

@@ -47,23 +47,14 @@ fn main() -> io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8080".to_string());
 
-    raise_fd_limit();
+    // Logs the limit it got.
+    let _ = reactor::raise_fd_limit();
     let mut reactor = Reactor::new()?;
-    let listener = reactor.listen(addr.as_str(), || Upper)?;
+    reactor.listen(addr.as_str(), || Upper)?;
     reactor.handle_signals()?;
-    log::info!("listening on {}", reactor.local_addr(listener)?);
     reactor.run()?;
     log::info!("stopped");
     Ok(())
-}
-
-/// Raises the soft descriptor limit to the hard one, so the server can hold as
-/// many clients as the system allows, and logs what it got.
-fn raise_fd_limit() {
-    match reactor::raise_fd_limit() {
-        Ok(limit) => log::info!("descriptor limit: {limit}"),
-        Err(err) => log::warn!("cannot raise the descriptor limit: {err}"),
-    }
 }
 
 #[cfg(test)]

@@ -220,6 +220,7 @@ impl<S> Engine<S> {
         let key = entry.key();
         self.registry.register(&mut socket, source_token(key), Interest::READABLE)?;
         entry.insert(Source::Datagram(DatagramSocket { socket, local, handler: Some(handler), queued: false }));
+        log::info!("listening on {local} (udp)");
         Ok(key)
     }
 

@@ -3,12 +3,12 @@
 use std::io;
 
 /// Raises this process's soft limit on open descriptors (`RLIMIT_NOFILE`) to
-/// its hard limit and returns the limit now in force.
+/// its hard limit, logs the limit now in force (info; a failure is a
+/// warning), and returns it.
 ///
 /// Each connection holds a descriptor, and the usual soft limit (1024) is far
 /// below what one reactor can serve; the hard limit is what an unprivileged
-/// process may raise it to. Servers call this once at start and log the
-/// result.
+/// process may raise it to. Servers call this once at start.
 ///
 /// # Examples
 ///
@@ -18,5 +18,10 @@ use std::io;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn raise_fd_limit() -> io::Result<u64> {
-    rlimit::increase_nofile_limit(u64::MAX)
+    let result = rlimit::increase_nofile_limit(u64::MAX);
+    match &result {
+        Ok(limit) => log::info!("descriptor limit: {limit}"),
+        Err(err) => log::warn!("cannot raise the descriptor limit: {err}"),
+    }
+    result
 }

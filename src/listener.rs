@@ -210,6 +210,7 @@ impl<S> Engine<S> {
             backoff: None,
             queued: false,
         }));
+        info!("listening on {local}");
         if self.conns.len() >= self.config.max_connections {
             self.pause_at_limit();
         }

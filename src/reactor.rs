@@ -94,7 +94,7 @@ impl<S: 'static> Reactor<S> {
     /// Listens on `addr` (port 0 picks a free port; see
     /// [`Reactor::local_addr`]); each accepted connection gets a handler from
     /// `factory`. A reactor may have any number of listeners, each with its
-    /// own handler type.
+    /// own handler type. Logs `listening on <ip>:<port>` (info) once bound.
     pub fn listen<A, H, F>(&mut self, addr: A, factory: F) -> io::Result<SourceId>
     where
         A: ToSocketAddrs,

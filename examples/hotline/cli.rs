@@ -55,12 +55,3 @@ fn parse_delay(text: &str) -> Result<Duration, String> {
 pub fn init_logging() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
 }
-
-/// Raises the soft descriptor limit to the hard one, so the server can hold
-/// as many callers as the system allows, and logs what it got.
-pub fn raise_fd_limit() {
-    match reactor::raise_fd_limit() {
-        Ok(limit) => log::info!("descriptor limit: {limit}"),
-        Err(err) => log::warn!("cannot raise the descriptor limit: {err}"),
-    }
-}

@@ -32,12 +32,12 @@ fn main() -> io::Result<()> {
     cli::init_logging();
     let args = Args::parse();
 
-    cli::raise_fd_limit();
+    // Logs the limit it got.
+    let _ = reactor::raise_fd_limit();
     let settings = args.bot.settings();
     let mut reactor = Reactor::with_config(args.bot.config(), ())?;
-    let listener = reactor.listen(args.addr.as_str(), move || bot::Bot::new(settings))?;
+    reactor.listen(args.addr.as_str(), move || bot::Bot::new(settings))?;
     reactor.handle_signals()?;
-    log::info!("listening on {}", reactor.local_addr(listener)?);
     reactor.run()?;
     log::info!("stopped");
     Ok(())

@@ -113,23 +113,14 @@ fn main() -> io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
 
-    raise_fd_limit();
+    // Logs the limit it got.
+    let _ = reactor::raise_fd_limit();
     let idle_timeout = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
     let config = Config { idle_timeout, ..Config::default() };
     let mut reactor = Reactor::with_config(config, DateCache::new())?;
-    let listener = reactor.listen(args.addr.as_str(), HelloHttp::new)?;
+    reactor.listen(args.addr.as_str(), HelloHttp::new)?;
     reactor.handle_signals()?;
-    log::info!("listening on {}", reactor.local_addr(listener)?);
     reactor.run()?;
     log::info!("stopped");
     Ok(())
-}
-
-/// Raises the soft descriptor limit to the hard one, so the server can hold as
-/// many clients as the system allows, and logs what it got.
-fn raise_fd_limit() {
-    match reactor::raise_fd_limit() {
-        Ok(limit) => log::info!("descriptor limit: {limit}"),
-        Err(err) => log::warn!("cannot raise the descriptor limit: {err}"),
-    }
 }

@@ -92,21 +92,13 @@ fn main() -> io::Result<()> {
         args.max_size,
         if args.overwrite { "on" } else { "off" }
     );
-    raise_fd_limit();
+    // Logs the limit it got.
+    let _ = reactor::raise_fd_limit();
     let store = Store::new(args.dir, args.overwrite, args.max_size);
     let mut reactor = Reactor::with_config(Config::default(), store)?;
-    let listener = reactor.listen(args.addr.as_str(), Transfer::new)?;
+    reactor.listen(args.addr.as_str(), Transfer::new)?;
     reactor.handle_signals()?;
-    log::info!("listening on {}", reactor.local_addr(listener)?);
     reactor.run()?;
     log::info!("stopped");
     Ok(())
-}
-
-/// Raises the soft descriptor limit to the hard one and logs what it got.
-fn raise_fd_limit() {
-    match reactor::raise_fd_limit() {
-        Ok(limit) => log::info!("descriptor limit: {limit}"),
-        Err(err) => log::warn!("cannot raise the descriptor limit: {err}"),
-    }
 }
