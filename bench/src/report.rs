@@ -277,7 +277,7 @@ impl Summary {
 }
 
 /// 1234567 as "1,234,567".
-fn group(n: u64) -> String {
+pub fn group(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

@@ -111,15 +111,7 @@ fn plural(n: usize) -> &'static str {
 
 /// 1234567.4 as "1,234,567".
 fn group(value: f64) -> String {
-    let digits = (value.round().max(0.0) as u64).to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    crate::report::group(value.round().max(0.0) as u64)
 }
 
 /// Microseconds with three significant figures or so.
