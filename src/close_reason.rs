@@ -33,6 +33,14 @@ pub enum CloseReason {
     ConnectFailed(io::ErrorKind),
     /// No input arrived for the configured idle timeout.
     IdleTimeout,
+    /// The peer began a request (input the handler left unconsumed: a
+    /// partial line, header or frame) and did not finish it within
+    /// `Config::request_timeout`, however it trickled.
+    RequestTimeout,
+    /// Queued output did not move for `Config::send_timeout`: the peer
+    /// stopped reading. The unsent output is dropped and the peer gets a
+    /// reset, never an end of stream that would look like a complete reply.
+    SendTimeout,
     /// The peer sent more unconsumed input than `max_input`.
     InputTooLarge,
     /// Queued output passed `max_output`.
@@ -63,10 +71,11 @@ impl CloseReason {
             CloseReason::PeerClosed
             | CloseReason::Handler
             | CloseReason::IdleTimeout
+            | CloseReason::RequestTimeout
             | CloseReason::InputTooLarge
             | CloseReason::Shutdown
             | CloseReason::HandlerPanicked => CloseMode::Graceful,
-            CloseReason::Aborted | CloseReason::OutputOverflow => CloseMode::Abort,
+            CloseReason::Aborted | CloseReason::OutputOverflow | CloseReason::SendTimeout => CloseMode::Abort,
             CloseReason::Reset | CloseReason::Error(_) | CloseReason::ConnectFailed(_) => CloseMode::Drop,
         }
     }
@@ -90,6 +99,8 @@ impl CloseReason {
                 | CloseReason::ConnectFailed(_)
                 | CloseReason::InputTooLarge
                 | CloseReason::OutputOverflow
+                | CloseReason::SendTimeout
+                | CloseReason::RequestTimeout
                 | CloseReason::HandlerPanicked
         )
     }
@@ -108,11 +119,13 @@ impl CloseReason {
             CloseReason::OutputOverflow => 8,
             CloseReason::Shutdown => 9,
             CloseReason::HandlerPanicked => 10,
+            CloseReason::RequestTimeout => 11,
+            CloseReason::SendTimeout => 12,
         }
     }
 
     /// How many distinct counters [`CloseReason::index`] uses.
-    pub(crate) const COUNT: usize = 11;
+    pub(crate) const COUNT: usize = 13;
 }
 
 impl fmt::Display for CloseReason {
@@ -125,6 +138,8 @@ impl fmt::Display for CloseReason {
             CloseReason::Error(kind) => write!(f, "socket error: {kind}"),
             CloseReason::ConnectFailed(kind) => write!(f, "connect failed: {kind}"),
             CloseReason::IdleTimeout => f.write_str("idle timeout"),
+            CloseReason::RequestTimeout => f.write_str("request timeout"),
+            CloseReason::SendTimeout => f.write_str("send timeout (peer stopped reading)"),
             CloseReason::InputTooLarge => f.write_str("input too large"),
             CloseReason::OutputOverflow => f.write_str("output overflow"),
             CloseReason::Shutdown => f.write_str("shutdown"),
@@ -161,6 +176,8 @@ mod tests {
             CloseReason::OutputOverflow,
             CloseReason::Shutdown,
             CloseReason::HandlerPanicked,
+            CloseReason::RequestTimeout,
+            CloseReason::SendTimeout,
         ];
         let mut seen = [false; CloseReason::COUNT];
         for reason in all {

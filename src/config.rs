@@ -9,16 +9,26 @@ use std::time::Duration;
 /// update syntax; [`Reactor::with_config`](crate::Reactor::with_config) checks
 /// the result and refuses contradictory values with `InvalidInput`.
 ///
+/// Every phase a peer controls has a deadline it cannot extend by trickling:
+/// a begun request must be finished within `request_timeout` of its first
+/// byte, queued output must keep moving (`send_timeout`, re-armed whenever a
+/// write makes progress), and a graceful close waits at most
+/// `linger_timeout` for the peer's end of stream once all output is out.
+/// Durations too large to add to the clock (up to `Duration::MAX`) mean "no
+/// deadline".
+///
 /// | field | default | at the limit |
 /// |---|---|---|
-/// | `max_connections` | 10,000 | stop accepting; clients wait in the backlog |
+/// | `max_connections` | 10,000 | stop accepting; clients wait in the backlog (or get a refusal: [`ListenOptions::refusal`](crate::ListenOptions::refusal)) |
 /// | `listen_backlog` | 1024 | the kernel refuses or drops new SYNs |
 /// | `max_input` | 1 MiB | the connection closes: "input too large" |
 /// | `output_high_watermark` | 1 MiB | the connection stops reading |
 /// | `output_low_watermark` | 256 KiB | reading resumes, `on_drained` runs |
 /// | `max_output` | 8 MiB | the connection closes: "output overflow" |
 /// | `idle_timeout` | none | `on_idle`, then a graceful close: "idle timeout" |
-/// | `linger_timeout` | 5 s | a closing connection is dropped |
+/// | `request_timeout` | 60 s | a begun request is not finished: graceful close, "request timeout" |
+/// | `send_timeout` | 60 s | queued output has not moved: reset, "send timeout" |
+/// | `linger_timeout` | 5 s | a closing connection whose output is out is dropped |
 /// | `connect_timeout` | 10 s | an outbound connect fails with `TimedOut` |
 /// | `shutdown_grace` | 5 s | connections still open are aborted |
 /// | `read_budget` | 16 reads | the connection yields to the others |
@@ -80,8 +90,27 @@ pub struct Config {
     /// runs and, unless the handler keeps it, it is closed gracefully. `None`
     /// (the default) disables idle timeouts.
     pub idle_timeout: Option<Duration>,
-    /// How long a graceful close may take: flushing output, then waiting for
-    /// the peer's end of stream. After it the socket is closed regardless.
+    /// How long a peer may take to finish a request once it has begun one:
+    /// from the moment input is first left unconsumed by the handler (a
+    /// partial line, header or frame) until the handler consumes it all. A
+    /// peer that trickles a byte at a time cannot extend it, unlike
+    /// `idle_timeout`. Time while the handler has paused reading, or while
+    /// reading is stopped by backpressure, does not count. The connection
+    /// closes gracefully with
+    /// [`CloseReason::RequestTimeout`](crate::CloseReason::RequestTimeout).
+    /// `None` disables it (for a protocol whose frames may legitimately take
+    /// longer than any bound).
+    pub request_timeout: Option<Duration>,
+    /// How long queued output may go without moving: re-armed whenever a
+    /// write makes progress, so a slow but steady reader gets a reply of any
+    /// size, while a peer that stops reading is reset (reason
+    /// [`CloseReason::SendTimeout`](crate::CloseReason::SendTimeout)) and
+    /// the dropped bytes are logged. Also bounds the flush of a graceful
+    /// close.
+    pub send_timeout: Duration,
+    /// How long a graceful close waits for the peer's end of stream once all
+    /// output is out and the write side is shut down. After it the socket is
+    /// closed regardless (nothing is lost: the output was already sent).
     pub linger_timeout: Duration,
     /// How long an outbound [`connect`](crate::Reactor::connect) may take.
     pub connect_timeout: Duration,
@@ -113,6 +142,8 @@ impl Default for Config {
             output_low_watermark: 256 * 1024,
             max_output: 8 * 1024 * 1024,
             idle_timeout: None,
+            request_timeout: Some(Duration::from_secs(60)),
+            send_timeout: Duration::from_secs(60),
             linger_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
@@ -151,6 +182,12 @@ impl Config {
         if self.idle_timeout == Some(Duration::ZERO) {
             return invalid("idle_timeout must be positive (use None to disable it)");
         }
+        if self.request_timeout == Some(Duration::ZERO) {
+            return invalid("request_timeout must be positive (use None to disable it)");
+        }
+        if self.send_timeout.is_zero() {
+            return invalid("send_timeout must be positive (Duration::MAX for none)");
+        }
         Ok(())
     }
 }
@@ -173,6 +210,8 @@ mod tests {
             Config { max_output: 1024, ..Config::default() },
             Config { read_budget: 0, ..Config::default() },
             Config { idle_timeout: Some(Duration::ZERO), ..Config::default() },
+            Config { request_timeout: Some(Duration::ZERO), ..Config::default() },
+            Config { send_timeout: Duration::ZERO, ..Config::default() },
         ];
         for config in bad {
             let err = config.validate().unwrap_err();

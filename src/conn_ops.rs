@@ -13,7 +13,7 @@ use crate::close_reason::CloseReason;
 use crate::conn_id::ConnId;
 use crate::connection::Phase;
 use crate::engine::{Engine, PeerDisplay, Shutdown};
-use crate::error::SendError;
+use crate::error::{call_report, Report, SendError};
 use crate::handler::Handler;
 use crate::transport::Transport;
 
@@ -83,17 +83,55 @@ impl<S> Engine<S> {
     /// Runs a connection's `on_notify` with `message` (from a posted job, a
     /// loop timer or the handle; never from inside another handler's
     /// callback).
-    pub(crate) fn notify(&mut self, id: ConnId, message: Box<dyn std::any::Any + Send>) -> Result<(), SendError> {
-        let key = self.live_key(id).ok_or(SendError::Gone)?;
-        let conn = &self.conns[key];
-        if conn.handler.is_none() || matches!(conn.phase, Phase::Closing(_)) {
-            return Err(SendError::Closed);
+    ///
+    /// A connection still connecting keeps the message until `on_open` has
+    /// run (no callback comes before it), then delivers it; `report` is told
+    /// when the handler gets it, or that it never will (the connect failed,
+    /// or too many waited: `Config::handle_capacity`).
+    pub(crate) fn notify(
+        &mut self,
+        id: ConnId,
+        message: Box<dyn std::any::Any + Send>,
+        report: Option<Report>,
+    ) -> Result<(), SendError> {
+        self.try_notify(id, message, report).map_err(|(err, report)| {
+            call_report(report, Err(err), &mut self.stats.handler_panics);
+            err
+        })
+    }
+
+    fn try_notify(
+        &mut self,
+        id: ConnId,
+        message: Box<dyn std::any::Any + Send>,
+        report: Option<Report>,
+    ) -> Result<(), (SendError, Option<Report>)> {
+        let Some(key) = self.live_key(id) else { return Err((SendError::Gone, report)) };
+        let conn = &mut self.conns[key];
+        if conn.phase == Phase::Connecting {
+            if conn.early_notes.len() >= self.config.handle_capacity {
+                return Err((SendError::Overflow, report));
+            }
+            conn.early_notes.push((message, report));
+            return Ok(());
+        }
+        if conn.handler.is_none() || matches!(conn.phase, Phase::Closing(_)) || conn.close_request.is_some() {
+            return Err((SendError::Closed, report));
         }
         self.invoke(key, |handler, ctx| handler.on_notify(ctx, message));
+        call_report(report, Ok(()), &mut self.stats.handler_panics);
         self.flush(key);
         self.settle(key);
         self.settle_dirty();
         Ok(())
+    }
+
+    /// Delivers the notes that waited for an outbound connection to open.
+    pub(crate) fn deliver_early_notes(&mut self, key: usize) {
+        let id = self.conns[key].id(key);
+        for (message, report) in std::mem::take(&mut self.conns[key].early_notes) {
+            let _ = self.notify(id, message, report);
+        }
     }
 
     /// Closes a connection by id, gracefully (or abortively for

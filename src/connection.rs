@@ -7,12 +7,17 @@
 //!          |                           writing, e.g. a streaming reply, or close)
 //!  handler close / limit / error           |
 //!          v                               v
-//!       Closing: flush output, shutdown(Write), read and discard input
-//!                until EOF or the linger deadline
+//!       Closing: flush output (bounded by the send timeout), then
+//!                shutdown(Write), read and discard input until EOF or the
+//!                linger deadline
 //!          |
 //!          +--- done / deadline / reset ---> closed (slot freed)
 //!  abort: SO_LINGER 0 then close -> RST, closed at once
 //! ```
+//!
+//! Output is never dropped behind a FIN: whenever a connection is freed with
+//! output still queued (send timeout, shutdown grace, abort) the socket is
+//! reset, so the peer cannot mistake a cut reply for a complete one.
 //!
 //! The transitions themselves live in `lifecycle.rs`; this file holds the
 //! data and the questions it can answer about itself.
@@ -24,10 +29,19 @@ use mio::Interest;
 
 use crate::close_reason::CloseReason;
 use crate::conn_id::ConnId;
+use crate::error::Report;
 use crate::handler::Handler;
 use crate::output_queue::OutputQueue;
 use crate::timers::TimerId;
 use crate::transport::Transport;
+
+/// The interest that reading takes: readable, and on Linux also urgent data
+/// (`EPOLLPRI`), which is how the loop learns that a read will stop short at
+/// the urgent mark with more data behind it.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) const READ_INTEREST: Interest = Interest::READABLE.add(Interest::PRIORITY);
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) const READ_INTEREST: Interest = Interest::READABLE;
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +91,9 @@ pub(crate) struct Connection<S> {
     /// An event said the peer closed its side: keep reading to end of stream
     /// even after a short read.
     pub(crate) read_hup: bool,
+    /// An event reported TCP urgent data. A read stops short at the urgent
+    /// mark, so a short read no longer means drained: read to `WouldBlock`.
+    pub(crate) urgent: bool,
     /// The handler asked for `shutdown(Write)` once output is flushed.
     pub(crate) shutdown_requested: bool,
     /// `shutdown(Write)` was done.
@@ -93,9 +110,33 @@ pub(crate) struct Connection<S> {
     pub(crate) bytes_out: u64,
     /// Loop time of the last input, for the idle timeout.
     pub(crate) last_input: Instant,
+    /// Loop time output last moved (a flush wrote some), or began waiting;
+    /// the send timeout counts from here.
+    pub(crate) last_progress: Instant,
+    /// Since when input has sat unconsumed: the peer began a request (a
+    /// line, a frame) and has not finished it. `None` when nothing is
+    /// buffered. The request timeout counts from here, so trickling bytes
+    /// does not extend it.
+    pub(crate) partial_since: Option<Instant>,
     /// The idle check, the connect timeout or the linger deadline, whichever
     /// applies to the current phase.
     pub(crate) phase_timer: Option<TimerId>,
+    /// Checks that queued output keeps moving (armed when a flush leaves
+    /// output behind; checked lazily, so a steady flow costs no timer
+    /// churn).
+    pub(crate) send_timer: Option<TimerId>,
+    /// Checks that a begun request is finished in time (armed when input is
+    /// first left unconsumed; checked lazily like the send timer).
+    pub(crate) request_timer: Option<TimerId>,
+    /// The handler's own timers, cancelled when the connection closes so
+    /// that churn cannot pile up timers that outlive their connections.
+    pub(crate) timers: Vec<TimerId>,
+    /// Notifications that arrived while an outbound connect was still in
+    /// progress: delivered after `on_open`, in order, or refused if the
+    /// connect fails. No callback runs before `on_open`.
+    pub(crate) early_notes: Vec<(Box<dyn std::any::Any + Send>, Option<Report>)>,
+    /// The listener that accepted it, whose own connection count it holds.
+    pub(crate) listener: Option<usize>,
 }
 
 impl<S> Connection<S> {
@@ -122,6 +163,7 @@ impl<S> Connection<S> {
             pause_on_backpressure: true,
             peer_eof: false,
             read_hup: false,
+            urgent: false,
             shutdown_requested: false,
             write_shut: false,
             drain_pending: false,
@@ -130,7 +172,14 @@ impl<S> Connection<S> {
             bytes_in: 0,
             bytes_out: 0,
             last_input: now,
+            last_progress: now,
+            partial_since: None,
             phase_timer: None,
+            send_timer: None,
+            request_timer: None,
+            timers: Vec::new(),
+            early_notes: Vec::new(),
+            listener: None,
         }
     }
 
@@ -188,8 +237,8 @@ impl<S> Connection<S> {
             Phase::Closing(_) => (!self.peer_eof, !self.output.is_empty() && !self.write_shut),
         };
         match (read, write) {
-            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
-            (true, false) => Some(Interest::READABLE),
+            (true, true) => Some(READ_INTEREST | Interest::WRITABLE),
+            (true, false) => Some(READ_INTEREST),
             (false, true) => Some(Interest::WRITABLE),
             (false, false) => None,
         }

@@ -10,7 +10,7 @@ use crate::engine::{Engine, TimerTarget};
 use crate::error::SendError;
 use crate::handler::Handler;
 use crate::stats::Stats;
-use crate::timers::TimerId;
+use crate::timers::{deadline_after, TimerId};
 
 /// What a [`Handler`] callback can do: to its own connection, to others by
 /// id, and to the loop-wide state `S`.
@@ -227,40 +227,53 @@ impl<'a, S> Context<'a, S> {
         self.engine.conns[self.key].reading_paused
     }
 
-    /// Calls [`Handler::on_timer`] once, `after` from now.
+    /// Calls [`Handler::on_timer`] once, `after` from now. A duration too
+    /// large for the clock (up to `Duration::MAX`) means a timer that never
+    /// fires.
     pub fn set_timer(&mut self, after: Duration) -> TimerId {
-        let deadline = self.engine.now + after;
-        self.engine.timers.insert(deadline, None, TimerTarget::Conn(self.id))
+        let deadline = deadline_after(self.engine.now, after);
+        let timer = self.engine.timers.insert(deadline, None, TimerTarget::Conn(self.id));
+        self.engine.conns[self.key].timers.push(timer);
+        timer
     }
 
     /// Calls [`Handler::on_timer`] every `period` until cancelled or the
     /// connection closes.
     pub fn set_periodic(&mut self, period: Duration) -> TimerId {
-        let deadline = self.engine.now + period;
-        self.engine.timers.insert(deadline, Some(period), TimerTarget::Conn(self.id))
+        let deadline = deadline_after(self.engine.now, period);
+        let timer = self.engine.timers.insert(deadline, Some(period), TimerTarget::Conn(self.id));
+        self.engine.conns[self.key].timers.push(timer);
+        timer
     }
 
     /// Cancels one of this connection's timers. Returns whether it was still
-    /// set. A connection's timers never fire after it starts closing; they
-    /// are dropped at their next deadline (no search when it closes), so
-    /// until then they still count in `Stats::timers`.
+    /// set. A connection's timers are cancelled when it starts closing, so
+    /// they never fire after it and never outlive it.
     pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
         match self.engine.timers.target(timer) {
-            Some(TimerTarget::Conn(owner)) if owner == self.id => self.engine.timers.cancel(timer),
+            Some(TimerTarget::Conn(owner)) if owner == self.id => {
+                self.engine.conns[self.key].timers.retain(|&t| t != timer);
+                self.engine.timers.cancel(timer)
+            }
             _ => false,
         }
     }
 
-    /// Queues `data` for another connection (or this one); it is flushed after
-    /// this callback. Fails with [`SendError::Gone`] for a closed or stale id:
-    /// a newer connection in the same slot is never written to.
+    /// Queues `data` for another connection (or this one). Another
+    /// connection is flushed at the end of the loop's turn, once, with
+    /// everything every callback wrote to it during the turn: a member that
+    /// hears from many others in one turn gets one socket write. Fails with
+    /// [`SendError::Gone`] for a closed or stale id: a newer connection in
+    /// the same slot is never written to.
     pub fn write_to(&mut self, id: ConnId, data: &[u8]) -> Result<(), SendError> {
         self.engine.write_by_id(id, data, Some(self.key))
     }
 
     /// Closes another connection (or this one) gracefully, after this
-    /// callback; its handler's `on_close` then runs with
-    /// [`CloseReason::Handler`].
+    /// callback (another connection: at the end of the turn); its handler's
+    /// `on_close` then runs with [`CloseReason::Handler`]; or with
+    /// [`CloseReason::PeerClosed`] if its peer had already ended its stream,
+    /// and [`CloseReason::Shutdown`] during a shutdown.
     pub fn close_conn(&mut self, id: ConnId) -> Result<(), SendError> {
         let reason = if id == self.id { self.engine.graceful_reason(self.key) } else { CloseReason::Handler };
         self.engine.close_by_id(id, reason, Some(self.key))
@@ -374,8 +387,10 @@ impl<'a, S> LoopContext<'a, S> {
     /// then frame it, pace it, resume reading...). Fails with
     /// [`SendError::Gone`] if the connection has gone and
     /// [`SendError::Closed`] if it is closing; the message is dropped then.
+    /// An outbound connection that is still connecting gets the message
+    /// after its `on_open` (no callback runs before it).
     pub fn notify(&mut self, id: ConnId, message: Box<dyn std::any::Any + Send>) -> Result<(), SendError> {
-        self.engine.notify(id, message)
+        self.engine.notify(id, message, None)
     }
 
     /// Shuts down a connection's write side; see

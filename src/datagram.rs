@@ -12,7 +12,7 @@ use mio::Interest;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::conn_id::ConnId;
-use crate::engine::{panic_message, Engine, Ready, Source};
+use crate::engine::{panic_message, Engine, Source};
 use crate::error::SendError;
 use crate::stats::Stats;
 use crate::token::source_token;
@@ -235,8 +235,7 @@ impl<S> Engine<S> {
             }
             if budget == 0 {
                 self.stats.read_yields += 1;
-                socket.queued = true;
-                self.ready.push_back(Ready::Source(key));
+                self.enqueue_source(key);
                 return;
             }
             budget -= 1;

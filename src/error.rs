@@ -29,6 +29,20 @@ impl fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
+/// Told, on the loop's thread, whether a post addressed to a connection
+/// reached it.
+pub(crate) type Report = Box<dyn FnOnce(Result<(), SendError>) + Send>;
+
+/// Calls a post's report. Reports are user code: a panic in one is logged
+/// and counted, never allowed out of the loop.
+pub(crate) fn call_report(report: Option<Report>, result: Result<(), SendError>, panics: &mut u64) {
+    let Some(report) = report else { return };
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| report(result))) {
+        *panics += 1;
+        log::error!("a post's report panicked: {}", crate::engine::panic_message(payload.as_ref()));
+    }
+}
+
 /// Why a [`Handle`](crate::Handle) could not post to the loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PostError {

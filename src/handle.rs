@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 
@@ -21,11 +21,7 @@ use crate::close_reason::CloseReason;
 use crate::conn_id::ConnId;
 use crate::context::LoopContext;
 use crate::engine::{panic_message, Engine};
-use crate::error::{PostError, SendError};
-
-/// Told, on the loop's thread, whether a posted write or close reached a live
-/// connection.
-type Report = Box<dyn FnOnce(Result<(), SendError>) + Send>;
+use crate::error::{call_report, PostError, Report, SendError};
 
 /// A closure posted to run on the loop's thread.
 type Job<S> = Box<dyn FnOnce(&mut LoopContext<'_, S>) + Send>;
@@ -45,9 +41,10 @@ pub(crate) struct Shared<S> {
     /// Set by the first poster since the loop last drained; clear means the
     /// next poster must wake the loop.
     notified: AtomicBool,
-    /// A shutdown was asked for (it does not go through the queue, so a full
-    /// queue cannot block it).
-    shutdown: AtomicBool,
+    /// Shutdowns asked for since the loop last looked (not through the
+    /// queue, so a full queue cannot block them; counted, so that a second
+    /// one forces the shutdown even if both came before the loop ran).
+    shutdown: AtomicUsize,
     /// The loop has stopped; posts fail with `Stopped`.
     stopped: AtomicBool,
 }
@@ -170,12 +167,14 @@ impl<S> Handle<S> {
     /// Starts a graceful shutdown, as
     /// [`Reactor::shutdown`](crate::Reactor::shutdown) does; a second call
     /// while it runs closes everything at once. Never blocked by a full
-    /// queue.
+    /// queue. Posts made before it take effect before it: a write posted
+    /// and then a shutdown reach the client as the bytes, then the end of
+    /// stream.
     pub fn shutdown(&self) -> Result<(), PostError> {
         if self.shared.stopped.load(Ordering::Acquire) {
             return Err(PostError::Stopped);
         }
-        self.shared.shutdown.store(true, Ordering::Release);
+        self.shared.shutdown.fetch_add(1, Ordering::AcqRel);
         self.wake();
         Ok(())
     }
@@ -220,7 +219,7 @@ impl<S> Inbox<S> {
                 sender,
                 waker,
                 notified: AtomicBool::new(false),
-                shutdown: AtomicBool::new(false),
+                shutdown: AtomicUsize::new(0),
                 stopped: AtomicBool::new(false),
             }),
             receiver,
@@ -238,28 +237,41 @@ impl<S> Inbox<S> {
         self.shared.stopped.store(true, Ordering::Release);
     }
 
-    /// Runs what was posted: a shutdown request first, then at most one
-    /// queue's worth of posts (more wait for the next turn, which then does
-    /// not block), so busy posters cannot keep the loop here.
+    /// Runs at most one queue's worth of posts (more wait for the next turn,
+    /// which then does not block, so busy posters cannot keep the loop
+    /// here), then the shutdowns asked for.
+    ///
+    /// Order: the shutdown count is read before the queue is drained. Every
+    /// post made before a counted shutdown was in the queue by then, and
+    /// the queue never holds more than one drain takes, so all of them run
+    /// before the shutdown starts.
     pub(crate) fn drain(&mut self, engine: &mut Engine<S>) {
         // Clear before draining: see the module docs. The swap (not a plain
         // store) also makes every post whose wake-up we consume visible here.
         self.shared.notified.swap(false, Ordering::AcqRel);
         engine.stats.wakeups += 1;
-        if self.shared.shutdown.swap(false, Ordering::AcqRel) {
-            engine.begin_shutdown();
-        }
-        self.pending = false;
+        let shutdowns = self.shared.shutdown.swap(0, Ordering::AcqRel).min(2);
+        self.pending = true;
         for _ in 0..self.capacity {
             match self.receiver.try_recv() {
                 Ok(command) => {
                     engine.stats.posts += 1;
                     run_command(engine, command);
                 }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
+                    self.pending = false;
+                    break;
+                }
             }
         }
-        self.pending = true;
+        if shutdowns > 0 {
+            // Writes posted before the shutdown go out before the handlers
+            // hear of it.
+            engine.flush_dirty();
+            for _ in 0..shutdowns {
+                engine.begin_shutdown();
+            }
+        }
     }
 }
 
@@ -270,21 +282,14 @@ fn run_command<S>(engine: &mut Engine<S>, command: Command<S>) {
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| match command {
         Command::Write { id, data, report } => {
             let result = engine.write_by_id(id, &data, None);
-            if let Some(report) = report {
-                report(result);
-            }
+            call_report(report, result, &mut engine.stats.handler_panics);
         }
         Command::Close { id, report } => {
             let result = engine.close_by_id(id, CloseReason::Handler, None);
-            if let Some(report) = report {
-                report(result);
-            }
+            call_report(report, result, &mut engine.stats.handler_panics);
         }
         Command::Notify { id, message, report } => {
-            let result = engine.notify(id, message);
-            if let Some(report) = report {
-                report(result);
-            }
+            let _ = engine.notify(id, message, report);
         }
         Command::Run(job) => job(&mut LoopContext::new(engine)),
     }));

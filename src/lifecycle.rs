@@ -16,6 +16,8 @@ use log::{debug, info, warn};
 use crate::close_reason::{CloseMode, CloseReason};
 use crate::connection::Phase;
 use crate::engine::{Engine, PeerDisplay, Shutdown, TimerTarget};
+use crate::error::{call_report, SendError};
+use crate::timers::deadline_after;
 use crate::token::conn_token;
 
 impl<S> Engine<S> {
@@ -59,7 +61,8 @@ impl<S> Engine<S> {
                 Phase::Closing(_) => {
                     let can_write = conn.transport.can_write();
                     if can_write && !conn.output.is_empty() {
-                        break; // wait for WRITABLE
+                        self.arm_send_timer(key);
+                        break; // wait for WRITABLE; the send timeout bounds it
                     }
                     if conn.peer_eof || !can_write {
                         return self.finish(key);
@@ -70,6 +73,14 @@ impl<S> Engine<S> {
                             debug!("conn {}: shutdown(Write): {err}", conn.id(key));
                             return self.finish(key);
                         }
+                    }
+                    if conn.phase_timer.is_none() {
+                        // All output is out: only now does the linger
+                        // deadline start, so a slow reader of a long reply
+                        // is never cut short by it.
+                        let id = conn.id(key);
+                        let deadline = deadline_after(self.now, self.config.linger_timeout);
+                        conn.phase_timer = Some(self.timers.insert(deadline, None, TimerTarget::Phase(id)));
                     }
                     break; // wait for the peer's end of stream
                 }
@@ -108,14 +119,30 @@ impl<S> Engine<S> {
     /// Returns whether the connection is still in the table.
     pub(crate) fn begin_close(&mut self, key: usize, reason: CloseReason) -> bool {
         let conn = &mut self.conns[key];
+        let id = conn.id(key);
+        let was_connecting = conn.phase == Phase::Connecting;
         conn.phase = Phase::Closing(reason);
-        if let Some(timer) = conn.phase_timer.take() {
+        for timer in [conn.phase_timer.take(), conn.request_timer.take()].into_iter().flatten() {
             self.timers.cancel(timer);
         }
+        conn.partial_since = None;
         if self.conns[key].handler.is_some() {
             self.invoke(key, |handler, ctx| handler.on_close(ctx, reason));
             // Dropped here, after its last callback.
-            self.conns[key].handler = None;
+            if let Some(handler) = self.conns[key].handler.take() {
+                self.drop_handler(id, handler);
+            }
+        }
+        // The handler's own timers die with it.
+        for timer in mem::take(&mut self.conns[key].timers) {
+            self.timers.cancel(timer);
+        }
+        // Notes held for an open that will never come.
+        for (_, report) in mem::take(&mut self.conns[key].early_notes) {
+            call_report(report, Err(SendError::Closed), &mut self.stats.handler_panics);
+        }
+        if was_connecting {
+            debug!("conn {id}: closed before it connected ({reason})");
         }
         let conn = &mut self.conns[key];
         conn.close_request = None;
@@ -127,9 +154,6 @@ impl<S> Engine<S> {
                     // the ready queue rather than wait for the peer's FIN.
                     self.enqueue(key);
                 }
-                let id = self.conns[key].id(key);
-                let deadline = self.now + self.config.linger_timeout;
-                self.conns[key].phase_timer = Some(self.timers.insert(deadline, None, TimerTarget::Phase(id)));
                 true
             }
             CloseMode::Abort => {
@@ -151,10 +175,25 @@ impl<S> Engine<S> {
         let mut conn = self.conns.remove(key);
         let id = conn.id(key);
         debug_assert!(conn.handler.is_none(), "finish before begin_close");
-        if let Some(timer) = conn.phase_timer.take() {
+        for timer in [conn.phase_timer.take(), conn.send_timer.take(), conn.request_timer.take()].into_iter().flatten()
+        {
             self.timers.cancel(timer);
         }
+        for timer in conn.timers.drain(..) {
+            self.timers.cancel(timer);
+        }
+        if let Some(listener) = conn.listener {
+            self.listener_conn_closed(listener);
+        }
         let unsent = conn.output.clear(&mut self.pool);
+        if unsent > 0 {
+            // Output is being dropped: reset the connection, so the peer
+            // sees an error rather than an end of stream that would pass
+            // for a complete reply.
+            if let Err(err) = conn.transport.set_abortive() {
+                debug!("conn {id}: SO_LINGER 0: {err}");
+            }
+        }
         self.stats.queued_output -= unsent;
         self.pool.give(mem::take(&mut conn.input));
         let reason = match conn.phase {
@@ -167,7 +206,10 @@ impl<S> Engine<S> {
         let peer = PeerDisplay(conn.peer);
         let (read, written) = (conn.bytes_in, conn.bytes_out);
         if unsent > 0 {
-            info!("conn {id} ({peer}) closed: {reason}; read {read} B, wrote {written} B, dropped {unsent} B unsent");
+            info!(
+                "conn {id} ({peer}) closed: {reason}; read {read} B, wrote {written} B, \
+                 dropped {unsent} B unsent (reset)"
+            );
         } else if reason.is_notable() {
             info!("conn {id} ({peer}) closed: {reason}; read {read} B, wrote {written} B");
         } else {
@@ -221,7 +263,7 @@ impl<S> Engine<S> {
         };
         if let Some(delay) = delay {
             let id = conn.id(key);
-            conn.phase_timer = Some(self.timers.insert(self.now + delay, None, TimerTarget::Phase(id)));
+            conn.phase_timer = Some(self.timers.insert(deadline_after(self.now, delay), None, TimerTarget::Phase(id)));
         }
     }
 
@@ -252,7 +294,7 @@ impl<S> Engine<S> {
     fn idle_check(&mut self, key: usize) {
         let Some(idle) = self.config.idle_timeout else { return };
         let conn = &mut self.conns[key];
-        let idle_until = conn.last_input + idle;
+        let idle_until = deadline_after(conn.last_input, idle);
         if idle_until > self.now {
             let id = conn.id(key);
             conn.phase_timer = Some(self.timers.insert(idle_until, None, TimerTarget::Phase(id)));
@@ -269,6 +311,88 @@ impl<S> Engine<S> {
             None => {} // panicked: already closing
         }
         self.flush(key);
+        self.settle(key);
+        self.settle_dirty();
+    }
+
+    /// Starts watching that queued output keeps moving, unless already
+    /// watching. Called when a flush leaves output behind: the slow path.
+    pub(crate) fn arm_send_timer(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if conn.send_timer.is_none() {
+            conn.last_progress = self.now;
+            let id = conn.id(key);
+            let due = deadline_after(self.now, self.config.send_timeout);
+            conn.send_timer = Some(self.timers.insert(due, None, TimerTarget::Send(id)));
+        }
+    }
+
+    /// The send timer fired: if queued output has not moved for
+    /// `send_timeout`, the peer stopped reading; otherwise check again when
+    /// the timeout would next run out.
+    pub(crate) fn send_check(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if conn.output.is_empty() {
+            return;
+        }
+        let stalled_until = deadline_after(conn.last_progress, self.config.send_timeout);
+        if stalled_until > self.now {
+            let id = conn.id(key);
+            conn.send_timer = Some(self.timers.insert(stalled_until, None, TimerTarget::Send(id)));
+            return;
+        }
+        debug!(
+            "conn {} ({}): {} B of output did not move for {:?}",
+            conn.id(key),
+            PeerDisplay(conn.peer),
+            conn.output.len(),
+            self.config.send_timeout
+        );
+        match conn.phase {
+            Phase::Closing(_) => {
+                // The handler is gone; what is left is to drop the output,
+                // which `finish` does with a reset.
+                conn.phase = Phase::Closing(CloseReason::SendTimeout);
+                self.finish(key);
+            }
+            _ => {
+                self.request_close(key, CloseReason::SendTimeout);
+                self.settle(key);
+                self.settle_dirty();
+            }
+        }
+    }
+
+    /// The request timer fired: if the peer's unfinished request has been
+    /// pending for `request_timeout`, close; otherwise check again then.
+    pub(crate) fn request_check(&mut self, key: usize) {
+        let Some(timeout) = self.config.request_timeout else { return };
+        let high = self.config.output_high_watermark;
+        let conn = &mut self.conns[key];
+        let Some(since) = conn.partial_since else { return };
+        if conn.phase != Phase::Open {
+            // The peer has ended its stream: it can no longer be finishing
+            // a request, slowly or not; what is left is the handler's.
+            return;
+        }
+        if !conn.takes_input(high) {
+            // The handler paused, or output is backed up: the wait is not
+            // the peer's. Count again from when input is taken again.
+            conn.partial_since = Some(self.now);
+        }
+        let since = conn.partial_since.unwrap_or(since);
+        let due = deadline_after(since, timeout);
+        let id = conn.id(key);
+        if due > self.now {
+            conn.request_timer = Some(self.timers.insert(due, None, TimerTarget::Request(id)));
+            return;
+        }
+        debug!(
+            "conn {id} ({}): request unfinished after {timeout:?} ({} B buffered)",
+            PeerDisplay(conn.peer),
+            conn.input.len()
+        );
+        self.request_close(key, CloseReason::RequestTimeout);
         self.settle(key);
         self.settle_dirty();
     }

@@ -10,18 +10,20 @@
 //! the condition lasts, logging one warning per episode.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
-use log::{debug, info, warn};
+use log::{debug, error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::Interest;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::connection::Phase;
-use crate::engine::{Engine, Ready, Shutdown, Source, TimerTarget};
+use crate::engine::{panic_message, Engine, Shutdown, Source, TimerTarget};
 use crate::handler::Handler;
+use crate::timers::deadline_after;
 use crate::token::source_token;
 use crate::transport::Transport;
 
@@ -68,6 +70,8 @@ pub struct ListenOptions {
     reuse_port: bool,
     nodelay: Option<bool>,
     on_accept: Option<AcceptHook>,
+    max_connections: Option<usize>,
+    refusal: Option<Box<[u8]>>,
 }
 
 impl ListenOptions {
@@ -93,6 +97,43 @@ impl ListenOptions {
     /// Whether accepted sockets get `TCP_NODELAY` (default `Config::nodelay`).
     pub fn nodelay(mut self, nodelay: bool) -> ListenOptions {
         self.nodelay = Some(nodelay);
+        self
+    }
+
+    /// Most connections this listener may have open at once, within the
+    /// reactor's own `Config::max_connections`. Gives each listener of a
+    /// reactor its own share, so that a flood on one port cannot take the
+    /// slots another port's clients need. At the limit the listener stops
+    /// accepting (or refuses, with [`ListenOptions::refusal`]) until one of
+    /// its connections closes.
+    pub fn max_connections(mut self, limit: usize) -> ListenOptions {
+        self.max_connections = Some(limit.max(1));
+        self
+    }
+
+    /// What a client that arrives while the connection limit is reached
+    /// (the reactor's or this listener's) is told: instead of waiting
+    /// silently in the kernel's backlog, it is accepted, sent `message`
+    /// (e.g. `-ERR max number of clients reached\r\n`, or an HTTP 503), and
+    /// closed at once. The write is one non-blocking attempt: a refusal is
+    /// best kept shorter than a socket buffer (a few hundred bytes). Input
+    /// that arrived before the refusal is read and dropped; a client whose
+    /// input arrives just after it may see a reset instead of the message,
+    /// as with Redis's refusal. Counted in `Stats::refused`; accepting still
+    /// yields after the accept budget.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactor::ListenOptions;
+    ///
+    /// let options = ListenOptions::new()
+    ///     .max_connections(1000)
+    ///     .refusal(&b"-ERR max number of clients reached\r\n"[..]);
+    /// # drop(options);
+    /// ```
+    pub fn refusal(mut self, message: impl Into<Vec<u8>>) -> ListenOptions {
+        self.refusal = Some(message.into().into_boxed_slice());
         self
     }
 
@@ -126,6 +167,15 @@ pub(crate) struct Listener<S> {
     /// The pause of the current descriptor-exhaustion episode; `None` once an
     /// accept succeeds again.
     backoff: Option<Duration>,
+    /// Connections accepted here that are still in the table.
+    open: usize,
+    /// This listener's own cap on `open`, if any.
+    max_open: Option<usize>,
+    /// Sent to clients that arrive at the limit; `None`: leave them in the
+    /// backlog.
+    refusal: Option<Box<[u8]>>,
+    /// A refusal was logged in the current episode at the limit.
+    refusing: bool,
     /// On the ready queue.
     pub(crate) queued: bool,
 }
@@ -208,6 +258,10 @@ impl<S> Engine<S> {
             on_accept: options.on_accept,
             accepting: Accepting::Yes,
             backoff: None,
+            open: 0,
+            max_open: options.max_connections,
+            refusal: options.refusal,
+            refusing: false,
             queued: false,
         }));
         info!("listening on {local}");
@@ -218,41 +272,45 @@ impl<S> Engine<S> {
     }
 
     /// A listener or datagram socket is readable, or its turn on the ready
-    /// queue came.
+    /// queue came. (Whether it is still on the ready queue is left as it is:
+    /// an event does not take it off, so it is never queued twice.)
     pub(crate) fn source_ready(&mut self, key: usize) {
-        match self.sources.get_mut(key) {
-            Some(Source::Listener(listener)) => {
-                listener.queued = false;
-                self.accept_ready(key);
-            }
-            Some(Source::Datagram(socket)) => {
-                socket.queued = false;
-                self.datagram_ready(key);
-            }
+        match self.sources.get(key) {
+            Some(Source::Listener(_)) => self.accept_ready(key),
+            Some(Source::Datagram(_)) => self.datagram_ready(key),
             None => {}
         }
     }
 
     /// Accepts until the backlog is empty, the budget is spent (then the
-    /// listener waits on the ready queue), or the connection limit is reached.
+    /// listener waits on the ready queue), or the connection limit is reached
+    /// (then it stops, or refuses what arrives if it has a refusal).
     fn accept_ready(&mut self, key: usize) {
         let mut budget = self.config.accept_budget;
         loop {
             if self.shutdown != Shutdown::Running {
                 return;
             }
-            if self.conns.len() >= self.config.max_connections {
-                self.pause_at_limit();
+            let table_full = self.conns.len() >= self.config.max_connections;
+            let Some(Source::Listener(listener)) = self.sources.get_mut(key) else { return };
+            let full = table_full || listener.max_open.is_some_and(|max| listener.open >= max);
+            if full && listener.refusal.is_none() {
+                if table_full {
+                    self.pause_at_limit();
+                } else {
+                    self.pause_listener_at_limit(key);
+                }
                 return;
             }
-            let Some(Source::Listener(listener)) = self.sources.get_mut(key) else { return };
+            if !full {
+                listener.refusing = false;
+            }
             if listener.accepting != Accepting::Yes {
                 return;
             }
             if budget == 0 {
                 self.stats.accept_yields += 1;
-                listener.queued = true;
-                self.ready.push_back(Ready::Source(key));
+                self.enqueue_source(key);
                 return;
             }
             budget -= 1;
@@ -262,7 +320,11 @@ impl<S> Engine<S> {
                         info!("listener {}: accepting again", listener.local);
                     }
                     self.stats.accepted += 1;
-                    self.admit(key, stream, peer);
+                    if full {
+                        self.refuse(key, stream, peer);
+                    } else {
+                        self.admit(key, stream, peer);
+                    }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -279,6 +341,28 @@ impl<S> Engine<S> {
         }
     }
 
+    /// Tells a client that arrived at the connection limit so, and closes
+    /// it: one non-blocking write, never a wait. Input the client already
+    /// sent is read and dropped first, because closing a socket with unread
+    /// input makes Linux send a reset that may destroy the refusal.
+    fn refuse(&mut self, key: usize, stream: TcpStream, peer: SocketAddr) {
+        let Some(Source::Listener(listener)) = self.sources.get_mut(key) else { return };
+        let Some(message) = listener.refusal.as_deref() else { return };
+        self.stats.refused += 1;
+        if !listener.refusing {
+            listener.refusing = true;
+            info!("listener {}: at the connection limit; refusing new clients", listener.local);
+        }
+        let _ = (&stream).read(&mut self.scratch);
+        match (&stream).write(message) {
+            Ok(n) if n == message.len() => {}
+            Ok(n) => debug!("conn from {peer}: refusal cut short after {n} of {} bytes", message.len()),
+            Err(err) => debug!("conn from {peer}: refusal not sent: {err}"),
+        }
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        debug!("conn from {peer}: refused at the connection limit");
+    }
+
     /// Turns an accepted socket into a connection and opens it.
     fn admit(&mut self, key: usize, stream: TcpStream, peer: SocketAddr) {
         let Some(Source::Listener(listener)) = self.sources.get_mut(key) else { return };
@@ -288,15 +372,39 @@ impl<S> Engine<S> {
             }
         }
         if let Some(hook) = listener.on_accept.as_mut() {
-            if let Err(err) = hook(&SockRef::from(&stream)) {
-                debug!("conn from {peer}: accept hook refused it: {err}");
-                return;
+            match panic::catch_unwind(AssertUnwindSafe(|| hook(&SockRef::from(&stream)))) {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    debug!("conn from {peer}: accept hook refused it: {err}");
+                    return;
+                }
+                Err(payload) => {
+                    self.stats.handler_panics += 1;
+                    error!("conn from {peer}: the accept hook panicked: {}", panic_message(payload.as_ref()));
+                    return;
+                }
             }
         }
-        let handler = (listener.factory)();
+        // The factory is user code: a panic in it costs this client only.
+        let factory = &mut listener.factory;
+        let handler = match panic::catch_unwind(AssertUnwindSafe(factory)) {
+            Ok(handler) => handler,
+            Err(payload) => {
+                self.stats.handler_panics += 1;
+                error!(
+                    "conn from {peer}: the handler factory panicked: {}; dropping it",
+                    panic_message(payload.as_ref())
+                );
+                return;
+            }
+        };
         match self.insert_conn(Transport::Tcp(stream), Phase::Open, Some(peer), handler) {
             Ok(id) => {
                 log::trace!("conn {id}: accepted from {peer}");
+                self.conns[id.key()].listener = Some(key);
+                if let Some(Source::Listener(listener)) = self.sources.get_mut(key) {
+                    listener.open += 1;
+                }
                 self.open(id.key());
             }
             Err(err) => warn!("conn from {peer}: cannot register: {err}"),
@@ -340,7 +448,7 @@ impl<S> Engine<S> {
             debug!("listener {}: deregister: {err}", listener.local);
         }
         self.stats.accept_pauses += 1;
-        self.timers.insert(self.now + backoff, None, TimerTarget::ResumeAccept(key));
+        self.timers.insert(deadline_after(self.now, backoff), None, TimerTarget::ResumeAccept(key));
     }
 
     /// The pause after descriptor exhaustion is over: listen again. The
@@ -376,13 +484,38 @@ impl<S> Engine<S> {
         }
         for (_, source) in self.sources.iter_mut() {
             if let Source::Listener(listener) = source {
-                if listener.accepting == Accepting::Yes {
+                // A listener with a refusal keeps accepting, to refuse.
+                if listener.accepting == Accepting::Yes && listener.refusal.is_none() {
                     listener.accepting = Accepting::AtLimit;
                     if let Err(err) = self.registry.deregister(&mut listener.socket) {
                         debug!("listener {}: deregister: {err}", listener.local);
                     }
                 }
             }
+        }
+    }
+
+    /// Stops one listener that reached its own connection cap.
+    fn pause_listener_at_limit(&mut self, key: usize) {
+        let Some(Source::Listener(listener)) = self.sources.get_mut(key) else { return };
+        if listener.accepting != Accepting::Yes {
+            return;
+        }
+        listener.accepting = Accepting::AtLimit;
+        self.stats.accept_pauses += 1;
+        info!("listener {}: its max_connections ({}) reached; not accepting", listener.local, listener.open);
+        if let Err(err) = self.registry.deregister(&mut listener.socket) {
+            debug!("listener {}: deregister: {err}", listener.local);
+        }
+    }
+
+    /// One of a listener's connections closed: it has room again if it was
+    /// stopped at its own cap.
+    pub(crate) fn listener_conn_closed(&mut self, key: usize) {
+        let Some(Source::Listener(listener)) = self.sources.get_mut(key) else { return };
+        listener.open = listener.open.saturating_sub(1);
+        if listener.accepting == Accepting::AtLimit && !self.paused_at_limit {
+            self.resume_listener(key);
         }
     }
 
@@ -394,22 +527,27 @@ impl<S> Engine<S> {
             return;
         }
         debug!("below max_connections again; accepting");
-        for (key, source) in self.sources.iter_mut() {
-            if let Source::Listener(listener) = source {
-                if listener.accepting == Accepting::AtLimit {
-                    if let Err(err) =
-                        self.registry.register(&mut listener.socket, source_token(key), Interest::READABLE)
-                    {
-                        warn!("listener {}: cannot register again: {err}", listener.local);
-                        continue;
-                    }
-                    listener.accepting = Accepting::Yes;
-                    if !listener.queued {
-                        listener.queued = true;
-                        self.ready.push_back(Ready::Source(key));
-                    }
-                }
-            }
+        let keys: Vec<usize> = self.sources.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.resume_listener(key);
         }
+    }
+
+    /// Registers a listener stopped at a limit again, if it has room under
+    /// its own cap, and accepts what waited in the backlog.
+    fn resume_listener(&mut self, key: usize) {
+        if self.shutdown != Shutdown::Running {
+            return;
+        }
+        let Some(Source::Listener(listener)) = self.sources.get_mut(key) else { return };
+        if listener.accepting != Accepting::AtLimit || listener.max_open.is_some_and(|max| listener.open >= max) {
+            return;
+        }
+        if let Err(err) = self.registry.register(&mut listener.socket, source_token(key), Interest::READABLE) {
+            warn!("listener {}: cannot register again: {err}", listener.local);
+            return;
+        }
+        listener.accepting = Accepting::Yes;
+        self.enqueue_source(key);
     }
 }

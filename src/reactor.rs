@@ -3,6 +3,8 @@
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use log::{info, warn};
@@ -21,7 +23,7 @@ use crate::handler::Handler;
 use crate::listener::{open_spare, ListenOptions, SourceId};
 use crate::stats::Stats;
 use crate::stream_io::Readiness;
-use crate::timers::TimerId;
+use crate::timers::{deadline_after, TimerId};
 use crate::token::{self, Target};
 
 /// One thread's event loop: a `mio::Poll` over listeners, connections,
@@ -61,7 +63,66 @@ pub struct Reactor<S = ()> {
     events: Events,
     engine: Engine<S>,
     inbox: Inbox<S>,
-    signals: Option<Signals>,
+    signals: Option<SignalWatch>,
+}
+
+/// SIGINT and SIGTERM, watched by the loop.
+///
+/// `Signals` wakes the loop and says which signals came, but two deliveries
+/// of one signal before the loop reads them look like one; a counter bumped
+/// by a second handler on the same signals tells a second Ctrl-C (which must
+/// force the shutdown) from a first.
+struct SignalWatch {
+    signals: Signals,
+    received: Arc<AtomicUsize>,
+    counters: Vec<signal_hook::SigId>,
+}
+
+impl SignalWatch {
+    fn new() -> io::Result<SignalWatch> {
+        // The counters are registered first: a signal runs its actions in
+        // the order they were registered, so the count is up before
+        // `Signals` wakes the loop, and the loop never sees a signal it has
+        // not counted.
+        let received = Arc::new(AtomicUsize::new(0));
+        let mut counters = Vec::new();
+        for signal in [libc::SIGINT, libc::SIGTERM] {
+            let received = Arc::clone(&received);
+            // SAFETY: `register` is unsafe because the action runs inside a
+            // signal handler, where only async-signal-safe operations are
+            // allowed. The action does one `fetch_add` on an `AtomicUsize`
+            // it owns through an `Arc` that lives as long as the
+            // registration (it is moved into the closure and never dropped
+            // from the handler): a lock-free atomic instruction, which does
+            // not allocate, lock or call into libc, and so is
+            // async-signal-safe.
+            #[allow(unsafe_code)]
+            let id = unsafe {
+                signal_hook::low_level::register(signal, move || {
+                    received.fetch_add(1, Ordering::SeqCst);
+                })
+            }?;
+            counters.push(id);
+        }
+        let signals = match Signals::new([libc::SIGINT, libc::SIGTERM]) {
+            Ok(signals) => signals,
+            Err(err) => {
+                for id in counters {
+                    signal_hook::low_level::unregister(id);
+                }
+                return Err(err);
+            }
+        };
+        Ok(SignalWatch { signals, received, counters })
+    }
+}
+
+impl Drop for SignalWatch {
+    fn drop(&mut self) {
+        for id in self.counters.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
 }
 
 impl Reactor<()> {
@@ -152,6 +213,7 @@ impl<S: 'static> Reactor<S> {
     /// or takes longer than `Config::connect_timeout`, only `on_close` runs,
     /// with [`CloseReason::ConnectFailed`](crate::CloseReason::ConnectFailed).
     pub fn connect(&mut self, addr: SocketAddr, handler: impl Handler<S> + 'static) -> io::Result<ConnId> {
+        self.engine.refresh_now();
         let id = self.engine.connect(addr, Box::new(handler))?;
         Ok(id)
     }
@@ -163,6 +225,7 @@ impl<S: 'static> Reactor<S> {
     /// regular files, and a terminal should not be made non-blocking, so for
     /// those read in a thread and post through a [`Handle`].
     pub fn watch_fd(&mut self, fd: impl Into<OwnedFd>, handler: impl Handler<S> + 'static) -> io::Result<ConnId> {
+        self.engine.refresh_now();
         self.engine.watch_fd(fd.into(), Box::new(handler))
     }
 
@@ -176,9 +239,9 @@ impl<S: 'static> Reactor<S> {
     /// signal handlers belong to the whole process.
     pub fn handle_signals(&mut self) -> io::Result<()> {
         if self.signals.is_none() {
-            let mut signals = Signals::new([libc::SIGINT, libc::SIGTERM])?;
-            self.poll.registry().register(&mut signals, token::SIGNALS, Interest::READABLE)?;
-            self.signals = Some(signals);
+            let mut watch = SignalWatch::new()?;
+            self.poll.registry().register(&mut watch.signals, token::SIGNALS, Interest::READABLE)?;
+            self.signals = Some(watch);
         }
         Ok(())
     }
@@ -198,7 +261,15 @@ impl<S: 'static> Reactor<S> {
     /// poll (waiting at most `timeout`, less if a timer is due sooner, not at
     /// all if work is pending), handle the events, run the ready queue, fire
     /// due timers.
+    ///
+    /// Once the reactor has stopped (see [`Reactor::is_stopped`]) there is
+    /// nothing left to wait for, so a turn fails at once with
+    /// [`io::ErrorKind::Other`] instead of blocking or spinning.
     pub fn turn(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        if self.engine.stopped {
+            self.inbox.set_stopped();
+            return Err(io::Error::other("the reactor has stopped"));
+        }
         let mut timeout = self.engine.poll_timeout(timeout);
         if self.inbox.pending {
             timeout = Some(Duration::ZERO);
@@ -230,7 +301,7 @@ impl<S: 'static> Reactor<S> {
         }
         self.engine.run_ready();
         self.engine.fire_timers();
-        self.engine.settle_dirty();
+        self.engine.flush_dirty();
         if self.engine.stopped {
             self.inbox.set_stopped();
         }
@@ -240,10 +311,14 @@ impl<S: 'static> Reactor<S> {
     /// Acts on SIGINT/SIGTERM: the first starts a graceful shutdown, the
     /// next forces it.
     fn take_signals(&mut self) {
-        let Some(signals) = self.signals.as_mut() else { return };
-        let received: Vec<i32> = signals.pending().collect();
-        for signal in received {
-            let name = if signal == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+        let Some(watch) = self.signals.as_mut() else { return };
+        let names: Vec<&str> =
+            watch.signals.pending().map(|signal| if signal == libc::SIGINT { "SIGINT" } else { "SIGTERM" }).collect();
+        // Two signals that came before the loop read either still count as
+        // two: the second forces the shutdown.
+        let count = watch.received.swap(0, Ordering::SeqCst).min(2);
+        let name = if names.is_empty() { "signal".to_string() } else { names.join("+") };
+        for _ in 0..count {
             if self.engine.is_shutting_down() {
                 warn!("{name} again: closing everything now");
             } else {
@@ -258,7 +333,12 @@ impl<S: 'static> Reactor<S> {
     /// and [`run`](Reactor::run) returns when all connections are closed, or
     /// after `Config::shutdown_grace`, when the rest are aborted. Calling it
     /// again while it runs closes everything at once.
+    ///
+    /// Posts made through a [`Handle`] before this call take effect first.
     pub fn shutdown(&mut self) {
+        self.engine.refresh_now();
+        self.inbox.drain(&mut self.engine);
+        self.engine.flush_dirty();
         self.engine.begin_shutdown();
     }
 
@@ -285,16 +365,18 @@ impl<S: 'static> Reactor<S> {
     /// Queues `data` for a connection and flushes it; see
     /// [`Context::write_to`](crate::Context::write_to).
     pub fn write_to(&mut self, id: ConnId, data: &[u8]) -> Result<(), SendError> {
+        self.engine.refresh_now();
         let result = self.engine.write_by_id(id, data, None);
-        self.engine.settle_dirty();
+        self.engine.flush_dirty();
         result
     }
 
     /// Closes a connection gracefully; see
     /// [`Context::close_conn`](crate::Context::close_conn).
     pub fn close_conn(&mut self, id: ConnId) -> Result<(), SendError> {
+        self.engine.refresh_now();
         let result = self.engine.close_by_id(id, crate::CloseReason::Handler, None);
-        self.engine.settle_dirty();
+        self.engine.flush_dirty();
         result
     }
 
@@ -304,6 +386,8 @@ impl<S: 'static> Reactor<S> {
         after: Duration,
         callback: impl FnMut(&mut LoopContext<'_, S>, TimerId) + 'static,
     ) -> TimerId {
+        // Outside a turn the loop's clock may be stale: count from now.
+        self.engine.refresh_now();
         self.engine.set_loop_timer(after, None, Box::new(callback))
     }
 
@@ -313,6 +397,8 @@ impl<S: 'static> Reactor<S> {
         period: Duration,
         callback: impl FnMut(&mut LoopContext<'_, S>, TimerId) + 'static,
     ) -> TimerId {
+        // Outside a turn the loop's clock may be stale: count from now.
+        self.engine.refresh_now();
         self.engine.set_loop_timer(period, Some(period), Box::new(callback))
     }
 
@@ -332,7 +418,7 @@ impl<S> Engine<S> {
     ) -> TimerId {
         let entry = self.loop_timers.vacant_entry();
         let index = entry.key();
-        let timer = self.timers.insert(self.now + after, period, TimerTarget::Loop(index));
+        let timer = self.timers.insert(deadline_after(self.now, after), period, TimerTarget::Loop(index));
         entry.insert((timer, Some(callback)));
         timer
     }
@@ -349,5 +435,45 @@ impl<S> Engine<S> {
 
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutdown != crate::engine::Shutdown::Running
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Ready;
+
+    /// Discards input.
+    struct Sink;
+
+    impl Handler for Sink {
+        fn on_input(&mut self, _ctx: &mut crate::Context<'_>, input: &[u8]) -> usize {
+            input.len()
+        }
+    }
+
+    #[test]
+    fn a_listener_is_never_on_the_ready_queue_twice() {
+        // One accept per turn: the listener is on the ready queue after
+        // every turn, and new clients bring new events while it is there.
+        let config = Config { accept_budget: 1, ..Config::default() };
+        let mut reactor = Reactor::with_config(config, ()).unwrap();
+        let source = reactor.listen("127.0.0.1:0", || Sink).unwrap();
+        let addr = reactor.local_addr(source).unwrap();
+        let mut clients: Vec<_> = (0..4).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+        for turn in 0..30 {
+            if turn < 20 {
+                clients.push(std::net::TcpStream::connect(addr).unwrap());
+            }
+            reactor.turn(Some(Duration::from_millis(10))).unwrap();
+            let queued = reactor
+                .engine
+                .ready
+                .iter()
+                .filter(|item| matches!(item, Ready::Source(key) if *key == source.0))
+                .count();
+            assert!(queued <= 1, "turn {turn}: the listener is queued {queued} times");
+        }
+        assert_eq!(reactor.stats().accepted, 24);
     }
 }

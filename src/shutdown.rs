@@ -7,6 +7,7 @@ use crate::close_reason::CloseReason;
 use crate::conn_id::ConnId;
 use crate::connection::Phase;
 use crate::engine::{Engine, Shutdown, Source, TimerTarget};
+use crate::timers::deadline_after;
 
 impl<S> Engine<S> {
     /// Starts a graceful shutdown; a second call while it runs closes
@@ -21,7 +22,8 @@ impl<S> Engine<S> {
         info!("shutting down: {} connections to close within {:?}", self.conns.len(), self.config.shutdown_grace);
         // Stop accepting: closing a listener refuses what waits in its backlog.
         self.sources.retain(|_, source| !matches!(source, Source::Listener(_)));
-        self.timers.insert(self.now + self.config.shutdown_grace, None, TimerTarget::ShutdownDeadline);
+        let deadline = deadline_after(self.now, self.config.shutdown_grace);
+        self.timers.insert(deadline, None, TimerTarget::ShutdownDeadline);
         let ids: Vec<ConnId> = self.conns.iter().map(|(key, conn)| conn.id(key)).collect();
         for id in ids {
             let Some(key) = self.live_key(id) else { continue };

@@ -59,6 +59,9 @@ pub struct Stats {
     pub accept_sheds: u64,
     /// Failed accepts (per-client errors and descriptor exhaustion).
     pub accept_errors: u64,
+    /// Clients accepted at the connection limit only to be told so and
+    /// closed ([`ListenOptions::refusal`](crate::ListenOptions::refusal)).
+    pub refused: u64,
     /// Datagrams received.
     pub datagrams_in: u64,
     /// Datagrams sent.

@@ -22,8 +22,9 @@ use log::{debug, error};
 use crate::close_reason::{CloseMode, CloseReason};
 use crate::conn_id::ConnId;
 use crate::connection::Phase;
-use crate::engine::{Engine, PeerDisplay};
+use crate::engine::{Engine, PeerDisplay, TimerTarget};
 use crate::output_queue::MAX_IOV;
+use crate::timers::deadline_after;
 
 /// What an event says about a connection's socket.
 #[derive(Clone, Copy, Debug, Default)]
@@ -35,6 +36,9 @@ pub(crate) struct Readiness {
     /// The socket cannot be written any more (both sides closed, or error).
     pub(crate) write_closed: bool,
     pub(crate) error: bool,
+    /// TCP urgent data is pending (`EPOLLPRI`): a read will stop short at
+    /// its mark.
+    pub(crate) priority: bool,
 }
 
 impl Readiness {
@@ -45,6 +49,7 @@ impl Readiness {
             read_closed: event.is_read_closed(),
             write_closed: event.is_write_closed(),
             error: event.is_error(),
+            priority: event.is_priority(),
         }
     }
 }
@@ -62,6 +67,9 @@ impl<S> Engine<S> {
         if ready.read_closed {
             conn.read_hup = true;
         }
+        if ready.priority {
+            conn.urgent = true;
+        }
         if conn.phase == Phase::Connecting {
             self.finish_connect(key);
         }
@@ -74,7 +82,7 @@ impl<S> Engine<S> {
                     Ok(None) => {}
                 }
             }
-            if ready.readable || ready.read_closed {
+            if ready.readable || ready.read_closed || ready.priority {
                 self.read_ready(key);
             }
             if ready.writable {
@@ -114,6 +122,9 @@ impl<S> Engine<S> {
         self.arm_phase_timer(key);
         self.invoke(key, |handler, ctx| handler.on_open(ctx));
         self.flush(key);
+        if !self.conns[key].early_notes.is_empty() {
+            self.deliver_early_notes(key);
+        }
     }
 
     /// Reads until the socket is drained, the read budget is spent (then the
@@ -147,7 +158,10 @@ impl<S> Engine<S> {
                     conn.bytes_in += n as u64;
                     conn.last_input = self.now;
                     self.stats.bytes_in += n as u64;
-                    let drained = n < self.scratch.len() && !conn.read_hup;
+                    // A short read means drained, except after the peer's
+                    // FIN (read on to see the end of stream) and around
+                    // urgent data (the read stopped at its mark).
+                    let drained = n < self.scratch.len() && !conn.read_hup && !conn.urgent;
                     if !draining {
                         self.deliver(key, n);
                     }
@@ -155,7 +169,11 @@ impl<S> Engine<S> {
                         return;
                     }
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    // Everything up to and past any urgent mark is read.
+                    conn.urgent = false;
+                    return;
+                }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {
                     self.fail(key, &err);
@@ -181,7 +199,7 @@ impl<S> Engine<S> {
     fn deliver(&mut self, key: usize, n: usize) {
         let scratch = mem::take(&mut self.scratch);
         let mut buffered = mem::take(&mut self.conns[key].input);
-        if buffered.is_empty() {
+        let consumed = if buffered.is_empty() {
             // The common case: hand the bytes over in place.
             let consumed = self.offer(key, &scratch[..n]);
             if consumed < n {
@@ -190,13 +208,15 @@ impl<S> Engine<S> {
                 }
                 buffered.extend_from_slice(&scratch[consumed..n]);
             }
+            consumed
         } else {
             buffered.extend_from_slice(&scratch[..n]);
             let consumed = self.offer(key, &buffered);
             buffered.drain(..consumed);
-        }
+            consumed
+        };
         self.scratch = scratch;
-        self.keep_input(key, buffered);
+        self.keep_input(key, buffered, consumed > 0);
         self.flush(key);
     }
 
@@ -210,7 +230,7 @@ impl<S> Engine<S> {
         let mut buffered = mem::take(&mut conn.input);
         let consumed = self.offer(key, &buffered);
         buffered.drain(..consumed);
-        self.keep_input(key, buffered);
+        self.keep_input(key, buffered, consumed > 0);
         self.flush(key);
     }
 
@@ -236,12 +256,29 @@ impl<S> Engine<S> {
 
     /// Stores unconsumed input in the connection, or gives the buffer back
     /// when there is none; closes the connection when it passes `max_input`.
-    fn keep_input(&mut self, key: usize, buffered: Vec<u8>) {
+    ///
+    /// `progressed` says the handler consumed some input: what is left is a
+    /// new request (or the rest of one the handler takes piecemeal), so the
+    /// request timeout counts afresh from now.
+    fn keep_input(&mut self, key: usize, buffered: Vec<u8>, progressed: bool) {
         let conn = &mut self.conns[key];
         let wanted = matches!(conn.phase, Phase::Open | Phase::ReadClosed);
         if buffered.is_empty() || !wanted {
+            conn.partial_since = None;
             self.pool.give(buffered);
             return;
+        }
+        if progressed || conn.partial_since.is_none() {
+            // A request has begun and is not finished: from now on the peer
+            // has `request_timeout` to finish it, however it trickles. The
+            // timer is armed once and checked lazily, so requests that
+            // complete cost no timer churn.
+            conn.partial_since = Some(self.now);
+            if let (Some(timeout), None) = (self.config.request_timeout, conn.request_timer) {
+                let id = conn.id(key);
+                let due = deadline_after(self.now, timeout);
+                conn.request_timer = Some(self.timers.insert(due, None, TimerTarget::Request(id)));
+            }
         }
         if buffered.len() > self.config.max_input {
             let id = conn.id(key);
@@ -284,6 +321,9 @@ impl<S> Engine<S> {
             self.stats.writes += 1;
             match result {
                 Ok(n) => {
+                    if n > 0 {
+                        conn.last_progress = self.now;
+                    }
                     conn.bytes_out += n as u64;
                     self.stats.bytes_out += n as u64;
                     self.stats.queued_output -= n;
@@ -299,6 +339,9 @@ impl<S> Engine<S> {
                     return;
                 }
             }
+        }
+        if !self.conns[key].output.is_empty() {
+            self.arm_send_timer(key);
         }
         self.check_watermarks(key);
     }

@@ -17,6 +17,20 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+/// How far ahead a deadline that would overflow `Instant` is put: further
+/// than any process lives, so `Duration::MAX` (or any huge duration) means
+/// "never" instead of a panic on `Instant + Duration`.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The instant `after` from `now`, saturating at a century from now.
+///
+/// Every deadline the loop computes goes through here: a timeout comes from
+/// the user's configuration or a handler, and no value of either may panic
+/// the loop thread.
+pub(crate) fn deadline_after(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after.min(NEVER)).unwrap_or(now)
+}
+
 /// Identifies one timer set through a context or a reactor, to cancel it or to
 /// tell timers apart in [`Handler::on_timer`](crate::Handler::on_timer).
 ///
@@ -127,9 +141,9 @@ impl<T: Copy> Timers<T> {
         let target = entry.target;
         match entry.period {
             Some(period) => {
-                let mut next = deadline + period;
+                let mut next = deadline_after(deadline, period);
                 if next <= now {
-                    next = now + period;
+                    next = deadline_after(now, period);
                 }
                 entry.deadline = next;
                 entry.seq = self.next_seq;
@@ -200,6 +214,18 @@ mod tests {
         let mark = timers.mark();
         assert!(timers.pop_expired(t0 + ms(115), mark).is_none());
         assert!(timers.cancel(id), "a periodic timer keeps its id");
+    }
+
+    #[test]
+    fn huge_durations_saturate_instead_of_panicking() {
+        let t0 = Instant::now();
+        let far = deadline_after(t0, Duration::MAX);
+        assert!(far >= t0 + NEVER);
+        let mut timers = Timers::new();
+        let id = timers.insert(far, Some(Duration::MAX), ());
+        assert!(timers.pop_expired(t0 + ms(1), timers.mark()).is_none());
+        assert!(timers.pop_expired(far, timers.mark()).is_some(), "fires at its deadline and re-arms without overflow");
+        assert!(timers.is_live(id));
     }
 
     #[test]

@@ -104,3 +104,80 @@ fn past_max_connections_clients_wait_until_one_leaves() {
     assert_eq!(&reply, b"wait");
     assert_eq!(server.stats().accepted, LIMIT as u64 + 1);
 }
+
+#[test]
+fn at_max_connections_a_listener_with_a_refusal_tells_new_clients_and_closes() {
+    const LIMIT: usize = 2;
+    const REFUSAL: &[u8] = b"-ERR max number of clients reached\r\n";
+    let server = Server::start(
+        Config { max_connections: LIMIT, ..Config::default() },
+        || (),
+        |reactor| {
+            let options = reactor::ListenOptions::new().refusal(REFUSAL);
+            let id = reactor.listen_with("127.0.0.1:0", options, || Lines)?;
+            Ok(vec![reactor.local_addr(id)?])
+        },
+    );
+    let held: Vec<_> = (0..LIMIT)
+        .map(|_| {
+            let client = connect(server.addr());
+            (&client).write_all(b"hi\n").unwrap();
+            let mut reply = [0u8; 5];
+            (&client).read_exact(&mut reply).unwrap();
+            client
+        })
+        .collect();
+    // Ten more: each is told at once, then sees the end of stream.
+    for n in 0..10 {
+        let mut late = connect(server.addr());
+        let mut got = Vec::new();
+        late.read_to_end(&mut got).expect("a clean close after the refusal");
+        assert_eq!(got, REFUSAL, "client {n}");
+    }
+    let stats = server.stats();
+    assert_eq!(stats.refused, 10);
+    assert_eq!(stats.open, LIMIT);
+    // Below the limit again, a new client is served, not refused.
+    drop(held);
+    let fresh = util::wait_for("room again", || {
+        let client = connect(server.addr());
+        (&client).write_all(b"abc\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(&client).read_line(&mut line).ok()?;
+        (line == "ok 3\n").then_some(line)
+    });
+    assert_eq!(fresh, "ok 3\n");
+}
+
+#[test]
+fn a_flood_on_one_listener_cannot_take_the_other_listeners_slots() {
+    const SHARE: usize = 3;
+    let server = Server::start(
+        Config { max_connections: 100, ..Config::default() },
+        || (),
+        |reactor| {
+            let flooded =
+                reactor.listen_with("127.0.0.1:0", reactor::ListenOptions::new().max_connections(SHARE), || Lines)?;
+            let other =
+                reactor.listen_with("127.0.0.1:0", reactor::ListenOptions::new().max_connections(SHARE), || Lines)?;
+            Ok(vec![reactor.local_addr(flooded)?, reactor.local_addr(other)?])
+        },
+    );
+    let (flooded, other) = (server.addrs[0], server.addrs[1]);
+    let mut flood: Vec<_> = (0..SHARE).map(|_| connect(flooded)).collect();
+    util::wait_for("the flood accepted", || (server.stats().open == SHARE).then_some(()));
+    // The flooded listener is at its share: the next waits in its backlog...
+    let mut waiting = connect(flooded);
+    waiting.write_all(b"wait\n").unwrap();
+    assert_silent(&mut waiting, Duration::from_millis(300));
+    // ...while the other listener still serves.
+    let mut served = connect(other);
+    served.write_all(b"hello\n").unwrap();
+    let mut reply = [0u8; 5];
+    served.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"ok 5\n");
+    // One flooder leaves: its listener accepts the waiting client.
+    drop(flood.remove(0));
+    waiting.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"ok 4\n");
+}

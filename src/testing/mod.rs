@@ -163,17 +163,35 @@ impl<S> TestKit<S> {
     /// Opens an in-memory connection driven by `handler`, as if a client had
     /// connected to a listener on 127.0.0.1:9000; its `on_open` runs.
     pub fn open(&mut self, handler: impl Handler<S> + 'static) -> ConnId {
+        let (peer, local) = self.next_addrs();
+        self.open_with(peer, local, handler)
+    }
+
+    /// A fresh client address, and the listener's.
+    fn next_addrs(&mut self) -> (SocketAddr, SocketAddr) {
         let port = self.next_port;
         self.next_port = self.next_port.wrapping_add(1).max(1024);
-        let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 9000));
-        self.open_with(peer, local, handler)
+        (SocketAddr::from((Ipv4Addr::LOCALHOST, port)), SocketAddr::from((Ipv4Addr::LOCALHOST, 9000)))
     }
 
     /// Like [`TestKit::open`], with the addresses the handler will see as its
     /// peer's and its own (`Context::peer_addr`, `Context::local_addr`).
     pub fn open_with(&mut self, peer: SocketAddr, local: SocketAddr, handler: impl Handler<S> + 'static) -> ConnId {
+        self.open_pipe(MemoryPipe::new(peer, local), handler)
+    }
+
+    /// Like [`TestKit::open`], with the peer's window (see
+    /// [`TestKit::set_peer_window`]) set before `on_open` runs: a peer that
+    /// reads slowly, or not at all, from the start.
+    pub fn open_with_window(&mut self, handler: impl Handler<S> + 'static, window: Option<usize>) -> ConnId {
+        let (peer, local) = self.next_addrs();
         let pipe = MemoryPipe::new(peer, local);
+        pipe.0.borrow_mut().window = window;
+        self.open_pipe(pipe, handler)
+    }
+
+    fn open_pipe(&mut self, pipe: MemoryPipe, handler: impl Handler<S> + 'static) -> ConnId {
+        let peer = pipe.peer_addr();
         let id = self
             .engine
             .insert_conn(Transport::Memory(pipe.clone()), Phase::Open, Some(peer), Box::new(handler))
@@ -240,7 +258,7 @@ impl<S> TestKit<S> {
     /// timer fires once per period): connection timers, idle checks, linger
     /// and connect deadlines.
     pub fn advance(&mut self, by: Duration) {
-        let target = self.engine.now + by;
+        let target = crate::timers::deadline_after(self.engine.now, by);
         let mut rounds = 0;
         while let Some(deadline) = self.engine.timers.next_deadline().filter(|&d| d <= target) {
             rounds += 1;
@@ -416,8 +434,9 @@ impl<S> TestKit<S> {
     /// waits for WRITABLE and its peer takes more.
     fn quiesce(&mut self) {
         for _ in 0..MAX_ROUNDS {
-            self.engine.settle_dirty();
+            self.engine.flush_dirty();
             self.engine.run_ready();
+            self.engine.flush_dirty();
             let writable: Vec<ConnId> = self
                 .pipes
                 .iter()

@@ -322,3 +322,22 @@ pub fn echo_server(config: Config) -> Server<()> {
         },
     )
 }
+
+/// Ends the whole test process if it is still alive after `WAIT`: for tests
+/// that must call something that would block for ever if the behaviour they
+/// check were broken (a reactor is not `Send`, so it cannot be run on a
+/// thread and waited for with a timeout). Disarmed when dropped.
+pub struct Watchdog {
+    _disarm: mpsc::Sender<()>,
+}
+
+pub fn watchdog(what: &'static str) -> Watchdog {
+    let (disarm, armed) = mpsc::channel::<()>();
+    thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = armed.recv_timeout(WAIT) {
+            eprintln!("watchdog: {what} did not happen within {WAIT:?}; aborting the test process");
+            std::process::abort();
+        }
+    });
+    Watchdog { _disarm: disarm }
+}
