@@ -10,22 +10,32 @@
 //! reactor's `Handle` to the handler of the connection that asked for it
 //! (`on_notify`).
 //!
+//! Jobs are shared out fairly: a connection may have at most
+//! `--max-jobs-per-client` jobs queued or running (default 8), all connections
+//! together at most `--max-jobs` (default 64), and a free worker takes the
+//! next job of the connection with the fewest jobs running, so a connection
+//! that keeps its share queued cannot starve the others: another
+//! connection's job goes to the next worker that frees up.
+//!
 //! Run:  cargo run --release --example offload [ADDR] [--workers N] [--max-rounds N] [--max-jobs N]
-//!       (default 127.0.0.1:8989, the seed's pool server; workers: available parallelism)
+//!       [--max-jobs-per-client N]
+//!       (default 127.0.0.1:8989, the seed's pool server; workers: available parallelism;
+//!       10,000,000 rounds, 64 jobs, 8 per connection)
 //! Try:  nc 127.0.0.1 8989, type `work 10000000 hello`, then `ping` before the result comes;
 //!       printf 'work 1000 abc\nping\nquit\n' | nc -N 127.0.0.1 8989   (`quit`: results, then close)
 //! Logs: RUST_LOG=debug shows each job queued, started, done, skipped, cancelled or dropped.
 
 use std::any::Any;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
 use clap::Parser;
-use log::{debug, info, warn};
+use log::{debug, error, info};
 use reactor::{CloseReason, Config, ConnId, Context, Handle, Handler, Line, LineFramer, LoopContext, Reactor};
 use sha2::{Digest, Sha256};
 
@@ -52,23 +62,177 @@ struct Args {
     /// Most jobs queued or running at once, all clients together.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     max_jobs: u32,
+    /// Most jobs queued or running at once for one connection (at most
+    /// --max-jobs).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    max_jobs_per_client: u32,
 }
 
-/// Loop-wide state: the way to the workers and the limits, for all
-/// clients together. Only the loop's thread touches it.
+/// Loop-wide state: the jobs waiting for a worker, the way to the workers,
+/// and the limits. Only the loop's thread touches it.
 struct Pool {
-    /// Jobs for the workers; bounded by `max_jobs`, and never full, because
-    /// `in_flight` is checked first.
-    jobs: SyncSender<Job>,
+    /// Jobs handed to the workers. A job is sent only while a worker is
+    /// idle, so this holds at most one job per worker and never fills.
+    workers: SyncSender<Job>,
+    /// Workers without a job: the pool's size, less the jobs sent whose
+    /// outcome has not come back.
+    idle: usize,
+    /// Accepted jobs no worker has taken yet.
+    queue: FairQueue,
     max_rounds: u64,
     max_jobs: usize,
-    /// Jobs accepted whose outcome has not come back to the loop yet.
+    max_jobs_per_client: usize,
+    /// Jobs accepted whose outcome has not come back to the loop yet
+    /// (waiting in `queue`, or with a worker).
     in_flight: usize,
 }
 
 impl Pool {
-    fn new(jobs: SyncSender<Job>, max_rounds: u64, max_jobs: usize) -> Pool {
-        Pool { jobs, max_rounds, max_jobs, in_flight: 0 }
+    /// A pool of `workers` threads fed through `jobs`. A per-client limit
+    /// above `max_jobs` could never be reached, so it is lowered to it.
+    fn new(jobs: SyncSender<Job>, workers: usize, max_rounds: u64, max_jobs: usize, per_client: usize) -> Pool {
+        Pool {
+            workers: jobs,
+            idle: workers,
+            queue: FairQueue::default(),
+            max_rounds,
+            max_jobs,
+            max_jobs_per_client: per_client.min(max_jobs),
+            in_flight: 0,
+        }
+    }
+
+    /// Hands waiting jobs to idle workers, in the queue's order. Jobs whose
+    /// connection is gone are counted out instead (see `Client::on_close`;
+    /// this catches a handler dropped without it, after a panic).
+    fn dispatch(&mut self) {
+        while self.idle > 0 {
+            let Some(job) = self.queue.pop() else { return };
+            let (conn, number) = (job.conn, job.number);
+            if job.cancelled.load(Ordering::Relaxed) {
+                self.queue.finished(conn);
+                self.in_flight -= 1;
+                debug!("conn {conn}: job {number} skipped: its connection closed");
+                continue;
+            }
+            match self.workers.try_send(job) {
+                Ok(()) => self.idle -= 1,
+                // Neither can happen: a job is sent only while a worker is
+                // idle, so the channel has room, and the workers hold its
+                // receiving end until this sender is dropped with the pool.
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                    self.queue.finished(conn);
+                    self.in_flight -= 1;
+                    error!("conn {conn}: job {number} lost: no worker took it");
+                }
+            }
+        }
+    }
+
+    /// A job's outcome came back from its worker: the worker is idle again
+    /// and the job no longer counts.
+    fn finished(&mut self, conn: ConnId) {
+        self.in_flight -= 1;
+        self.idle += 1;
+        self.queue.finished(conn);
+        self.dispatch();
+    }
+}
+
+/// Accepted jobs waiting for a worker, per connection, and whose turn is
+/// next.
+///
+/// The next job is the oldest waiting job of the connection with the fewest
+/// jobs running; among connections with as many running, the one that has
+/// waited longest since it last had a job started or finished. So a
+/// connection that keeps its whole share queued cannot hold the workers: a
+/// connection with fewer jobs running gets the next worker that frees up,
+/// and connections with as many running take turns.
+#[derive(Default)]
+struct FairQueue {
+    shares: HashMap<ConnId, Share>,
+    /// The connections with jobs waiting, by (jobs running, turn number);
+    /// the first is served next.
+    turns: BTreeMap<(usize, u64), ConnId>,
+    /// Grows with every turn given, so a later turn sorts after an earlier
+    /// one with as many jobs running.
+    next_turn: u64,
+}
+
+/// One connection's jobs in the queue. Kept while it has any waiting or
+/// running.
+#[derive(Default)]
+struct Share {
+    waiting: VecDeque<Job>,
+    running: usize,
+    /// Its key in `FairQueue::turns`, while it has jobs waiting.
+    turn: Option<(usize, u64)>,
+}
+
+impl FairQueue {
+    /// Jobs of `conn` waiting or running.
+    fn jobs_of(&self, conn: ConnId) -> usize {
+        self.shares.get(&conn).map_or(0, |share| share.waiting.len() + share.running)
+    }
+
+    fn push(&mut self, job: Job) {
+        let conn = job.conn;
+        let share = self.shares.entry(conn).or_default();
+        share.waiting.push_back(job);
+        if share.turn.is_none() {
+            Self::take_turn(&mut self.turns, &mut self.next_turn, share, conn);
+        }
+    }
+
+    /// The next job to run; its connection counts it as running until
+    /// `finished`.
+    fn pop(&mut self) -> Option<Job> {
+        while let Some((_, conn)) = self.turns.pop_first() {
+            let Some(share) = self.shares.get_mut(&conn) else { continue };
+            share.turn = None;
+            let Some(job) = share.waiting.pop_front() else { continue };
+            share.running += 1;
+            if !share.waiting.is_empty() {
+                Self::take_turn(&mut self.turns, &mut self.next_turn, share, conn);
+            }
+            return Some(job);
+        }
+        None
+    }
+
+    /// A job of `conn` that `pop` returned has ended: its connection moves
+    /// up (one job fewer running) but behind those that have waited longer.
+    fn finished(&mut self, conn: ConnId) {
+        let Some(share) = self.shares.get_mut(&conn) else { return };
+        share.running = share.running.saturating_sub(1);
+        if let Some(turn) = share.turn.take() {
+            self.turns.remove(&turn);
+            Self::take_turn(&mut self.turns, &mut self.next_turn, share, conn);
+        } else if share.running == 0 {
+            self.shares.remove(&conn);
+        }
+    }
+
+    /// Takes out the jobs of `conn` that no worker has taken.
+    fn remove_waiting(&mut self, conn: ConnId) -> VecDeque<Job> {
+        let Some(share) = self.shares.get_mut(&conn) else { return VecDeque::new() };
+        if let Some(turn) = share.turn.take() {
+            self.turns.remove(&turn);
+        }
+        let waiting = std::mem::take(&mut share.waiting);
+        if share.running == 0 {
+            self.shares.remove(&conn);
+        }
+        waiting
+    }
+
+    /// Puts `share` in line, behind every connection with as many jobs
+    /// running or fewer.
+    fn take_turn(turns: &mut BTreeMap<(usize, u64), ConnId>, next_turn: &mut u64, share: &mut Share, conn: ConnId) {
+        let turn = (share.running, *next_turn);
+        *next_turn += 1;
+        share.turn = Some(turn);
+        turns.insert(turn, conn);
     }
 }
 
@@ -208,9 +372,17 @@ impl Handler<Pool> for Client {
         self.wind_down(ctx);
     }
 
+    /// Jobs no worker has taken are dropped at once, so their places in the
+    /// pool are free for others; running ones stop on their cancel flag.
     fn on_close(&mut self, ctx: &mut Context<'_, Pool>, reason: CloseReason) {
+        let id = ctx.id();
         if self.owed > 0 {
-            debug!("conn {}: {reason} with {} jobs owed; they are cancelled", ctx.id(), self.owed);
+            debug!("conn {id}: {reason} with {} jobs owed; they are cancelled", self.owed);
+        }
+        let pool = ctx.shared();
+        for job in pool.queue.remove_waiting(id) {
+            pool.in_flight -= 1;
+            debug!("conn {id}: job {} skipped: its connection closed", job.number);
         }
     }
 }
@@ -240,30 +412,25 @@ impl Client {
         }
     }
 
-    /// Queues a job, or answers at once why not.
+    /// Queues a job, or answers at once why not: its connection's share or
+    /// the pool is full.
     fn submit(&mut self, ctx: &mut Context<'_, Pool>, rounds: u64, text: &[u8]) {
         let (id, number) = (ctx.id(), self.jobs);
         let pool = ctx.shared();
         let refusal = if rounds == 0 || rounds > pool.max_rounds {
             format!("error {number} rounds must be between 1 and {}\n", pool.max_rounds)
+        } else if pool.queue.jobs_of(id) >= pool.max_jobs_per_client {
+            format!("error {number} busy: {} jobs in flight on this connection\n", pool.max_jobs_per_client)
         } else if pool.in_flight >= pool.max_jobs {
             format!("error {number} busy: {} jobs in flight\n", pool.max_jobs)
         } else {
             let job = Job { conn: id, number, rounds, text: text.to_vec(), cancelled: Arc::clone(&self.cancelled) };
-            match pool.jobs.try_send(job) {
-                Ok(()) => {
-                    pool.in_flight += 1;
-                    self.owed += 1;
-                    debug!("conn {id}: job {number} queued ({rounds} rounds)");
-                    return;
-                }
-                // Cannot happen while `in_flight` counts right (the queue
-                // holds `max_jobs`), nor before the workers are gone at exit.
-                Err(err) => {
-                    warn!("conn {id}: job {number} not queued: {err}");
-                    format!("error {number} busy: {} jobs in flight\n", pool.max_jobs)
-                }
-            }
+            pool.queue.push(job);
+            pool.in_flight += 1;
+            self.owed += 1;
+            debug!("conn {id}: job {number} queued ({rounds} rounds)");
+            pool.dispatch();
+            return;
         };
         ctx.write(refusal.as_bytes());
     }
@@ -310,10 +477,11 @@ fn hash(job: &Job) -> Outcome {
 }
 
 /// Runs on the loop's thread for each outcome: frees the job's place in the
-/// pool and hands a result to its connection's handler, if it is still
-/// there (a newer connection in the same slot is never handed it).
+/// pool, gives its worker the next job, and hands a result to its
+/// connection's handler, if it is still there (a newer connection in the
+/// same slot is never handed it).
 fn deliver(ctx: &mut LoopContext<'_, Pool>, conn: ConnId, number: u64, outcome: Outcome) {
-    ctx.shared().in_flight -= 1;
+    ctx.shared().finished(conn);
     match outcome {
         Outcome::Digest(hex) => {
             if let Err(err) = ctx.notify(conn, Box::new(Finished { number, hex })) {
@@ -336,13 +504,17 @@ fn main() -> io::Result<()> {
 
     // Logs the limit it got.
     let _ = reactor::raise_fd_limit();
-    let (jobs, queue) = mpsc::sync_channel(max_jobs);
+    // The loop sends a job only to an idle worker (see `Pool::dispatch`).
+    let (jobs, queue) = mpsc::sync_channel(workers);
     let config = Config {
-        // Each job posts its outcome once, so at most `max_jobs` posts wait.
-        handle_capacity: max_jobs.max(Config::default().handle_capacity),
+        // Each job sent to a worker posts its outcome once, so at most
+        // `workers` posts wait.
+        handle_capacity: workers.max(Config::default().handle_capacity),
         ..Config::default()
     };
-    let mut reactor = Reactor::with_config(config, Pool::new(jobs, args.max_rounds, max_jobs))?;
+    let pool = Pool::new(jobs, workers, args.max_rounds, max_jobs, args.max_jobs_per_client as usize);
+    let per_client = pool.max_jobs_per_client;
+    let mut reactor = Reactor::with_config(config, pool)?;
     let queue = Arc::new(Mutex::new(queue));
     let mut threads = Vec::with_capacity(workers);
     for index in 0..workers {
@@ -351,7 +523,10 @@ fn main() -> io::Result<()> {
     }
     reactor.listen(args.addr.as_str(), || Client::new(MAX_LINE))?;
     reactor.handle_signals()?;
-    info!("{workers} workers; at most {} rounds per job and {max_jobs} jobs in flight", args.max_rounds);
+    info!(
+        "{workers} workers; at most {} rounds per job, {max_jobs} jobs in flight, {per_client} per connection",
+        args.max_rounds
+    );
     reactor.run()?;
     // Every connection has closed, so running jobs are cancelled and queued
     // ones skipped; dropping the reactor drops the queue's sender, which
@@ -369,20 +544,25 @@ mod tests {
     use super::*;
     use reactor::testing::{assert_split_invariant_with, ConnState, SplitOptions, TestKit};
 
-    /// A pool with `max_rounds` and `max_jobs`, and the workers' end of its
-    /// queue, which the test plays.
-    fn pool(max_rounds: u64, max_jobs: usize) -> (Pool, Receiver<Job>) {
-        let (jobs, queue) = mpsc::sync_channel(max_jobs);
-        (Pool::new(jobs, max_rounds, max_jobs), queue)
+    /// A pool of `workers` with its limits, and the workers' end of its
+    /// channel, which the test plays: a job in it is one a worker has taken.
+    fn pool(workers: usize, max_rounds: u64, max_jobs: usize, per_client: usize) -> (Pool, Receiver<Job>) {
+        let (jobs, queue) = mpsc::sync_channel(workers);
+        (Pool::new(jobs, workers, max_rounds, max_jobs, per_client), queue)
     }
 
     fn sha256_hex(data: &[u8]) -> String {
         Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// Plays a worker: takes the next queued job, runs it, delivers it.
+    /// Plays a worker: takes the next job handed out, runs it, delivers it.
     fn run_next(kit: &mut TestKit<Pool>, queue: &Receiver<Job>) {
-        let job = queue.try_recv().expect("a queued job");
+        finish(kit, queue.try_recv().expect("a job handed to a worker"));
+    }
+
+    /// Plays the worker that took `job`: runs it (or skips it, if its
+    /// connection is gone) and delivers the outcome.
+    fn finish(kit: &mut TestKit<Pool>, job: Job) {
         let outcome = if job.cancelled.load(Ordering::Relaxed) { Outcome::Skipped } else { hash(&job) };
         kit.with_loop(|ctx| deliver(ctx, job.conn, job.number, outcome));
     }
@@ -410,7 +590,7 @@ mod tests {
                       work 1 a line longer than sixteen bytes\nwork 2 b c\nquit\nping\n";
         let mut queues = Vec::new();
         let make_pool = || {
-            let (pool, queue) = pool(1000, 2);
+            let (pool, queue) = pool(2, 1000, 2, 2);
             queues.push(queue); // keeps the queue open for the jobs sent to it
             pool
         };
@@ -431,13 +611,13 @@ mod tests {
              error unknown command\n\
              pong\n\
              error line too long\n\
-             error 5 busy: 2 jobs in flight\n"
+             error 5 busy: 2 jobs in flight on this connection\n"
         );
     }
 
     #[test]
     fn results_are_tagged_and_may_come_back_in_any_order() {
-        let (pool, queue) = pool(1000, 8);
+        let (pool, queue) = pool(8, 1000, 8, 8);
         let mut kit = TestKit::with_config(Config::default(), pool);
         let conn = kit.open(Client::new(MAX_LINE));
         kit.send(conn, b"work 1 abc\nwork 2 abc\n");
@@ -455,7 +635,7 @@ mod tests {
 
     #[test]
     fn end_of_stream_closes_and_cancels_but_a_shutdown_waits_for_results() {
-        let (pool, queue) = pool(1000, 8);
+        let (pool, queue) = pool(8, 1000, 8, 8);
         let mut kit = TestKit::with_config(Config::default(), pool);
         let gone = kit.open(Client::new(MAX_LINE));
         kit.send(gone, b"work 1 abc\nping\n");
@@ -477,7 +657,7 @@ mod tests {
 
     #[test]
     fn quit_waits_for_the_results_then_closes() {
-        let (pool, queue) = pool(1000, 8);
+        let (pool, queue) = pool(8, 1000, 8, 8);
         let mut kit = TestKit::with_config(Config::default(), pool);
         let conn = kit.open(Client::new(MAX_LINE));
         kit.send(conn, b"work 1 abc\nquit\nping\n");
@@ -496,7 +676,7 @@ mod tests {
 
     #[test]
     fn jobs_of_a_closed_connection_are_skipped_and_late_results_dropped() {
-        let (pool, queue) = pool(1000, 8);
+        let (pool, queue) = pool(8, 1000, 8, 8);
         let mut kit = TestKit::with_config(Config::default(), pool);
         let conn = kit.open(Client::new(MAX_LINE));
         kit.send(conn, b"work 1 a\nwork 1 b\n");
@@ -521,5 +701,109 @@ mod tests {
         let cancelled = Arc::new(AtomicBool::new(true));
         let job = Job { conn: ConnId::from_u64(1), number: 1, rounds: u64::MAX, text: b"x".to_vec(), cancelled };
         assert!(matches!(hash(&job), Outcome::Cancelled(CHECK_EVERY)));
+    }
+
+    #[test]
+    fn one_connection_cannot_take_the_whole_pool() {
+        let (pool, _queue) = pool(1, 1000, 6, 3);
+        let mut kit = TestKit::with_config(Config::default(), pool);
+        let (a, b, c) =
+            (kit.open(Client::new(MAX_LINE)), kit.open(Client::new(MAX_LINE)), kit.open(Client::new(MAX_LINE)));
+        kit.send(a, b"work 1 a\nwork 1 a\nwork 1 a\nwork 1 a\n");
+        assert_eq!(kit.received_text(a), "error 4 busy: 3 jobs in flight on this connection\n");
+        // Another connection, under its own share, is refused nothing.
+        kit.send(b, b"work 1 b\nwork 1 b\nwork 1 b\n");
+        assert_eq!(kit.received_text(b), "");
+        // Once every place is taken, the pool's own limit answers.
+        kit.send(c, b"work 1 c\nping\n");
+        assert_eq!(kit.received_text(c), "error 1 busy: 6 jobs in flight\npong\n");
+        assert_eq!(kit.shared().in_flight, 6);
+    }
+
+    #[test]
+    fn a_newcomer_gets_the_next_free_worker_and_busy_connections_take_turns() {
+        let (pool, queue) = pool(1, 1000, 64, 8);
+        let mut kit = TestKit::with_config(Config::default(), pool);
+        let (a, b) = (kit.open(Client::new(MAX_LINE)), kit.open(Client::new(MAX_LINE)));
+        kit.send(a, b"work 1 a\nwork 1 a\nwork 1 a\nwork 1 a\n");
+        let mut job = queue.try_recv().expect("a's first job with the worker");
+        assert!(queue.try_recv().is_err(), "one worker, one job handed out");
+        kit.send(b, b"work 1 b\nwork 1 b\n");
+        assert!(queue.try_recv().is_err(), "b waits for the worker");
+
+        // The worker finishes each job and takes the next, until none is left.
+        let mut started = vec![(job.conn, job.number)];
+        for _ in 0..6 {
+            finish(&mut kit, job);
+            let Ok(next) = queue.try_recv() else { break };
+            started.push((next.conn, next.number));
+            job = next;
+        }
+        // b's first job runs as soon as a's running job ends, before a's
+        // three that were queued first; then they take turns.
+        assert_eq!(started, [(a, 1), (b, 1), (a, 2), (b, 2), (a, 3), (a, 4)]);
+        assert_eq!(kit.received_text(a).lines().count(), 4);
+        assert_eq!(kit.received_text(b).lines().count(), 2);
+        assert_eq!(kit.shared().in_flight, 0);
+    }
+
+    #[test]
+    fn the_connection_with_fewest_jobs_running_goes_first() {
+        let (pool, queue) = pool(3, 1000, 64, 8);
+        let mut kit = TestKit::with_config(Config::default(), pool);
+        let (a, b) = (kit.open(Client::new(MAX_LINE)), kit.open(Client::new(MAX_LINE)));
+        kit.send(a, b"work 1 a\nwork 1 a\nwork 1 a\nwork 1 a\n");
+        let (a1, a2, a3) = (queue.try_recv().unwrap(), queue.try_recv().unwrap(), queue.try_recv().unwrap());
+        assert_eq!((a1.number, a2.number, a3.number), (1, 2, 3));
+        kit.send(b, b"work 1 b\nwork 1 b\n");
+        let next = |kit: &mut TestKit<Pool>, done: Job| {
+            finish(kit, done);
+            let job = queue.try_recv().expect("a job for the freed worker");
+            ((job.conn, job.number), job)
+        };
+        // b has none running, a two: b's job goes first.
+        let (started, b1) = next(&mut kit, a1);
+        assert_eq!(started, (b, 1));
+        // Still none against two: b's second job goes before a's fourth,
+        // though a's has waited longer.
+        let (started, _b2) = next(&mut kit, b1);
+        assert_eq!(started, (b, 2));
+        let (started, _a4) = next(&mut kit, a2);
+        assert_eq!(started, (a, 4));
+    }
+
+    #[test]
+    fn a_closed_connections_waiting_jobs_free_their_places_at_once() {
+        let (pool, queue) = pool(1, 1000, 3, 3);
+        let mut kit = TestKit::with_config(Config::default(), pool);
+        let (a, b) = (kit.open(Client::new(MAX_LINE)), kit.open(Client::new(MAX_LINE)));
+        kit.send(a, b"work 1 a\nwork 1 a\nwork 1 a\n");
+        kit.send(b, b"work 1 b\n");
+        assert_eq!(kit.received_text(b), "error 1 busy: 3 jobs in flight\n");
+        let running = queue.try_recv().unwrap();
+        kit.reset(a);
+        // Only the job a worker holds still counts; the two waiting are gone.
+        assert_eq!(kit.shared().in_flight, 1);
+        kit.send(b, b"work 1 b\n");
+        assert!(queue.try_recv().is_err(), "the worker is still busy");
+        finish(&mut kit, running); // skipped: its connection closed
+        run_next(&mut kit, &queue);
+        assert_eq!(kit.received_text(b), format!("result 2 {}\n", sha256_hex(b"b")));
+        assert_eq!(kit.shared().in_flight, 0);
+    }
+
+    #[test]
+    fn a_waiting_job_of_a_handler_dropped_without_on_close_is_skipped() {
+        let (pool, queue) = pool(1, 1000, 8, 8);
+        let mut kit = TestKit::with_config(Config::default(), pool);
+        let a = kit.open(Client::new(MAX_LINE));
+        kit.send(a, b"work 1 a\nwork 1 a\n");
+        let first = queue.try_recv().unwrap();
+        // What dropping the handler after a panic does, without `on_close`.
+        first.cancelled.store(true, Ordering::Relaxed);
+        finish(&mut kit, first);
+        assert!(queue.try_recv().is_err(), "the waiting job is not handed out");
+        assert_eq!(kit.shared().in_flight, 0);
+        assert_eq!(kit.received_text(a), "");
     }
 }

@@ -8,6 +8,7 @@
 
 mod util;
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpStream};
 use std::thread;
@@ -130,10 +131,11 @@ fn limits_are_error_replies_not_a_growing_queue() {
     assert_eq!(first.line(), format!("error 1 rounds must be between 1 and {ENDLESS}"));
     assert_eq!(first.line(), format!("error 2 rounds must be between 1 and {ENDLESS}"));
     first.send(format!("work {ENDLESS} a\nwork {ENDLESS} b\nwork 1 c\n").as_bytes());
-    assert_eq!(first.line(), "error 5 busy: 2 jobs in flight");
+    // The share of one connection is at most the pool's limit.
+    assert_eq!(first.line(), "error 5 busy: 2 jobs in flight on this connection");
     wait_for_log(&server, &["job 3 started"]);
 
-    // The limit is for all clients together; the loop still answers.
+    // The pool's limit is for all clients together; the loop still answers.
     let mut second = Client::connect(&server);
     second.send(b"work 1 d\nping\n");
     assert_eq!(second.line(), "error 1 busy: 2 jobs in flight");
@@ -225,4 +227,53 @@ fn sigterm_lets_owed_results_out_then_stops() {
     drop(client);
     assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0), "log: {:#?}", server.log());
     assert!(server.log().iter().any(|line| line.ends_with("offload] stopped")), "log: {:#?}", server.log());
+}
+
+#[test]
+fn a_connection_at_its_share_does_not_starve_another() {
+    // One worker, so the order of its `started` log lines is the order in
+    // which the jobs ran.
+    let server = Example::start("offload", &["127.0.0.1:0", "--workers", "1", "--max-jobs-per-client", "4"], 1);
+    // About a tenth of a second each in a test build.
+    let long = 1_000_000;
+    let mut a = Client::connect(&server);
+    a.send(format!("work {long} a\n").repeat(5).as_bytes());
+    assert_eq!(a.line(), "error 5 busy: 4 jobs in flight on this connection");
+
+    // B, under its own share, is refused nothing (a refusal would come
+    // before the pong), and gets every result.
+    let mut b = Client::connect(&server);
+    b.send(b"work 1000 b\nwork 1000 b\nwork 1000 b\nwork 1000 b\nping\n");
+    assert_eq!(b.line(), "pong");
+    let mut numbers = BTreeSet::new();
+    for _ in 0..4 {
+        let line = b.line();
+        let number = line
+            .strip_prefix("result ")
+            .and_then(|rest| rest.strip_suffix(&format!(" {}", iterated_sha256(b"b", 1000))))
+            .unwrap_or_else(|| panic!("unexpected reply {line:?}"));
+        numbers.insert(number.to_string());
+    }
+    assert_eq!(numbers, BTreeSet::from(["1", "2", "3", "4"].map(String::from)));
+
+    // A is served too.
+    let expected = iterated_sha256(b"a", long);
+    for _ in 0..4 {
+        let line = a.line();
+        assert!(line.starts_with("result ") && line.ends_with(&expected), "unexpected reply {line:?}");
+    }
+
+    // B's first job started before any of A's jobs that were waiting when
+    // it came: between its `queued` and `started` lines, at most the job of
+    // A that the worker had already been handed (its line may be written
+    // after B's job was queued) starts. A worker serving in arrival order
+    // would run all of A's waiting jobs first.
+    let log = server.log();
+    let position = |part: &str| {
+        log.iter().position(|line| line.contains(part)).unwrap_or_else(|| panic!("no {part:?} in {log:#?}"))
+    };
+    let (queued, started) = (position("job 1 queued (1000 rounds)"), position("job 1 started (1000 rounds)"));
+    let a_started = format!("started ({long} rounds)");
+    let overtaking = log[queued..started].iter().filter(|line| line.contains(&a_started)).count();
+    assert!(overtaking <= 1, "{overtaking} of A's jobs started before B's first: {:#?}", &log[queued..=started]);
 }
