@@ -38,15 +38,18 @@
 //! - on joining: `* you are guest<N>\n`; the others get `* guest<N> joined\n`
 //!   (`N` counts up from 1, skipping nicks that are taken);
 //! - a line (not empty, not starting with `/`): the others get
-//!   `<nick>: <line>\n`; the sender gets nothing back;
+//!   `<nick>: <line>\n`; the sender gets nothing back. Control characters
+//!   (C0 but tab, DEL, C1) and bytes that are not UTF-8 are each replaced
+//!   by U+FFFD (`�`), so a line cannot move the cursor, erase the screen or
+//!   rewrite the `<nick>:` in front of it;
 //! - `/nick NAME`: `* you are now NAME\n`, and the others get
 //!   `* OLD is now NAME\n`. A nick is 1 to 32 visible ASCII characters
 //!   (`!` to `~`, no spaces) that no one else, nor you, has now; otherwise
 //!   `! nick NAME is taken\n` or `! bad nick (1 to 32 visible ASCII characters)\n`;
 //! - `/quit`: `* bye\n`, then the server closes the connection;
 //! - any other `/...`: `! unknown command\n`;
-//! - a line over `--max-line` bytes (line ending not counted):
-//!   `! line too long (max <M> bytes)\n`, and the line is dropped
+//! - a line over `--max-line` bytes (line ending not counted, bytes as
+//!   received): `! line too long (max <M> bytes)\n`, and the line is dropped
 //!   (the rest of it up to its `\n` is skipped as it arrives);
 //! - on leaving, for any reason: the others get `* <nick> left\n`;
 //! - on shutdown (Ctrl-C): `* server shutting down\n`, then the close (and
@@ -212,7 +215,7 @@ impl Member {
             let mut message = Vec::with_capacity(self.nick.len() + line.len() + 3);
             message.extend_from_slice(self.nick.as_bytes());
             message.extend_from_slice(b": ");
-            message.extend_from_slice(line);
+            push_clean(&mut message, line);
             message.push(b'\n');
             broadcast(ctx, &message);
             self.hold_if_full(ctx);
@@ -404,6 +407,31 @@ fn broadcast(ctx: &mut Context<'_, Room>, message: &[u8]) {
     ctx.broadcast(message, |room, to| to.extend(room.members.keys().filter(|&&id| id != me)));
 }
 
+/// Appends `line` to `out` as text that cannot drive a terminal: each
+/// control character (C0 but tab, DEL, C1) and each run of bytes that is
+/// not UTF-8 becomes U+FFFD. A `\r` would otherwise let a line overwrite
+/// the sender's nick in front of it, and ESC or the C1 CSI would start
+/// escape sequences (clear the screen, move the cursor); invalid UTF-8 is
+/// replaced because some terminals read a lone byte 0x9B as CSI.
+fn push_clean(out: &mut Vec<u8>, line: &[u8]) {
+    // The usual line is printable ASCII: copied as it is.
+    if line.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+        out.extend_from_slice(line);
+        return;
+    }
+    let mut utf8 = [0; 4];
+    for chunk in line.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            // `is_control` is exactly C0, DEL and C1 (category Cc).
+            let c = if c.is_control() && c != '\t' { char::REPLACEMENT_CHARACTER } else { c };
+            out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+        }
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice(char::REPLACEMENT_CHARACTER.encode_utf8(&mut utf8).as_bytes());
+        }
+    }
+}
+
 /// A chat room over TCP.
 #[derive(Parser, Debug)]
 #[command(about)]
@@ -510,8 +538,9 @@ mod tests {
 
     #[test]
     fn lines_reach_every_other_member_however_they_are_split() {
-        let input = b"hi all\n/nick bob\nsecond line\r\nthird";
-        let expected = "guest1: hi all\n* guest1 is now bob\nbob: second line\n";
+        let input = b"hi all\n/nick bob\nsecond line\r\ncaf\xc3\xa9 \x1b[2J\r\xff!\nthird";
+        let expected =
+            "guest1: hi all\n* guest1 is now bob\nbob: second line\nbob: caf\u{e9} \u{fffd}[2J\u{fffd}\u{fffd}!\n";
         // Every single split point, and one byte at a time.
         let mut cuttings: Vec<Vec<usize>> = (1..input.len()).map(|at| vec![at]).collect();
         cuttings.push((1..input.len()).collect());
@@ -527,6 +556,37 @@ mod tests {
             assert_eq!(kit.received_text(listener), expected);
             assert_eq!(kit.received_text(talker), "* guest2 joined\n* you are now bob\n");
         }
+    }
+
+    #[test]
+    fn control_characters_and_invalid_utf8_reach_the_others_as_replacement_characters() {
+        let cases: &[(&[u8], &str)] = &[
+            // A carriage return would put the cursor back over "guest1: ".
+            (b"hi\rguest9: I am guest9", "hi\u{fffd}guest9: I am guest9"),
+            (b"\x1b[2J\x1b[Hcleared", "\u{fffd}[2J\u{fffd}[Hcleared"),
+            (b"bell\x07 nul\x00 bs\x08 del\x7f vt\x0b", "bell\u{fffd} nul\u{fffd} bs\u{fffd} del\u{fffd} vt\u{fffd}"),
+            (b"tab\tkept", "tab\tkept"),
+            ("caf\u{e9} \u{4e2d}\u{6587} \u{2713}".as_bytes(), "caf\u{e9} \u{4e2d}\u{6587} \u{2713}"),
+            // C1: U+009B is CSI, U+0085 next line.
+            (b"\xc2\x9b2J \xc2\x85", "\u{fffd}2J \u{fffd}"),
+            // Not UTF-8: a lone 0x9B (CSI on 8-bit terminals), bytes that
+            // never occur in UTF-8, a sequence cut short.
+            (b"\x9b2J \xff\xfe end\xe4\xb8", "\u{fffd}2J \u{fffd}\u{fffd} end\u{fffd}"),
+            // A `\r` before the `\n` ends the line; one more is content.
+            (b"two\r\r", "two\u{fffd}"),
+        ];
+        let mut kit = kit();
+        let (talker, _) = join(&mut kit);
+        let (listener, _) = join(&mut kit);
+        for (line, shown) in cases {
+            kit.send(talker, &[line, &b"\n"[..]].concat());
+            let received = kit.received(listener);
+            let text = String::from_utf8(received.clone()).expect("what the others get is UTF-8");
+            assert_eq!(text, format!("guest1: {shown}\n"), "line {line:?}");
+            let controls = text.chars().filter(|&c| c.is_control() && c != '\t' && c != '\n').count();
+            assert_eq!(controls, 0, "control characters passed in {text:?}");
+        }
+        assert_eq!(kit.received_text(talker), "* guest2 joined\n");
     }
 
     #[test]
