@@ -8,6 +8,9 @@
 //! chunked bodies `411`, malformed requests `400`, heads over 8 KiB `431`
 //! (those three then close). Idle connections close after `--idle-timeout`.
 //!
+//! A head that arrives in many small reads is looked at once, not once per
+//! read (`request::HeadScan`).
+//!
 //! Run:  cargo run --release --example http_hello [-- ADDR] [--idle-timeout SECS]   (default 127.0.0.1:8080, 60 s)
 //! Try:  curl -i http://127.0.0.1:8080/
 //!       wrk -t1 -c100 -d10s http://127.0.0.1:8080/
@@ -26,7 +29,7 @@ use clap::Parser;
 use reactor::{Config, Context, Handler, Reactor};
 
 use crate::date::DateCache;
-use crate::request::{Method, Parsed, Persistence};
+use crate::request::{HeadScan, Method, Parsed, Persistence};
 
 #[derive(Parser)]
 #[command(about = "HTTP/1.1 server that answers every GET and HEAD with \"Hello, World\"")]
@@ -50,11 +53,13 @@ enum State {
 /// One connection: reads pipelined requests and answers each in order.
 struct HelloHttp {
     state: State,
+    /// How much of the next head has been looked at already.
+    head: HeadScan,
 }
 
 impl HelloHttp {
     fn new() -> HelloHttp {
-        HelloHttp { state: State::Head }
+        HelloHttp { state: State::Head, head: HeadScan::default() }
     }
 }
 
@@ -83,7 +88,7 @@ impl Handler<DateCache> for HelloHttp {
             if at == input.len() {
                 return at;
             }
-            match request::parse(&input[at..]) {
+            match self.head.parse(&input[at..]) {
                 Parsed::Partial => return at,
                 Parsed::Request(head) => {
                     let reply =
