@@ -154,7 +154,8 @@ fn concurrent_clients_each_receive_every_other_clients_lines_in_order() {
 
 #[test]
 fn a_client_that_stops_reading_is_dropped_and_the_others_get_everything() {
-    let mut server = Example::start("chat", &["127.0.0.1:0", "--max-output", "65536"], 1);
+    // The sleeper holds the talker back for 200 ms, then no longer.
+    let mut server = Example::start("chat", &["127.0.0.1:0", "--max-output", "65536", "--stall-timeout", "200"], 1);
     let mut clients = join_all(server.addr(), 2);
     // The sleeper never reads; a small receive buffer keeps the kernel from
     // absorbing megabytes for it, so the server's queue fills soon.
@@ -209,6 +210,7 @@ fn a_client_that_stops_reading_is_dropped_and_the_others_get_everything() {
     assert_eq!(end, Err(io::ErrorKind::ConnectionReset));
     let log = server.log();
     assert!(log.iter().any(|line| line.contains("closed: output overflow")), "log: {log:#?}");
+    assert!(log.iter().any(|line| line.contains("no longer holds senders back")), "log: {log:#?}");
 
     // Ctrl-C: every client is told, then the server exits.
     server.signal("INT");
@@ -217,4 +219,45 @@ fn a_client_that_stops_reading_is_dropped_and_the_others_get_everything() {
     }
     drop(clients);
     assert_eq!(server.wait_exit(WAIT), Some(0), "log: {:#?}", server.log());
+}
+
+#[test]
+fn an_unpaced_flooder_gets_no_reader_dropped_and_each_reader_gets_every_line_in_order() {
+    const LINES: usize = 50_000; // 100 bytes each: 5 MB, 150 times the 32 KiB high watermark
+    const READERS: usize = 3;
+    let server = Example::start("chat", &["127.0.0.1:0", "--max-output", "65536"], 1);
+    let mut clients = join_all(server.addr(), 1 + READERS);
+    let mut flooder = clients.remove(0);
+    let nick = flooder.nick.clone();
+    let line = |n: usize| format!("{n:06} {}\n", "x".repeat(92));
+
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut reader| {
+            let nick = nick.clone();
+            thread::spawn(move || {
+                for n in 0..LINES {
+                    let expected = format!("{nick}: {}", line(n));
+                    assert_eq!(reader.line(), expected.trim_end(), "line {n} lost or out of order");
+                }
+                reader
+            })
+        })
+        .collect();
+    // As fast as the socket takes it, in 64 KiB writes.
+    let lines_per_write = 65536 / 100;
+    for start in (0..LINES).step_by(lines_per_write) {
+        let batch: String = (start..LINES.min(start + lines_per_write)).map(line).collect();
+        flooder.writer.write_all(batch.as_bytes()).unwrap();
+    }
+    let mut readers: Vec<Client> = readers.into_iter().map(|t| t.join().expect("a reader failed")).collect();
+
+    // Everybody is still here.
+    flooder.say("done");
+    for reader in &mut readers {
+        assert_eq!(reader.line(), format!("{nick}: done"));
+    }
+    let log = server.log();
+    // Nobody was dropped, nor left (the debug line `conn #..: <nick> left (<reason>)`).
+    assert!(!log.iter().any(|line| line.contains("output overflow") || line.contains(" left (")), "log: {log:#?}");
 }

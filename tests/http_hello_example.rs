@@ -7,11 +7,13 @@
 
 mod util;
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use util::{assert_silent, connect, read_to_end, Example};
+use reactor::socket2::{Domain, Socket, Type};
+use util::{assert_silent, connect, read_to_end, Example, WAIT};
 
 const DATE_MASK: &str = "<date>";
 const DATE_LEN: usize = 29;
@@ -266,4 +268,84 @@ fn sigterm_closes_keep_alive_connections_and_exits() {
     expect_last_response(&mut client, "");
     drop(client);
     assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0), "log: {:#?}", server.log());
+}
+
+/// The server's resident memory, in KiB.
+fn rss_kib(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/<pid>/status");
+    let line = status.lines().find(|line| line.starts_with("VmRSS:")).expect("a VmRSS line");
+    line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("VmRSS in kB")
+}
+
+/// Reads `count` answers that alternate 200 to `GET` and 200 to `HEAD`,
+/// each compared byte for byte but for its date.
+fn expect_get_head_answers(stream: &mut TcpStream, count: usize) {
+    let templates = [ok(""), ok_head()];
+    let mut got = Vec::new();
+    for n in 0..count {
+        let template = templates[n % 2].as_bytes();
+        let at = template.windows(DATE_MASK.len()).position(|w| w == DATE_MASK.as_bytes()).unwrap();
+        got.resize(template.len() - DATE_MASK.len() + DATE_LEN, 0);
+        stream.read_exact(&mut got).unwrap_or_else(|err| panic!("answer {n} of {count}: {err}"));
+        let (before, after) = (&template[..at], &template[at + DATE_MASK.len()..]);
+        let matches = got.starts_with(before) && got.ends_with(after);
+        assert!(matches, "answer {n} of {count} is {:?}", String::from_utf8_lossy(&got));
+    }
+}
+
+#[test]
+fn clients_that_pipeline_without_reading_cost_the_server_a_bounded_amount_of_memory() {
+    const CLIENTS: usize = 20;
+    let server = start();
+    let (pid, addr) = (server.pid(), server.addr());
+    let pair = [GET, HEAD].concat();
+    let batch = pair.repeat(1024);
+    let baseline = rss_kib(pid);
+
+    // Each client sends GET, HEAD, GET, ... and reads nothing, until a write
+    // makes no progress for a second: the server has stopped reading it, and
+    // the kernel's buffers between them are full. Small socket buffers on
+    // the client's side keep the kernel from holding megabytes there.
+    let writers: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let batch = batch.clone();
+            thread::spawn(move || {
+                let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+                socket.set_recv_buffer_size(4096).unwrap();
+                socket.set_send_buffer_size(16 * 1024).unwrap();
+                socket.connect(&addr.into()).unwrap();
+                let mut stream: TcpStream = socket.into();
+                stream.set_read_timeout(Some(WAIT)).unwrap();
+                stream.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+                let mut written = 0;
+                loop {
+                    assert!(written < 256 << 20, "the server never stopped reading: {written} bytes taken");
+                    let at = written % batch.len();
+                    match stream.write(&batch.as_bytes()[at..]) {
+                        Ok(n) => written += n,
+                        Err(err) if matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                            return (stream, written)
+                        }
+                        Err(err) => panic!("write after {written} bytes: {err}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut clients: Vec<(TcpStream, usize)> =
+        writers.into_iter().map(|t| t.join().expect("a client failed")).collect();
+
+    // At most 88.2 KiB per connection with the defaults (the example's
+    // comment has the sum); allow for the allocator's own overhead.
+    let grown = rss_kib(pid).saturating_sub(baseline);
+    assert!(grown < CLIENTS * 256, "{grown} KiB more for {CLIENTS} clients that do not read");
+
+    // One client reads now: an answer for every whole request it sent, in
+    // order.
+    let (mut stream, written) = clients.swap_remove(0);
+    let whole = written / pair.len() * 2 + usize::from(written % pair.len() >= GET.len());
+    expect_get_head_answers(&mut stream, whole);
+    // Bounded negative check (300 ms): nothing for the partial request.
+    assert_silent(&mut stream, Duration::from_millis(300));
+    println!("{grown} KiB for {CLIENTS} clients; one sent {written} bytes, {whole} requests");
 }

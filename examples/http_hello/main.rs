@@ -3,12 +3,35 @@
 //!
 //! `GET` and `HEAD` get `200` with `Hello, World`; connections stay open
 //! (HTTP/1.1 by default, HTTP/1.0 with `Connection: keep-alive`); pipelined
-//! requests are answered in order, all the answers to one read in one write;
+//! requests are answered in order, all the answers to one read in one write
+//! (up to `--output-high-watermark` of them);
 //! request bodies with `Content-Length` are skipped. Other methods get `405`,
 //! chunked bodies `411`, malformed requests `400`, heads over 8 KiB `431`
 //! (those three then close). Idle connections close after `--idle-timeout`.
 //!
-//! Run:  cargo run --release --example http_hello [-- ADDR] [--idle-timeout SECS]   (default 127.0.0.1:8080, 60 s)
+//! A head that arrives in many small reads is looked at once, not once per
+//! read (`request::HeadScan`).
+//!
+//! # What a client can make the server hold
+//!
+//! A client that pipelines requests and does not read the answers stops
+//! being answered, and read, once `--output-high-watermark` bytes (default
+//! 64 KiB) of answers wait for it; the requests it sent meanwhile wait in
+//! the reactor's input buffer, then in TCP's buffers (the client is slowed
+//! by flow control). Answering and reading resume when its queue falls to a
+//! quarter of the watermark. So a connection holds at most:
+//!
+//! - answers: the watermark plus one answer (less than 200 bytes), since
+//!   answering stops as soon as the queue reaches it;
+//! - requests: one read (16 KiB, the reactor's read buffer here) plus a
+//!   partial head (under 8 KiB), since nothing more is read until those are
+//!   answered. `max_input` is set to exactly that sum, 24 KiB.
+//!
+//! With the defaults, under 88.2 KiB per connection, whatever the client
+//! sends; `max_output` (twice the watermark) is a safety net never reached.
+//!
+//! Run:  cargo run --release --example http_hello [-- ADDR] [--idle-timeout SECS] [--output-high-watermark BYTES]
+//!       (default 127.0.0.1:8080, 60 s, 65536 bytes)
 //! Try:  curl -i http://127.0.0.1:8080/
 //!       wrk -t1 -c100 -d10s http://127.0.0.1:8080/
 //! Logs: RUST_LOG=debug shows refused requests and each connection's close line.
@@ -26,7 +49,12 @@ use clap::Parser;
 use reactor::{Config, Context, Handler, Reactor};
 
 use crate::date::DateCache;
-use crate::request::{Method, Parsed, Persistence};
+use crate::request::{HeadScan, Method, Parsed, Persistence, MAX_HEAD};
+
+/// The reactor's read buffer: the most input one read hands over. It bounds
+/// the unanswered requests a connection can hold (see the module comment);
+/// 16 KiB is hundreds of pipelined requests per read.
+const READ_BUFFER: usize = 16 * 1024;
 
 #[derive(Parser)]
 #[command(about = "HTTP/1.1 server that answers every GET and HEAD with \"Hello, World\"")]
@@ -37,6 +65,23 @@ struct Args {
     /// Seconds without input before a connection is closed (0: never).
     #[arg(long, default_value_t = 60)]
     idle_timeout: u64,
+    /// Bytes of answers queued for a client at which its requests stop being
+    /// answered and read, until the queue falls to a quarter of it.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1 << 30))]
+    output_high_watermark: u32,
+}
+
+/// The reactor's config: see the module comment for the bounds it sets.
+fn config(idle_timeout: Option<Duration>, output_high_watermark: usize) -> Config {
+    Config {
+        idle_timeout,
+        read_buffer_size: READ_BUFFER,
+        max_input: READ_BUFFER + MAX_HEAD,
+        output_high_watermark,
+        output_low_watermark: output_high_watermark / 4,
+        max_output: 2 * output_high_watermark,
+        ..Config::default()
+    }
 }
 
 /// Where a connection is in its stream of requests.
@@ -50,19 +95,23 @@ enum State {
 /// One connection: reads pipelined requests and answers each in order.
 struct HelloHttp {
     state: State,
+    /// How much of the next head has been looked at already.
+    head: HeadScan,
 }
 
 impl HelloHttp {
     fn new() -> HelloHttp {
-        HelloHttp { state: State::Head }
+        HelloHttp { state: State::Head, head: HeadScan::default() }
     }
 }
 
 impl Handler<DateCache> for HelloHttp {
     /// Answers every whole request in `input` in this one call, so the
     /// answers to one read go out in one write; a partial head stays
-    /// unconsumed and is offered again with the next read.
+    /// unconsumed and is offered again with the next read. Stops at the
+    /// output high watermark (see the module comment).
     fn on_input(&mut self, ctx: &mut Context<'_, DateCache>, input: &[u8]) -> usize {
+        let high = ctx.config().output_high_watermark;
         let now = ctx.now();
         if ctx.shared().is_stale(now) {
             let wall = ctx.wall_time();
@@ -83,7 +132,15 @@ impl Handler<DateCache> for HelloHttp {
             if at == input.len() {
                 return at;
             }
-            match request::parse(&input[at..]) {
+            if ctx.queued_output() >= high {
+                // The client is not reading its answers fast enough: keep
+                // the rest in the reactor's buffer, unanswered, and read
+                // nothing more (which would only add to it) until the queue
+                // has drained; `on_drained` resumes.
+                ctx.pause_reading();
+                return at;
+            }
+            match self.head.parse(&input[at..]) {
                 Parsed::Partial => return at,
                 Parsed::Request(head) => {
                     let reply =
@@ -107,6 +164,12 @@ impl Handler<DateCache> for HelloHttp {
             }
         }
     }
+
+    /// The answers have drained to the low watermark: the requests kept
+    /// unanswered are offered again, and reading resumes.
+    fn on_drained(&mut self, ctx: &mut Context<'_, DateCache>) {
+        ctx.resume_reading();
+    }
 }
 
 fn main() -> io::Result<()> {
@@ -116,7 +179,7 @@ fn main() -> io::Result<()> {
     // Logs the limit it got.
     let _ = reactor::raise_fd_limit();
     let idle_timeout = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
-    let config = Config { idle_timeout, ..Config::default() };
+    let config = config(idle_timeout, args.output_high_watermark as usize);
     let mut reactor = Reactor::with_config(config, DateCache::new())?;
     reactor.listen(args.addr.as_str(), HelloHttp::new)?;
     reactor.handle_signals()?;

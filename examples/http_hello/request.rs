@@ -77,7 +77,124 @@ pub enum Parsed {
     Refused(Refusal, Method),
 }
 
-/// Parses the request head at the start of `input`.
+/// How far the head at the start of a connection's unconsumed input has been
+/// looked at, so that a head arriving in many small reads costs time in
+/// proportion to its length, not to its length times the number of reads.
+///
+/// The reactor keeps the unconsumed input and offers it again, with what
+/// arrived since, on the next read; this remembers what that input already
+/// showed. httparse cannot resume a parse, so it is run again only when that
+/// can change the outcome: when the end of the head may have arrived, when
+/// the head reaches [`MAX_HEAD`], or when the input has doubled since the
+/// last run (so a malformed head, a TLS handshake say, is refused after at
+/// most twice the bytes that show it, without waiting for an end of head
+/// that may never come). Each byte is then looked at a bounded number of
+/// times, whatever the reads: about three for a head sent a byte at a time.
+#[derive(Debug, Default)]
+pub struct HeadScan {
+    /// Bytes at the start that are `\r` or `\n`: empty lines before the
+    /// request line, which httparse skips and which cannot end a head.
+    blank: usize,
+    /// Where the next search for the end of the head starts: the bytes
+    /// before it cannot begin one.
+    searched: usize,
+    /// Bytes httparse last ran over (and found a partial head in).
+    parsed: usize,
+}
+
+impl HeadScan {
+    /// Parses the request head at the start of `input`: the input of the
+    /// last call, if it returned [`Parsed::Partial`], plus what arrived since.
+    /// After any other outcome the next call starts a new head.
+    ///
+    /// Only the first [`MAX_HEAD`] bytes are looked at, so the outcome depends
+    /// on those bytes alone and never on how the input was split into reads.
+    pub fn parse(&mut self, input: &[u8]) -> Parsed {
+        let window = &input[..input.len().min(MAX_HEAD)];
+        if window.len() < self.searched.max(self.parsed) {
+            // Not the last input plus more (which is what the reactor
+            // offers): start over rather than trust what was remembered.
+            *self = HeadScan::default();
+        }
+        // A head that comes whole is parsed at once: the first call is due.
+        let due = window.len() == MAX_HEAD || window.len() >= 2 * self.parsed;
+        if !due && !self.search_end(window) {
+            return Parsed::Partial;
+        }
+        let parsed = parse(window);
+        match parsed {
+            Parsed::Partial => {
+                self.parsed = window.len();
+                self.searched_up_to(window);
+            }
+            Parsed::Request(_) | Parsed::Refused(..) => *self = HeadScan::default(),
+        }
+        parsed
+    }
+
+    /// Whether the bytes of `window` not searched yet complete a place where
+    /// the head may end: a line ending followed by an empty line (`\n\n` or
+    /// `\n\r\n`, as httparse accepts bare `\n`), after the leading empty
+    /// lines.
+    fn search_end(&mut self, window: &[u8]) -> bool {
+        if self.blank == self.searched {
+            let more = window[self.blank..].iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+            count_looked_at(more);
+            self.blank += more;
+            self.searched = self.blank;
+        }
+        let mut from = self.searched;
+        count_looked_at(window.len() - from);
+        while let Some(offset) = window[from..].iter().position(|&b| b == b'\n') {
+            let newline = from + offset;
+            if matches!(window[newline + 1..], [b'\n', ..] | [b'\r', b'\n', ..]) {
+                return true;
+            }
+            from = newline + 1;
+        }
+        self.searched_up_to(window);
+        false
+    }
+
+    /// Records that no end of head begins in `window`, except maybe in its
+    /// last one or two bytes (`\n`, `\n\r`), which the next search looks at
+    /// again. Also true after httparse found only part of a head in it.
+    fn searched_up_to(&mut self, window: &[u8]) {
+        if self.blank == self.searched {
+            // Still in the leading empty lines: they may go on.
+            let more = window[self.blank..].iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+            count_looked_at(more);
+            self.blank += more;
+            if self.blank == window.len() {
+                self.searched = self.blank;
+                return;
+            }
+        }
+        let could_begin_end = match window {
+            [.., b'\n'] => 1,
+            [.., b'\n', b'\r'] => 2,
+            _ => 0,
+        };
+        self.searched = (window.len() - could_begin_end).max(self.blank + 1);
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Bytes this thread's head parsing has looked at: searched for the end
+    /// of a head, or handed to httparse. For tests of the cost of parsing.
+    pub static LOOKED_AT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn count_looked_at(bytes: usize) {
+    #[cfg(test)]
+    LOOKED_AT.with(|looked_at| looked_at.set(looked_at.get() + bytes as u64));
+    #[cfg(not(test))]
+    let _ = bytes;
+}
+
+/// Parses the request head at the start of `input`, from its first byte
+/// (see [`HeadScan::parse`] for a head that arrives in pieces).
 ///
 /// Only the first [`MAX_HEAD`] bytes are looked at, so the outcome depends on
 /// those bytes alone and never on how the input was split into reads.
@@ -91,6 +208,12 @@ pub fn parse(input: &[u8]) -> Parsed {
         Some("HEAD") => Method::Head,
         _ => Method::Other,
     };
+    // httparse stops at the end of the head; otherwise it may have looked
+    // at the whole window.
+    count_looked_at(match outcome {
+        Ok(Status::Complete(len)) => len,
+        _ => window.len(),
+    });
     let len = match outcome {
         Ok(Status::Complete(len)) => len,
         Ok(Status::Partial) if window.len() < MAX_HEAD => return Parsed::Partial,
