@@ -82,7 +82,8 @@ impl<S> Engine<S> {
                     Ok(None) => {}
                 }
             }
-            if ready.readable || ready.read_closed || ready.priority {
+            // (Urgent data reports readable too.)
+            if ready.readable || ready.read_closed {
                 self.read_ready(key);
             }
             if ready.writable {
@@ -321,9 +322,7 @@ impl<S> Engine<S> {
             self.stats.writes += 1;
             match result {
                 Ok(n) => {
-                    if n > 0 {
-                        conn.last_progress = self.now;
-                    }
+                    conn.last_progress = self.now;
                     conn.bytes_out += n as u64;
                     self.stats.bytes_out += n as u64;
                     self.stats.queued_output -= n;
@@ -340,7 +339,7 @@ impl<S> Engine<S> {
                 }
             }
         }
-        if !self.conns[key].output.is_empty() {
+        if !conn.output.is_empty() {
             self.arm_send_timer(key);
         }
         self.check_watermarks(key);
