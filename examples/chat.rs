@@ -7,7 +7,9 @@
 //! through write-by-id (`ctx.broadcast`).
 //!
 //! Run:  cargo run --release --example chat -- [ADDR] [--max-line BYTES] [--max-output BYTES] [--stall-timeout MS]
-//!       (default 127.0.0.1:8090, the seed's port; 1024 bytes; 8 MiB; 10000 ms)
+//!           [--idle-timeout SECS] [--request-timeout SECS] [--max-connections N]
+//!       (default 127.0.0.1:8090, the seed's port; 1024 bytes; 8 MiB; 10000 ms;
+//!        600 s; 60 s; 10000)
 //! Try:  nc 127.0.0.1 8090      in two terminals; type lines, then /nick alice
 //! Logs: RUST_LOG=debug shows joins, renames, leaves and members that stall
 //!       the room; trace every line and every sender held back or resumed.
@@ -30,6 +32,12 @@
 //! overflow"). A member is therefore held to the room's pace only while it
 //! reads at least (high − low watermark) per `--stall-timeout`: with the
 //! defaults, 192 KiB per 10 s.
+//!
+//! A member who sends nothing for `--idle-timeout` is disconnected (the
+//! others hear it left); a line must arrive whole within `--request-timeout`
+//! of its first byte, so a client trickling a byte at a time cannot hold a
+//! place for ever. At `--max-connections` a newcomer gets
+//! `! server full, try later\n` and the close.
 //!
 //! # Protocol
 //!
@@ -62,7 +70,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use log::{debug, trace};
-use reactor::{CloseReason, Config, ConnId, Context, Handler, Line, LineFramer, Reactor, TimerId};
+use reactor::{CloseReason, Config, ConnId, Context, Handler, Line, LineFramer, ListenOptions, Reactor, TimerId};
 
 /// Longest nick, in bytes.
 const MAX_NICK: usize = 32;
@@ -452,6 +460,25 @@ struct Args {
     /// --max-output.
     #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     stall_timeout: u64,
+    /// Seconds a member may send nothing before it is disconnected (0:
+    /// never).
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    idle_timeout: u64,
+    /// Seconds a line may take to arrive whole, from its first byte (0: no
+    /// limit).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    request_timeout: u64,
+    /// Most members at once; a newcomer past it is told and disconnected.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+}
+
+/// What a newcomer past `--max-connections` is told before the close.
+const FULL: &[u8] = b"! server full, try later\n";
+
+/// Seconds, 0 meaning "no limit".
+fn seconds(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 /// The reactor's config for an output cap: the high watermark is half the
@@ -470,8 +497,14 @@ fn main() -> io::Result<()> {
     let _ = reactor::raise_fd_limit();
     let max_line = args.max_line as usize;
     let room = Room::new(Duration::from_millis(args.stall_timeout));
-    let mut reactor = Reactor::with_config(config(args.max_output as usize), room)?;
-    reactor.listen(args.addr.as_str(), move || Member::new(max_line))?;
+    let config = Config {
+        idle_timeout: seconds(args.idle_timeout),
+        request_timeout: seconds(args.request_timeout),
+        max_connections: args.max_connections as usize,
+        ..config(args.max_output as usize)
+    };
+    let mut reactor = Reactor::with_config(config, room)?;
+    reactor.listen_with(args.addr.as_str(), ListenOptions::new().refusal(FULL), move || Member::new(max_line))?;
     reactor.handle_signals()?;
     reactor.run()?;
     log::info!("stopped");

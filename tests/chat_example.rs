@@ -261,3 +261,39 @@ fn an_unpaced_flooder_gets_no_reader_dropped_and_each_reader_gets_every_line_in_
     // Nobody was dropped, nor left (the debug line `conn #..: <nick> left (<reason>)`).
     assert!(!log.iter().any(|line| line.contains("output overflow") || line.contains(" left (")), "log: {log:#?}");
 }
+
+#[test]
+fn a_silent_member_is_disconnected_after_the_idle_timeout_and_the_room_hears_it() {
+    let server = Example::start("chat", &["127.0.0.1:0", "--idle-timeout", "1"], 1);
+    let mut silent = Client::join(server.addr());
+    // The talker keeps talking, so only the silent one goes idle.
+    let mut talker = Client::join(server.addr());
+    assert_eq!(silent.line(), format!("* {} joined", talker.nick));
+    let silent_nick = silent.nick.clone();
+    let mut rest = Vec::new();
+    let talk = thread::spawn(move || {
+        for _ in 0..100 {
+            talker.say("still here");
+            let line = talker.line();
+            if line == format!("* {silent_nick} left") {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(100)); // pacing, not synchronisation
+        }
+        false
+    });
+    // The silent member is closed: its stream ends (after the talker's lines).
+    silent.reader.read_to_end(&mut rest).expect("a clean close");
+    assert!(talk.join().unwrap(), "the others heard the idle member leave");
+}
+
+#[test]
+fn past_max_connections_a_newcomer_is_told_and_closed() {
+    let server = Example::start("chat", &["127.0.0.1:0", "--max-connections", "1"], 1);
+    let mut member = Client::join(server.addr());
+    let mut late = connect(server.addr());
+    let got = util::read_to_end(&mut late).expect("a clean close after the refusal");
+    assert_eq!(got, b"! server full, try later\n");
+    member.say("/nick alice");
+    assert_eq!(member.line(), "* you are now alice");
+}

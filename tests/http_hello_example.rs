@@ -349,3 +349,56 @@ fn clients_that_pipeline_without_reading_cost_the_server_a_bounded_amount_of_mem
     assert_silent(&mut stream, Duration::from_millis(300));
     println!("{grown} KiB for {CLIENTS} clients; one sent {written} bytes, {whole} requests");
 }
+
+#[test]
+fn a_head_trickled_a_byte_at_a_time_is_cut_off_at_the_request_timeout() {
+    let example = Example::start("http_hello", &["127.0.0.1:0", "--request-timeout", "1", "--idle-timeout", "30"], 1);
+    let mut slow = connect(example.addr());
+    slow.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    // A head that never ends: a header line a byte every 200 ms. Each byte
+    // would reset an idle clock; the request timeout counts from the first.
+    slow.write_all(b"GET / HTTP/1.1\r\nX-Slow: ").unwrap();
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    while started.elapsed() < WAIT {
+        if slow.write_all(b"a").is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match slow.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(n) => panic!("an unfinished head got an answer: {:?}", String::from_utf8_lossy(&buf[..n])),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock || err.kind() == io::ErrorKind::TimedOut => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed, "a trickling head was still open after {WAIT:?}");
+    // A well-behaved client is served meanwhile and after.
+    let mut good = connect(example.addr());
+    good.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    expect_response(&mut good, &ok(""));
+}
+
+#[test]
+fn past_max_connections_a_client_gets_503_and_the_close() {
+    let example = Example::start("http_hello", &["127.0.0.1:0", "--max-connections", "1"], 1);
+    let mut first = connect(example.addr());
+    first.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    expect_response(&mut first, &ok(""));
+    let mut second = connect(example.addr());
+    let got = read_to_end(&mut second).expect("a clean close after the refusal");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    );
+    // The first is still served.
+    first.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    expect_response(&mut first, &ok(""));
+}

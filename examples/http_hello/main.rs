@@ -7,7 +7,11 @@
 //! (up to `--output-high-watermark` of them);
 //! request bodies with `Content-Length` are skipped. Other methods get `405`,
 //! chunked bodies `411`, malformed requests `400`, heads over 8 KiB `431`
-//! (those three then close). Idle connections close after `--idle-timeout`.
+//! (those three then close). Idle connections close after `--idle-timeout`;
+//! a request head must arrive whole within `--request-timeout` of its first
+//! byte, however slowly it trickles (after that the connection is closed).
+//! At `--max-connections` a new client gets `503 Service Unavailable` and is
+//! closed, instead of waiting unanswered in the listen backlog.
 //!
 //! A head that arrives in many small reads is looked at once, not once per
 //! read (`request::HeadScan`).
@@ -30,8 +34,9 @@
 //! With the defaults, under 88.2 KiB per connection, whatever the client
 //! sends; `max_output` (twice the watermark) is a safety net never reached.
 //!
-//! Run:  cargo run --release --example http_hello [-- ADDR] [--idle-timeout SECS] [--output-high-watermark BYTES]
-//!       (default 127.0.0.1:8080, 60 s, 65536 bytes)
+//! Run:  cargo run --release --example http_hello [-- ADDR] [--idle-timeout SECS] [--request-timeout SECS]
+//!           [--max-connections N] [--output-high-watermark BYTES]
+//!       (default 127.0.0.1:8080, 60 s, 10 s, 10000, 65536 bytes)
 //! Try:  curl -i http://127.0.0.1:8080/
 //!       wrk -t1 -c100 -d10s http://127.0.0.1:8080/
 //! Logs: RUST_LOG=debug shows refused requests and each connection's close line.
@@ -46,7 +51,7 @@ use std::io;
 use std::time::Duration;
 
 use clap::Parser;
-use reactor::{Config, Context, Handler, Reactor};
+use reactor::{Config, Context, Handler, ListenOptions, Reactor};
 
 use crate::date::DateCache;
 use crate::request::{HeadScan, Method, Parsed, Persistence, MAX_HEAD};
@@ -65,10 +70,28 @@ struct Args {
     /// Seconds without input before a connection is closed (0: never).
     #[arg(long, default_value_t = 60)]
     idle_timeout: u64,
+    /// Seconds a request head may take to arrive whole, from its first byte
+    /// (0: no limit).
+    #[arg(long, default_value_t = 10)]
+    request_timeout: u64,
+    /// Most connections at once; past it a new client gets a 503 and is
+    /// closed.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
     /// Bytes of answers queued for a client at which its requests stop being
     /// answered and read, until the queue falls to a quarter of it.
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1 << 30))]
     output_high_watermark: u32,
+}
+
+/// What a client that arrives at `--max-connections` is told before the
+/// close.
+const FULL: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n";
+
+/// Seconds, 0 meaning "no limit".
+fn seconds(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 /// The reactor's config: see the module comment for the bounds it sets.
@@ -178,10 +201,13 @@ fn main() -> io::Result<()> {
 
     // Logs the limit it got.
     let _ = reactor::raise_fd_limit();
-    let idle_timeout = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
-    let config = config(idle_timeout, args.output_high_watermark as usize);
+    let config = Config {
+        request_timeout: seconds(args.request_timeout),
+        max_connections: args.max_connections as usize,
+        ..config(seconds(args.idle_timeout), args.output_high_watermark as usize)
+    };
     let mut reactor = Reactor::with_config(config, DateCache::new())?;
-    reactor.listen(args.addr.as_str(), HelloHttp::new)?;
+    reactor.listen_with(args.addr.as_str(), ListenOptions::new().refusal(FULL), HelloHttp::new)?;
     reactor.handle_signals()?;
     reactor.run()?;
     log::info!("stopped");
