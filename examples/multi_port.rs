@@ -13,8 +13,9 @@
 //! Logs: RUST_LOG=debug shows calls starting and ending, trace every line.
 //!
 //! Limits: hotline's idle limit and deadline for a line, on both ports. Of
-//! `--max-connections` calls, each port may have half (the first port the
-//! odd one out): a caller who dials a port whose share is taken hears
+//! `--max-connections` calls, each port may have half (with an odd number,
+//! the first port has the extra one): a caller who dials a port whose share
+//! is taken hears
 //! `All lines are busy. Please call again later.` and is closed at once,
 //! while the other port goes on answering, so a flood of calls on one port
 //! cannot lock out the other's callers.
@@ -71,7 +72,8 @@ fn main() -> io::Result<()> {
     let mut reactor = Reactor::with_config(args.config(), ())?;
     for (addr, share) in [&args.first, &args.second].into_iter().zip(shares(args.max_connections as usize)) {
         let options = ListenOptions::new().max_connections(share).refusal(bot::ALL_BUSY);
-        reactor.listen_with(addr.as_str(), options, move || bot::Bot::new(settings))?;
+        let id = reactor.listen_with(addr.as_str(), options, move || bot::Bot::new(settings))?;
+        log::info!("at most {share} calls at once on {}", reactor.local_addr(id)?);
     }
     reactor.handle_signals()?;
     reactor.run()?;

@@ -50,8 +50,9 @@ fn seconds(secs: u64) -> Option<Duration> {
     (secs > 0).then(|| Duration::from_secs(secs))
 }
 
-/// Most callers at once, for `--max-connections`: from 1 (`min`, for an
-/// example that shares it among listeners, more) to the reactor's bound.
+/// The parser of `--max-connections`: from `min` (1, or one per listener
+/// for an example that shares the limit among its listeners) to the
+/// reactor's own bound.
 pub fn max_connections_parser(min: i64) -> clap::builder::RangedI64ValueParser<u32> {
     clap::value_parser!(u32).range(min..=i64::from(u32::MAX / 2))
 }
