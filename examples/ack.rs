@@ -7,8 +7,9 @@
 //! reply line however the stream is cut, a line is bounded, and one thread
 //! serves every client.
 //!
-//! Run:  cargo run --release --example ack [ADDR] [--max-line BYTES]
-//!       (default 127.0.0.1:9090, the seed's fork server; --max-line 4096)
+//! Run:  cargo run --release --example ack [ADDR] [--max-line BYTES] [--idle-timeout SECS]
+//!       [--request-timeout SECS] [--max-connections N]
+//!       (default 127.0.0.1:9090, the seed's fork server; 4096 bytes, 60 s, 10 s, 10,000)
 //! Try:  nc 127.0.0.1 9090
 //! Logs: RUST_LOG=debug shows each message and each connection's close line.
 //!
@@ -19,18 +20,30 @@
 //! `\r\n`), and the rest of it, up to and including its `\n`, is read and
 //! discarded; the next line is served normally. Bytes after the last `\n`
 //! at end of stream are not a message and get no reply.
+//!
+//! Limits: a connection with no input for `--idle-timeout` seconds is
+//! closed; a line must be finished (its `\n` received) within
+//! `--request-timeout` seconds of its first byte, however slowly it
+//! trickles in, or the connection is closed (each finished line starts the
+//! count afresh; `0` disables either limit). At `--max-connections` a new
+//! client is sent `ERR server full, try later\n` and closed at once.
 
 use std::io;
+use std::time::Duration;
 
 use clap::Parser;
 use log::debug;
-use reactor::{Context, Handler, Line, LineFramer, Reactor};
+use reactor::{Config, Context, Handler, Line, LineFramer, ListenOptions, Reactor};
 
 /// The reply to a line.
 const OK: &[u8] = b"OK\n";
 
 /// The reply to a line longer than the limit, instead of `OK`.
 const TOO_LONG: &[u8] = b"ERR line too long\n";
+
+/// What a client that arrives at `--max-connections` is told before the
+/// server closes it.
+const FULL: &[u8] = b"ERR server full, try later\n";
 
 /// One client: answers each line, and never holds more than `max_line + 1`
 /// bytes of its input (the reactor's own bound, `Config::max_input`, is
@@ -96,6 +109,35 @@ struct Args {
     /// answered `ERR line too long` and discarded.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_line: u32,
+    /// Seconds without input before a connection is closed (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    idle_timeout: u64,
+    /// Seconds a line may take from its first byte to its newline, however
+    /// it trickles in; then the connection is closed (0: no limit).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    request_timeout: u64,
+    /// Most clients connected at once; one more is sent `ERR server full,
+    /// try later` and closed.
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(u32::MAX / 2)))]
+    max_connections: u32,
+}
+
+impl Args {
+    /// The reactor's config for these options.
+    fn config(&self) -> Config {
+        Config {
+            max_connections: self.max_connections as usize,
+            idle_timeout: seconds(self.idle_timeout),
+            request_timeout: seconds(self.request_timeout),
+            ..Config::default()
+        }
+    }
+}
+
+/// A limit in seconds; 0 is none.
+fn seconds(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 fn main() -> io::Result<()> {
@@ -105,8 +147,8 @@ fn main() -> io::Result<()> {
 
     // Logs the limit it got.
     let _ = reactor::raise_fd_limit();
-    let mut reactor = Reactor::new()?;
-    reactor.listen(args.addr.as_str(), move || Ack::new(max_line))?;
+    let mut reactor = Reactor::with_config(args.config(), ())?;
+    reactor.listen_with(args.addr.as_str(), ListenOptions::new().refusal(FULL), move || Ack::new(max_line))?;
     reactor.handle_signals()?;
     log::info!("lines up to {max_line} bytes");
     reactor.run()?;
@@ -119,7 +161,12 @@ mod tests {
     use super::*;
 
     use reactor::testing::{assert_split_invariant, assert_split_invariant_with, ConnState, SplitOptions, TestKit};
-    use reactor::{CloseReason, Config};
+    use reactor::CloseReason;
+
+    /// The config the example runs with, given these options.
+    fn config(options: &[&str]) -> Config {
+        Args::parse_from(["ack"].iter().chain(options).copied()).config()
+    }
 
     /// Replies `OK\n` times `n`.
     fn oks(n: usize) -> Vec<u8> {
@@ -252,5 +299,77 @@ mod tests {
         assert_eq!(kit.received(conn), oks(2));
         assert!(kit.peer_saw_eof(conn));
         assert_eq!(kit.state(conn), ConnState::Closed(CloseReason::PeerClosed));
+    }
+
+    #[test]
+    fn a_line_trickled_a_byte_a_second_is_cut_off_at_the_request_deadline() {
+        // The defaults: 10 s to finish a line, 60 s of silence. A byte every
+        // second keeps the idle clock from ever running out; the request
+        // deadline counts from the line's first byte regardless.
+        let mut kit = TestKit::with_config(config(&[]), ());
+        let conn = kit.open(Ack::new(4096));
+        kit.send(conn, b"one\n");
+        assert_eq!(kit.received(conn), OK);
+        kit.send(conn, b"t");
+        for _ in 0..9 {
+            kit.advance(Duration::from_secs(1));
+            kit.send(conn, b"r");
+        }
+        kit.advance(Duration::from_secs(1) - Duration::from_nanos(1));
+        assert_eq!(kit.state(conn), ConnState::Open, "closed before the deadline");
+        kit.advance(Duration::from_nanos(1));
+        assert_eq!(kit.close_reason(conn), Some(CloseReason::RequestTimeout));
+        assert!(kit.received(conn).is_empty(), "the unfinished line got no reply");
+        assert!(kit.peer_saw_eof(conn), "closed gracefully");
+        assert_eq!(kit.stats().closed_for(CloseReason::IdleTimeout), 0);
+    }
+
+    #[test]
+    fn each_finished_line_restarts_the_request_clock() {
+        // Every read ends inside the next line, for ten minutes: each line
+        // is finished well within its 10 s, so the client is never cut off.
+        let mut kit = TestKit::with_config(config(&[]), ());
+        let conn = kit.open(Ack::new(4096));
+        kit.send(conn, b"mess");
+        for _ in 0..60 {
+            kit.advance(Duration::from_secs(9));
+            kit.send(conn, b"age\nmess");
+        }
+        assert_eq!(kit.state(conn), ConnState::Open);
+        assert_eq!(kit.received(conn), oks(60));
+    }
+
+    #[test]
+    fn a_silent_client_is_closed_after_60_seconds() {
+        let mut kit = TestKit::with_config(config(&[]), ());
+        let conn = kit.open(Ack::new(4096));
+        kit.send(conn, b"hello\n");
+        kit.advance(Duration::from_secs(60) - Duration::from_nanos(1));
+        assert_eq!(kit.state(conn), ConnState::Open);
+        kit.advance(Duration::from_nanos(1));
+        assert_eq!(kit.close_reason(conn), Some(CloseReason::IdleTimeout));
+        assert_eq!(kit.received(conn), OK);
+    }
+
+    #[test]
+    fn the_options_set_the_limits() {
+        let defaults = config(&[]);
+        assert_eq!(defaults.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(defaults.request_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(defaults.max_connections, 10_000);
+        let set = config(&["--idle-timeout", "5", "--request-timeout", "2", "--max-connections", "3"]);
+        assert_eq!(set.idle_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(set.request_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(set.max_connections, 3);
+
+        // 0 disables both: an unfinished line may wait an hour.
+        let mut kit = TestKit::with_config(config(&["--idle-timeout", "0", "--request-timeout", "0"]), ());
+        let conn = kit.open(Ack::new(4096));
+        kit.send(conn, b"no end yet");
+        kit.advance(Duration::from_secs(3600));
+        assert_eq!(kit.state(conn), ConnState::Open);
+        kit.send(conn, b"\n");
+        assert_eq!(kit.received(conn), OK);
+        assert!(Args::try_parse_from(["ack", "--max-connections", "0"]).is_err());
     }
 }

@@ -3,13 +3,56 @@
 //! The reactor version of seed 001's thread-pool and gevent echo servers: one
 //! thread serves every client, with no thread or greenlet per connection.
 //!
-//! Run:  cargo run --release --example echo [ADDR]      (default 127.0.0.1:9000)
+//! Run:  cargo run --release --example echo [ADDR] [--idle-timeout SECS] [--max-connections N]
+//!       (default 127.0.0.1:9000; 60 s, 10,000)
 //! Try:  nc 127.0.0.1 9000
 //! Logs: RUST_LOG=debug shows each connection's close line.
+//!
+//! Limits: a connection with no input for `--idle-timeout` seconds is closed
+//! (`0`: never). Echo has no framing and consumes every byte as it arrives,
+//! so no request is ever left unfinished and the reactor's request deadline
+//! (`Config::request_timeout`) never applies: the idle limit is the only
+//! clock. At `--max-connections` a new client is sent
+//! `error: server full, try later\n` and closed at once, instead of waiting
+//! unanswered in the kernel's backlog.
 
 use std::io;
+use std::time::Duration;
 
-use reactor::{Context, Handler, Reactor};
+use clap::Parser;
+use reactor::{Config, Context, Handler, ListenOptions, Reactor};
+
+/// What a client that arrives at `--max-connections` is told before the
+/// server closes it.
+const FULL: &[u8] = b"error: server full, try later\n";
+
+/// Sends every byte back to its sender.
+#[derive(Parser, Debug)]
+#[command(about = "Echo server: every byte a client sends comes back to it")]
+struct Args {
+    /// Address to listen on.
+    #[arg(default_value = "127.0.0.1:9000")]
+    addr: String,
+    /// Seconds without input before a connection is closed (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    idle_timeout: u64,
+    /// Most clients connected at once; one more is sent `error: server full,
+    /// try later` and closed.
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(u32::MAX / 2)))]
+    max_connections: u32,
+}
+
+impl Args {
+    /// The reactor's config for these options.
+    fn config(&self) -> Config {
+        Config {
+            max_connections: self.max_connections as usize,
+            idle_timeout: (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout)),
+            ..Config::default()
+        }
+    }
+}
 
 /// Sends back whatever arrives. Everything is consumed at once: echo has no
 /// framing, so no input is ever left buffered.
@@ -24,12 +67,12 @@ impl Handler for Echo {
 
 fn main() -> io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9000".to_string());
+    let args = Args::parse();
 
     // Logs the limit it got.
     let _ = reactor::raise_fd_limit();
-    let mut reactor = Reactor::new()?;
-    reactor.listen(addr.as_str(), || Echo)?;
+    let mut reactor = Reactor::with_config(args.config(), ())?;
+    reactor.listen_with(args.addr.as_str(), ListenOptions::new().refusal(FULL), || Echo)?;
     reactor.handle_signals()?;
     reactor.run()?;
     log::info!("stopped");
@@ -38,9 +81,14 @@ fn main() -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::Echo;
-    use reactor::testing::{assert_split_invariant, TestKit};
-    use reactor::Config;
+    use super::*;
+    use reactor::testing::{assert_split_invariant, ConnState, TestKit};
+    use reactor::CloseReason;
+
+    /// The config the example runs with, given these options.
+    fn config(options: &[&str]) -> Config {
+        Args::parse_from(["echo"].iter().chain(options).copied()).config()
+    }
 
     #[test]
     fn echo_returns_every_byte_however_the_input_is_cut() {
@@ -62,5 +110,49 @@ mod tests {
         assert_eq!(kit.queued_output(conn), 64 * 1024, "reading stopped at the watermark");
         kit.set_peer_window(conn, None);
         assert_eq!(kit.received(conn).len(), 10 * 16 * 1024, "everything arrives once the peer reads");
+    }
+
+    #[test]
+    fn a_silent_client_is_closed_after_the_default_60_seconds() {
+        let mut kit = TestKit::with_config(config(&[]), ());
+        let conn = kit.open(Echo);
+        kit.advance(Duration::from_secs(60) - Duration::from_nanos(1));
+        assert_eq!(kit.state(conn), ConnState::Open);
+        kit.advance(Duration::from_nanos(1));
+        assert_eq!(kit.close_reason(conn), Some(CloseReason::IdleTimeout));
+        assert!(kit.peer_saw_eof(conn), "closed gracefully");
+    }
+
+    #[test]
+    fn input_keeps_a_connection_and_nothing_is_ever_left_unfinished() {
+        // Echo consumes every byte, so a byte every 59 s (a trickle) is a
+        // client that keeps talking: the request deadline never starts and
+        // only silence ends the connection.
+        let mut kit = TestKit::with_config(config(&[]), ());
+        let conn = kit.open(Echo);
+        for _ in 0..20 {
+            kit.advance(Duration::from_secs(59));
+            kit.send(conn, b"x");
+            assert_eq!(kit.buffered_input(conn), 0);
+        }
+        assert_eq!(kit.state(conn), ConnState::Open);
+        assert_eq!(kit.received(conn), b"x".repeat(20));
+        kit.advance(Duration::from_secs(60));
+        assert_eq!(kit.close_reason(conn), Some(CloseReason::IdleTimeout));
+    }
+
+    #[test]
+    fn the_options_set_the_limits() {
+        let defaults = config(&[]);
+        assert_eq!(defaults.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(defaults.max_connections, 10_000);
+        let set = config(&["--idle-timeout", "5", "--max-connections", "2"]);
+        assert_eq!((set.idle_timeout, set.max_connections), (Some(Duration::from_secs(5)), 2));
+
+        let mut kit = TestKit::with_config(config(&["--idle-timeout", "0"]), ());
+        let conn = kit.open(Echo);
+        kit.advance(Duration::from_secs(24 * 3600));
+        assert_eq!(kit.state(conn), ConnState::Open, "--idle-timeout 0: no idle limit");
+        assert!(Args::try_parse_from(["echo", "--max-connections", "0"]).is_err());
     }
 }

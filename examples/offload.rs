@@ -17,10 +17,18 @@
 //! that keeps its share queued cannot starve the others: another
 //! connection's job goes to the next worker that frees up.
 //!
+//! Limits on connections: a request line must be finished (its `\n`
+//! received) within `--request-timeout` seconds of its first byte, however
+//! slowly it trickles in; a connection with no input for `--idle-timeout`
+//! seconds is closed, unless results are still owed to it (the wait is then
+//! the pool's, not the client's); `0` disables either. A client that
+//! connects while `--max-connections` are connected is sent
+//! `error server full, try later\n` and closed at once.
+//!
 //! Run:  cargo run --release --example offload [ADDR] [--workers N] [--max-rounds N] [--max-jobs N]
-//!       [--max-jobs-per-client N]
+//!       [--max-jobs-per-client N] [--idle-timeout SECS] [--request-timeout SECS] [--max-connections N]
 //!       (default 127.0.0.1:8989, the seed's pool server; workers: available parallelism;
-//!       10,000,000 rounds, 64 jobs, 8 per connection)
+//!       10,000,000 rounds, 64 jobs, 8 per connection; 60 s, 10 s, 10,000 connections)
 //! Try:  nc 127.0.0.1 8989, type `work 10000000 hello`, then `ping` before the result comes;
 //!       printf 'work 1000 abc\nping\nquit\n' | nc -N 127.0.0.1 8989   (`quit`: results, then close)
 //! Logs: RUST_LOG=debug shows each job queued, started, done, skipped, cancelled or dropped.
@@ -33,10 +41,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use clap::Parser;
 use log::{debug, error, info};
-use reactor::{CloseReason, Config, ConnId, Context, Handle, Handler, Line, LineFramer, LoopContext, Reactor};
+use reactor::{
+    CloseReason, Config, ConnId, Context, Handle, Handler, IdleAction, Line, LineFramer, ListenOptions, LoopContext,
+    Reactor,
+};
 use sha2::{Digest, Sha256};
 
 /// Longest request line, `\n` or `\r\n` excluded; a longer one is answered
@@ -46,6 +58,10 @@ const MAX_LINE: usize = 64 * 1024;
 /// A worker looks at its job's cancel flag every this many rounds: a third
 /// of a millisecond of hashing in a release build (about 80 ns a round).
 const CHECK_EVERY: u64 = 4096;
+
+/// What a client that arrives at `--max-connections` is told before the
+/// server closes it.
+const FULL: &[u8] = b"error server full, try later\n";
 
 #[derive(Parser, Debug)]
 #[command(about = "Runs `work` jobs (iterated SHA-256) on a thread pool; the loop answers `ping` at once")]
@@ -66,6 +82,39 @@ struct Args {
     /// --max-jobs).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     max_jobs_per_client: u32,
+    /// Seconds without input before a connection is closed, unless results
+    /// are still owed to it (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    idle_timeout: u64,
+    /// Seconds a request line may take from its first byte to its newline,
+    /// however it trickles in; then the connection is closed (0: no limit).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    request_timeout: u64,
+    /// Most clients connected at once; one more is sent `error server full,
+    /// try later` and closed.
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(u32::MAX / 2)))]
+    max_connections: u32,
+}
+
+impl Args {
+    /// The reactor's config for these options and a pool of `workers`.
+    fn config(&self, workers: usize) -> Config {
+        Config {
+            max_connections: self.max_connections as usize,
+            idle_timeout: seconds(self.idle_timeout),
+            request_timeout: seconds(self.request_timeout),
+            // Each job sent to a worker posts its outcome once, so at most
+            // `workers` posts wait.
+            handle_capacity: workers.max(Config::default().handle_capacity),
+            ..Config::default()
+        }
+    }
+}
+
+/// A limit in seconds; 0 is none.
+fn seconds(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 /// Loop-wide state: the jobs waiting for a worker, the way to the workers,
@@ -365,6 +414,18 @@ impl Handler<Pool> for Client {
         }
     }
 
+    /// No input for the idle limit: closed, unless results are owed. A
+    /// client waiting for its jobs has nothing to say until they are done,
+    /// and how long that takes is the pool's doing (each job is bounded by
+    /// `--max-rounds`, and their number by `--max-jobs-per-client`).
+    fn on_idle(&mut self, ctx: &mut Context<'_, Pool>) -> IdleAction {
+        if self.owed > 0 {
+            debug!("conn {}: no input, but {} results owed; keeping it", ctx.id(), self.owed);
+            return IdleAction::Keep;
+        }
+        IdleAction::Close
+    }
+
     /// Stopping: take no more work, and close once the results owed are
     /// written (within the grace period; the rest is cancelled when the
     /// reactor aborts the connection).
@@ -506,12 +567,7 @@ fn main() -> io::Result<()> {
     let _ = reactor::raise_fd_limit();
     // The loop sends a job only to an idle worker (see `Pool::dispatch`).
     let (jobs, queue) = mpsc::sync_channel(workers);
-    let config = Config {
-        // Each job sent to a worker posts its outcome once, so at most
-        // `workers` posts wait.
-        handle_capacity: workers.max(Config::default().handle_capacity),
-        ..Config::default()
-    };
+    let config = args.config(workers);
     let pool = Pool::new(jobs, workers, args.max_rounds, max_jobs, args.max_jobs_per_client as usize);
     let per_client = pool.max_jobs_per_client;
     let mut reactor = Reactor::with_config(config, pool)?;
@@ -521,7 +577,7 @@ fn main() -> io::Result<()> {
         let (queue, handle, name) = (Arc::clone(&queue), reactor.handle(), format!("worker {index}"));
         threads.push(thread::Builder::new().name(name.clone()).spawn(move || work(&name, &queue, &handle))?);
     }
-    reactor.listen(args.addr.as_str(), || Client::new(MAX_LINE))?;
+    reactor.listen_with(args.addr.as_str(), ListenOptions::new().refusal(FULL), || Client::new(MAX_LINE))?;
     reactor.handle_signals()?;
     info!(
         "{workers} workers; at most {} rounds per job, {max_jobs} jobs in flight, {per_client} per connection",
@@ -805,5 +861,63 @@ mod tests {
         assert!(queue.try_recv().is_err(), "the waiting job is not handed out");
         assert_eq!(kit.shared().in_flight, 0);
         assert_eq!(kit.received_text(a), "");
+    }
+
+    /// The config the example runs with, given these options, for one
+    /// worker.
+    fn example_config(options: &[&str]) -> Config {
+        Args::parse_from(["offload"].iter().chain(options).copied()).config(1)
+    }
+
+    #[test]
+    fn a_request_line_trickled_in_is_cut_off_at_the_request_deadline() {
+        // The defaults: 10 s for a line, 60 s of silence. A byte a second
+        // keeps the idle clock from running out.
+        let (pool, _queue) = pool(1, 1000, 8, 8);
+        let mut kit = TestKit::with_config(example_config(&[]), pool);
+        let conn = kit.open(Client::new(MAX_LINE));
+        kit.send(conn, b"ping\nw");
+        assert_eq!(kit.received_text(conn), "pong\n");
+        for byte in b"ork 1 abc" {
+            kit.advance(Duration::from_secs(1));
+            kit.send(conn, &[*byte]);
+        }
+        kit.advance(Duration::from_secs(1) - Duration::from_nanos(1));
+        assert_eq!(kit.state(conn), ConnState::Open, "closed before the deadline");
+        kit.advance(Duration::from_nanos(1));
+        assert_eq!(kit.close_reason(conn), Some(CloseReason::RequestTimeout));
+        assert_eq!(kit.shared().in_flight, 0, "the unfinished line queued nothing");
+        assert_eq!(kit.stats().closed_for(CloseReason::IdleTimeout), 0);
+    }
+
+    #[test]
+    fn a_client_owed_a_result_is_not_idle_and_one_owed_nothing_is() {
+        let (pool, queue) = pool(1, 1000, 8, 8);
+        let mut kit = TestKit::with_config(example_config(&[]), pool);
+        let waiting = kit.open(Client::new(MAX_LINE));
+        let silent = kit.open(Client::new(MAX_LINE));
+        kit.send(waiting, b"work 1 abc\n");
+        // The worker takes two and a half minutes: the client says nothing
+        // meanwhile, and is kept.
+        let job = queue.try_recv().expect("the job with the worker");
+        kit.advance(Duration::from_secs(150));
+        assert_eq!(kit.close_reason(silent), Some(CloseReason::IdleTimeout));
+        assert_eq!(kit.state(waiting), ConnState::Open, "still owed a result");
+        finish(&mut kit, job);
+        assert_eq!(kit.received_text(waiting), format!("result 1 {}\n", sha256_hex(b"abc")));
+        // Owed nothing now: the next idle check closes it.
+        kit.advance(Duration::from_secs(60));
+        assert_eq!(kit.close_reason(waiting), Some(CloseReason::IdleTimeout));
+    }
+
+    #[test]
+    fn the_options_set_the_limits() {
+        let defaults = example_config(&[]);
+        assert_eq!(defaults.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(defaults.request_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(defaults.max_connections, 10_000);
+        let set = example_config(&["--idle-timeout", "0", "--request-timeout", "0", "--max-connections", "2"]);
+        assert_eq!((set.idle_timeout, set.request_timeout, set.max_connections), (None, None, 2));
+        assert!(Args::try_parse_from(["offload", "--max-connections", "0"]).is_err());
     }
 }

@@ -6,13 +6,55 @@
 //! `send(data.upper())`, losing whatever a short `send` did not take. Here
 //! one thread serves every client and every byte is delivered.
 //!
-//! Run:  cargo run --release --example upper [ADDR]      (default 127.0.0.1:8080, the seed's port)
+//! Run:  cargo run --release --example upper [ADDR] [--idle-timeout SECS] [--max-connections N]
+//!       (default 127.0.0.1:8080, the seed's port; 60 s, 10,000)
 //! Try:  nc 127.0.0.1 8080
 //! Logs: RUST_LOG=debug shows each connection's close line, RUST_LOG=trace the size of each input.
+//!
+//! Limits: a connection with no input for `--idle-timeout` seconds is closed
+//! (`0`: never). Like echo, upper has no framing and consumes every byte as
+//! it arrives, so the reactor's request deadline (`Config::request_timeout`)
+//! never applies: the idle limit is the only clock. At `--max-connections` a
+//! new client is sent `error: server full, try later\n` and closed at once,
+//! instead of waiting unanswered in the kernel's backlog.
 
 use std::io;
+use std::time::Duration;
 
-use reactor::{Context, Handler, Reactor};
+use clap::Parser;
+use reactor::{Config, Context, Handler, ListenOptions, Reactor};
+
+/// What a client that arrives at `--max-connections` is told before the
+/// server closes it.
+const FULL: &[u8] = b"error: server full, try later\n";
+
+/// Sends every byte back with ASCII letters in capitals.
+#[derive(Parser, Debug)]
+#[command(about = "Upper-casing server: every byte comes back, ASCII letters in capitals")]
+struct Args {
+    /// Address to listen on.
+    #[arg(default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Seconds without input before a connection is closed (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    idle_timeout: u64,
+    /// Most clients connected at once; one more is sent `error: server full,
+    /// try later` and closed.
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(u32::MAX / 2)))]
+    max_connections: u32,
+}
+
+impl Args {
+    /// The reactor's config for these options.
+    fn config(&self) -> Config {
+        Config {
+            max_connections: self.max_connections as usize,
+            idle_timeout: (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout)),
+            ..Config::default()
+        }
+    }
+}
 
 /// Upper-cases whatever arrives and sends it back. There is no framing: the
 /// reply is a byte stream, so everything is consumed at once and no input is
@@ -45,12 +87,12 @@ impl Handler for Upper {
 
 fn main() -> io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8080".to_string());
+    let args = Args::parse();
 
     // Logs the limit it got.
     let _ = reactor::raise_fd_limit();
-    let mut reactor = Reactor::new()?;
-    reactor.listen(addr.as_str(), || Upper)?;
+    let mut reactor = Reactor::with_config(args.config(), ())?;
+    reactor.listen_with(args.addr.as_str(), ListenOptions::new().refusal(FULL), || Upper)?;
     reactor.handle_signals()?;
     reactor.run()?;
     log::info!("stopped");
@@ -62,7 +104,12 @@ mod tests {
     use super::*;
 
     use reactor::testing::{assert_split_invariant, assert_split_invariant_with, ConnState, SplitOptions, TestKit};
-    use reactor::{CloseReason, Config};
+    use reactor::CloseReason;
+
+    /// The config the example runs with, given these options.
+    fn config(options: &[&str]) -> Config {
+        Args::parse_from(["upper"].iter().chain(options).copied()).config()
+    }
 
     #[test]
     fn upper_cases_ascii_however_the_input_is_cut() {
@@ -107,5 +154,50 @@ mod tests {
         assert_eq!(kit.buffered_input(conn), 0);
         assert_eq!(kit.received(conn), input.to_ascii_uppercase());
         assert_eq!(kit.state(conn), ConnState::Open);
+    }
+
+    #[test]
+    fn a_silent_client_is_closed_after_the_default_60_seconds() {
+        let mut kit = TestKit::with_config(config(&[]), ());
+        let conn = kit.open(Upper);
+        kit.send(conn, b"hi");
+        assert_eq!(kit.received(conn), b"HI");
+        // The clock restarts with each input.
+        kit.advance(Duration::from_secs(60) - Duration::from_nanos(1));
+        assert_eq!(kit.state(conn), ConnState::Open);
+        kit.advance(Duration::from_nanos(1));
+        assert_eq!(kit.close_reason(conn), Some(CloseReason::IdleTimeout));
+        assert!(kit.peer_saw_eof(conn), "closed gracefully");
+    }
+
+    #[test]
+    fn a_client_that_keeps_sending_keeps_its_connection() {
+        // Every byte is consumed and answered at once, so a byte every
+        // 59 s is a client that keeps talking: nothing is ever left
+        // unfinished for a request deadline to count.
+        let mut kit = TestKit::with_config(config(&[]), ());
+        let conn = kit.open(Upper);
+        for _ in 0..20 {
+            kit.advance(Duration::from_secs(59));
+            kit.send(conn, b"a");
+            assert_eq!(kit.buffered_input(conn), 0);
+        }
+        assert_eq!(kit.state(conn), ConnState::Open);
+        assert_eq!(kit.received(conn), b"A".repeat(20));
+    }
+
+    #[test]
+    fn the_options_set_the_limits() {
+        let defaults = config(&[]);
+        assert_eq!(defaults.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(defaults.max_connections, 10_000);
+        let set = config(&["--idle-timeout", "5", "--max-connections", "2"]);
+        assert_eq!((set.idle_timeout, set.max_connections), (Some(Duration::from_secs(5)), 2));
+
+        let mut kit = TestKit::with_config(config(&["--idle-timeout", "0"]), ());
+        let conn = kit.open(Upper);
+        kit.advance(Duration::from_secs(24 * 3600));
+        assert_eq!(kit.state(conn), ConnState::Open, "--idle-timeout 0: no idle limit");
+        assert!(Args::try_parse_from(["upper", "--max-connections", "0"]).is_err());
     }
 }

@@ -6,14 +6,16 @@ mod util;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use util::{assert_silent, connect, read_to_end, wait_for, write_in_chunks, Example};
+use util::{assert_silent, connect, read_to_end, wait_for, write_in_chunks, Example, WAIT};
 
 const OK: &[u8] = b"OK\n";
 const TOO_LONG: &[u8] = b"ERR line too long\n";
+const FULL: &[u8] = b"ERR server full, try later\n";
 
 /// Reads exactly `expected.len()` bytes and compares.
 fn expect_reply(client: &mut TcpStream, expected: &[u8]) {
@@ -156,4 +158,86 @@ fn sigterm_flushes_replies_and_exits_cleanly() {
     let log = server.log();
     assert_eq!(log.iter().filter(|line| line.contains("listening on")).count(), 1, "log: {log:#?}");
     assert!(log.iter().any(|line| line.contains("closed: shutdown")), "log: {log:#?}");
+}
+
+#[test]
+fn a_trickled_line_is_cut_off_at_the_request_timeout_and_others_are_served() {
+    // Idle limit 3 s, request limit 1 s: a byte every 200 ms keeps the
+    // idle clock far from running out, but the line must be finished
+    // within 1 s of its first byte.
+    let server = Example::start("ack", &["127.0.0.1:0", "--request-timeout", "1", "--idle-timeout", "3"], 1);
+    let mut trickler = connect(server.addr());
+    trickler.set_nodelay(true).unwrap();
+    let mut writer = trickler.try_clone().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let pacer = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            // Bounded: at most WAIT of trickling, and it stops once the
+            // server has closed (a write then fails) or the test says so.
+            let mut sent = 0;
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < WAIT {
+                if writer.write_all(b"x").is_err() {
+                    break;
+                }
+                sent += 1;
+                thread::sleep(Duration::from_millis(200));
+            }
+            sent
+        })
+    };
+    // A well-behaved client is served meanwhile.
+    let mut good = connect(server.addr());
+    good.write_all(b"hello\n").unwrap();
+    expect_reply(&mut good, OK);
+
+    // The trickler gets no reply, then end of stream: a graceful close.
+    let got = read_to_end(&mut trickler).expect("end of stream within the wait");
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let sent = pacer.join().unwrap();
+    assert!(got.is_empty(), "the unfinished line got {:?}", String::from_utf8_lossy(&got));
+    assert!(elapsed >= Duration::from_secs(1), "closed after {elapsed:?}");
+    assert!(sent >= 2, "the line was still trickling in ({sent} bytes)");
+    drop(trickler);
+    wait_for("the request timeout in the log", || {
+        server.log().iter().any(|line| line.contains("closed: request timeout")).then_some(())
+    });
+    assert!(!server.log().iter().any(|line| line.contains("closed: idle timeout")), "log: {:#?}", server.log());
+
+    // The other client is still served.
+    good.write_all(b"still here\n").unwrap();
+    expect_reply(&mut good, OK);
+}
+
+#[test]
+fn a_silent_client_is_closed_at_the_idle_timeout() {
+    let server = Example::start("ack", &["127.0.0.1:0", "--idle-timeout", "1"], 1);
+    let dialled = Instant::now();
+    let mut silent = connect(server.addr());
+    assert!(read_to_end(&mut silent).expect("end of stream within the wait").is_empty());
+    assert!(dialled.elapsed() >= Duration::from_secs(1), "closed after {:?}", dialled.elapsed());
+    drop(silent);
+    wait_for("the idle close in the log", || {
+        server.log().iter().any(|line| line.contains("closed: idle timeout")).then_some(())
+    });
+}
+
+#[test]
+fn at_max_connections_a_new_client_is_told_and_closed_and_the_others_are_served() {
+    let server = Example::start("ack", &["127.0.0.1:0", "--max-connections", "2"], 1);
+    let mut held: Vec<TcpStream> = (0..2).map(|_| connect(server.addr())).collect();
+    for client in &mut held {
+        client.write_all(b"here\n").unwrap();
+        expect_reply(client, OK);
+    }
+    for _ in 0..3 {
+        let mut late = connect(server.addr());
+        assert_eq!(read_to_end(&mut late).expect("the refusal, then end of stream"), FULL);
+    }
+    for client in &mut held {
+        client.write_all(b"still here\n").unwrap();
+        expect_reply(client, OK);
+    }
 }

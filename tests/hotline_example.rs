@@ -4,12 +4,15 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use util::{assert_silent, connect, example_path, wait_for, Example, WAIT};
+use util::{assert_silent, connect, example_path, read_to_end, wait_for, Example, WAIT};
 
 const RECORDED: &str = "Your call may be recorded. Please hold for an operator.\n";
 const OPERATOR: &str = "An operator is connected.\n";
@@ -17,6 +20,7 @@ const HOLD: &str = "Please hold.\n";
 const REENTER: &str = "Please enter again.\n";
 const GOODBYE: &str = "Thank you for calling 10086. Goodbye.\n";
 const IDLE_GOODBYE: &str = "No input for too long. Goodbye.\n";
+const ALL_BUSY: &str = "All lines are busy. Please call again later.\n";
 
 fn welcome(port: u16) -> String {
     format!("Welcome to 10086 on port {port}. Enter 1xxx for services, 0 for an operator, exit to hang up.\n")
@@ -198,7 +202,7 @@ fn a_caller_who_hangs_up_before_the_operator_hears_nothing_more() {
 
 #[test]
 fn a_silent_caller_is_told_goodbye() {
-    let server = Example::start("hotline", &["127.0.0.1:0", "--idle", "1"], 1);
+    let server = Example::start("hotline", &["127.0.0.1:0", "--idle-timeout", "1"], 1);
     let dialled = Instant::now();
     let mut silent = Caller::dial(server.addr());
     silent.expect(IDLE_GOODBYE);
@@ -212,7 +216,15 @@ fn a_silent_caller_is_told_goodbye() {
 
 #[test]
 fn bad_options_are_refused() {
-    for args in [&["--operator-delay", "soon"][..], &["--max-line", "0"], &["--idle", "-1"]] {
+    let bad: [&[&str]; 6] = [
+        &["--operator-delay", "soon"],
+        &["--max-line", "0"],
+        &["--idle-timeout", "-1"],
+        &["--request-timeout", "soon"],
+        &["--max-connections", "0"],
+        &["--max-connections", "-5"],
+    ];
+    for args in bad {
         let mut child = Command::new(example_path("hotline"))
             .arg("127.0.0.1:0")
             .args(args)
@@ -236,4 +248,85 @@ fn bad_options_are_refused() {
         };
         assert_eq!(status.code(), Some(2), "{args:?}");
     }
+}
+
+#[test]
+fn a_trickled_line_is_cut_off_at_the_request_timeout_and_other_callers_are_served() {
+    // Idle limit 3 s, a line's limit 1 s: a byte every 200 ms keeps the
+    // idle goodbye far away, but the line must end within 1 s of its first
+    // byte.
+    let server = Example::start("hotline", &["127.0.0.1:0", "--request-timeout", "1", "--idle-timeout", "3"], 1);
+    let mut trickler = Caller::dial(server.addr());
+    trickler.writer.set_nodelay(true).unwrap();
+    let mut writer = trickler.writer.try_clone().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let pacer = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            // Bounded: at most WAIT of trickling, and it stops once the
+            // server has closed (a write then fails) or the test says so.
+            let mut sent = 0;
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < WAIT {
+                if writer.write_all(b"1").is_err() {
+                    break;
+                }
+                sent += 1;
+                thread::sleep(Duration::from_millis(200));
+            }
+            sent
+        })
+    };
+    // Another caller is served meanwhile.
+    let mut other = Caller::dial(server.addr());
+    other.send(b"1000\n");
+    other.expect(REENTER);
+
+    // No answer, no idle goodbye: end of stream.
+    let mut rest = Vec::new();
+    trickler.reader.read_to_end(&mut rest).expect("end of stream within the wait");
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let sent = pacer.join().unwrap();
+    assert!(rest.is_empty(), "the trickler heard {:?}", String::from_utf8_lossy(&rest));
+    assert!(elapsed >= Duration::from_secs(1), "closed after {elapsed:?}");
+    assert!(sent >= 2, "the line was still trickling in ({sent} bytes)");
+    drop(trickler);
+    wait_for("the request timeout in the log", || {
+        server.log().iter().any(|line| line.contains("closed: request timeout")).then_some(())
+    });
+    assert!(!server.log().iter().any(|line| line.contains("closed: idle timeout")), "log: {:#?}", server.log());
+
+    other.send(b"exit\n");
+    other.expect(GOODBYE);
+    other.expect_end();
+}
+
+#[test]
+fn when_every_line_is_taken_a_new_caller_hears_so_and_is_closed() {
+    let server = Example::start("hotline", &["127.0.0.1:0", "--max-connections", "2"], 1);
+    // Two calls, each greeted, so both hold a line.
+    let mut calls: Vec<Caller> = (0..2).map(|_| Caller::dial(server.addr())).collect();
+    for _ in 0..3 {
+        let mut late = connect(server.addr());
+        let heard = read_to_end(&mut late).expect("the refusal, then end of stream");
+        assert_eq!(String::from_utf8_lossy(&heard), ALL_BUSY, "no greeting: the call was never taken");
+    }
+    for call in &mut calls {
+        call.send(b"1000\n");
+        call.expect(REENTER);
+    }
+    // One hangs up: the next caller gets a line (once the server has seen
+    // the hang-up, which the retry waits for).
+    let mut leaving = calls.remove(0);
+    leaving.send(b"exit\n");
+    leaving.expect(GOODBYE);
+    leaving.expect_end();
+    drop(leaving);
+    wait_for("a free line", || {
+        let mut caller = connect(server.addr());
+        let mut first = String::new();
+        BufReader::new(&mut caller).read_line(&mut first).ok()?;
+        (first == welcome(server.addr().port())).then_some(())
+    });
 }

@@ -8,13 +8,14 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use util::{assert_silent, connect, wait_for, Example};
+use util::{assert_silent, connect, read_to_end, wait_for, Example};
 
 const RECORDED: &str = "Your call may be recorded. Please hold for an operator.\n";
 const OPERATOR: &str = "An operator is connected.\n";
 const REENTER: &str = "Please enter again.\n";
 const GOODBYE: &str = "Thank you for calling 10086. Goodbye.\n";
 const IDLE_GOODBYE: &str = "No input for too long. Goodbye.\n";
+const ALL_BUSY: &str = "All lines are busy. Please call again later.\n";
 
 fn welcome(port: u16) -> String {
     format!("Welcome to 10086 on port {port}. Enter 1xxx for services, 0 for an operator, exit to hang up.\n")
@@ -175,7 +176,7 @@ fn many_callers_on_both_ports_at_once() {
 
 #[test]
 fn silent_callers_on_both_ports_are_told_goodbye() {
-    let server = start(&["--idle", "1"]);
+    let server = start(&["--idle-timeout", "1"]);
     let dialled = Instant::now();
     let mut callers: Vec<Caller> = server.addrs.iter().map(|&addr| Caller::dial(addr)).collect();
     for caller in &mut callers {
@@ -187,4 +188,51 @@ fn silent_callers_on_both_ports_are_told_goodbye() {
     wait_for("two idle closes in the log", || {
         (server.log().iter().filter(|line| line.contains("closed: idle timeout")).count() == 2).then_some(())
     });
+}
+
+/// Dials `addr` expecting the refusal instead of a greeting, then the end.
+fn expect_all_busy(addr: SocketAddr) {
+    let mut late = connect(addr);
+    let heard = read_to_end(&mut late).expect("the refusal, then end of stream");
+    assert_eq!(String::from_utf8_lossy(&heard), ALL_BUSY, "dialled {addr}");
+}
+
+#[test]
+fn a_flood_on_one_port_takes_only_its_share_and_the_other_port_answers() {
+    // 4 calls in all: 2 for each port.
+    let server = start(&["--max-connections", "4"]);
+    let (flooded, other) = (server.addrs[0], server.addrs[1]);
+    let mut flood: Vec<Caller> = (0..2).map(|_| Caller::dial(flooded)).collect();
+    // The flooded port's share is taken: its next callers hear so at once.
+    for _ in 0..3 {
+        expect_all_busy(flooded);
+    }
+    // The other port answers, up to its own share.
+    let mut served: Vec<Caller> = (0..2).map(|_| Caller::dial(other)).collect();
+    for caller in &mut served {
+        caller.send(b"1000\n");
+        caller.expect(REENTER);
+    }
+    // Now both shares, the whole limit, are taken.
+    expect_all_busy(other);
+    expect_all_busy(flooded);
+    // The flooding calls are still served; one hangs up, and its port has
+    // a line again (once the server has seen it, which the retry waits for)
+    // while the other port is still full.
+    for caller in &mut flood {
+        caller.send(b"1000\n");
+        caller.expect(REENTER);
+    }
+    let mut leaving = flood.remove(0);
+    leaving.send(b"exit\n");
+    leaving.expect(GOODBYE);
+    leaving.expect_end();
+    drop(leaving);
+    wait_for("a free line on the flooded port", || {
+        let mut caller = connect(flooded);
+        let mut first = String::new();
+        BufReader::new(&mut caller).read_line(&mut first).ok()?;
+        (first == welcome(flooded.port())).then_some(())
+    });
+    expect_all_busy(other);
 }

@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use util::{connect, Example};
+use util::{connect, read_to_end, Example};
 
 /// Rounds no test waits for: at least minutes of hashing in any build.
 const ENDLESS: &str = "1000000000";
@@ -276,4 +276,24 @@ fn a_connection_at_its_share_does_not_starve_another() {
     let a_started = format!("started ({long} rounds)");
     let overtaking = log[queued..started].iter().filter(|line| line.contains(&a_started)).count();
     assert!(overtaking <= 1, "{overtaking} of A's jobs started before B's first: {:#?}", &log[queued..=started]);
+}
+
+#[test]
+fn at_max_connections_a_new_client_is_told_and_closed_and_the_others_are_served() {
+    let server = Example::start("offload", &["127.0.0.1:0", "--workers", "1", "--max-connections", "2"], 1);
+    // Two clients, each answered, so both are connections of the server.
+    let mut held: Vec<Client> = (0..2).map(|_| Client::connect(&server)).collect();
+    for client in &mut held {
+        client.send(b"ping\n");
+        assert_eq!(client.line(), "pong");
+    }
+    for _ in 0..3 {
+        let mut late = connect(server.addr());
+        let heard = read_to_end(&mut late).expect("the refusal, then end of stream");
+        assert_eq!(String::from_utf8_lossy(&heard), "error server full, try later\n");
+    }
+    for client in &mut held {
+        client.send(b"work 1 abc\n");
+        assert_eq!(client.line(), format!("result 1 {}", iterated_sha256(b"abc", 1)));
+    }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 
 use sha2::{Digest, Sha256};
-use util::{connect, pattern, wait_for, Example};
+use util::{connect, pattern, read_to_end, wait_for, Example};
 
 const MAX_SIZE: usize = 8 << 20;
 
@@ -266,4 +266,39 @@ fn commands_and_data_sent_one_byte_at_a_time() {
         client.send(&[byte]);
     }
     assert_eq!(client.read_file().unwrap(), data);
+}
+
+#[test]
+fn an_upload_whose_bytes_stop_coming_is_closed_at_the_idle_timeout_and_leaves_nothing() {
+    let dir = TempDir::new("stalled");
+    let server = start(&dir.0, &["--idle-timeout", "1"]);
+    let mut client = Client::new(server.addr());
+    client.send(b"put|stalled.bin|1000\n");
+    assert_eq!(client.line(), "ready");
+    client.send(b"the first bytes, then nothing");
+    client.assert_closed();
+    drop(client);
+    wait_for("the part file to be removed", || dir.names().is_empty().then_some(()));
+    wait_for("the idle close in the log", || {
+        server.log().iter().any(|line| line.contains("closed: idle timeout")).then_some(())
+    });
+}
+
+#[test]
+fn at_max_connections_a_new_client_is_told_and_closed_and_the_others_are_served() {
+    let dir = TempDir::new("full");
+    let server = start(&dir.0, &["--max-connections", "2"]);
+    // Two clients, each answered, so both are connections of the server.
+    let mut held: Vec<Client> = (0..2).map(|_| Client::new(server.addr())).collect();
+    for client in &mut held {
+        assert_eq!(client.get("nothing"), Err("error not found".to_string()));
+    }
+    for _ in 0..3 {
+        let mut late = connect(server.addr());
+        assert_eq!(read_to_end(&mut late).expect("the refusal, then end of stream"), b"error server full\n");
+    }
+    for (i, client) in held.iter_mut().enumerate() {
+        let data = pattern(10_000 + i, 40 + i as u64);
+        assert_eq!(client.put(&format!("held-{i}"), &data), done(&data));
+    }
 }

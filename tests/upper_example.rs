@@ -4,12 +4,23 @@
 mod util;
 
 use std::io::{Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use util::{connect, pattern, read_to_end, write_in_chunks, Example};
+use util::{connect, pattern, read_to_end, wait_for, write_in_chunks, Example};
+
+/// What a client that arrives at `--max-connections` is told.
+const FULL: &[u8] = b"error: server full, try later\n";
+
+/// Sends `text` and reads it back upper-cased.
+fn round_trip(client: &mut TcpStream, text: &[u8]) {
+    client.write_all(text).unwrap();
+    let mut reply = vec![0u8; text.len()];
+    client.read_exact(&mut reply).unwrap();
+    assert_eq!(reply, text.to_ascii_uppercase());
+}
 
 #[test]
 fn one_byte_at_a_time_comes_back_a_byte_at_a_time() {
@@ -101,4 +112,37 @@ fn sigterm_ends_clients_streams_and_exits_cleanly() {
     let log = server.log();
     assert_eq!(log.iter().filter(|line| line.contains("listening on")).count(), 1, "log: {log:#?}");
     assert!(log.iter().any(|line| line.contains("closed: shutdown")), "log: {log:#?}");
+}
+
+#[test]
+fn a_silent_client_is_closed_at_the_idle_timeout() {
+    let server = Example::start("upper", &["127.0.0.1:0", "--idle-timeout", "1"], 1);
+    let dialled = Instant::now();
+    let mut silent = connect(server.addr());
+    assert!(read_to_end(&mut silent).expect("end of stream within the wait").is_empty());
+    assert!(dialled.elapsed() >= Duration::from_secs(1), "closed after {:?}", dialled.elapsed());
+    drop(silent);
+    wait_for("the idle close in the log", || {
+        server.log().iter().any(|line| line.contains("closed: idle timeout")).then_some(())
+    });
+}
+
+#[test]
+fn at_max_connections_a_new_client_is_told_and_closed_and_the_others_are_served() {
+    let server = Example::start("upper", &["127.0.0.1:0", "--max-connections", "2"], 1);
+    let mut held: Vec<TcpStream> = (0..2).map(|_| connect(server.addr())).collect();
+    for client in &mut held {
+        round_trip(client, b"here");
+    }
+    for _ in 0..3 {
+        let mut late = connect(server.addr());
+        assert_eq!(read_to_end(&mut late).expect("the refusal, then end of stream"), FULL);
+    }
+    for client in &mut held {
+        round_trip(client, b"still here");
+    }
+    wait_for("the refusals in the log", || {
+        let refused = server.log().iter().filter(|line| line.contains("refused at the connection limit")).count();
+        (refused == 3).then_some(())
+    });
 }

@@ -15,6 +15,9 @@ pub const HOLD: &[u8] = b"Please hold.\n";
 pub const REENTER: &[u8] = b"Please enter again.\n";
 pub const GOODBYE: &[u8] = b"Thank you for calling 10086. Goodbye.\n";
 pub const IDLE_GOODBYE: &[u8] = b"No input for too long. Goodbye.\n";
+/// Sent, instead of the greeting, to a caller who dials while every line
+/// (`--max-connections`) is taken; the call is then closed.
+pub const ALL_BUSY: &[u8] = b"All lines are busy. Please call again later.\n";
 
 /// The greeting, naming the port the caller dialled.
 pub fn greeting(port: u16) -> String {

@@ -16,8 +16,12 @@ pub struct BotArgs {
     pub operator_delay: Duration,
     /// Seconds without input before a caller is told goodbye and closed
     /// (0: never).
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    pub idle: u64,
+    #[arg(long, value_name = "SECS", default_value_t = 60, alias = "idle")]
+    pub idle_timeout: u64,
+    /// Seconds a caller may take from a line's first byte to its newline,
+    /// however slowly it trickles in; then the call is closed (0: no limit).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub request_timeout: u64,
     /// Longest line accepted, in bytes, line ending not counted; a longer
     /// line gets an error and is discarded.
     #[arg(long, value_name = "BYTES", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536))]
@@ -29,12 +33,28 @@ impl BotArgs {
         Settings { operator_delay: self.operator_delay, max_line: self.max_line as usize }
     }
 
-    /// The reactor's config: the idle limit; `max_input` stays at its
-    /// default (1 MiB), far above any line the bot keeps.
+    /// The reactor's config: the idle limit and the deadline for a line;
+    /// `max_input` stays at its default (1 MiB), far above any line the bot
+    /// keeps. The example sets `max_connections`.
     pub fn config(&self) -> Config {
-        let idle_timeout = (self.idle > 0).then(|| Duration::from_secs(self.idle));
-        Config { idle_timeout, ..Config::default() }
+        Config {
+            idle_timeout: seconds(self.idle_timeout),
+            request_timeout: seconds(self.request_timeout),
+            ..Config::default()
+        }
     }
+}
+
+/// A limit in seconds; 0 is none.
+fn seconds(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+/// The parser of `--max-connections`: from `min` (1, or one per listener
+/// for an example that shares the limit among its listeners) to the
+/// reactor's own bound.
+pub fn max_connections_parser(min: i64) -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(min..=i64::from(u32::MAX / 2))
 }
 
 /// `1500` (milliseconds), `1500ms`, `2s` or `1.5s`.

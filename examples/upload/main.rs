@@ -9,7 +9,8 @@
 //! memory) and are renamed only when complete.
 //!
 //! Run:  cargo run --release --example upload -- [ADDR] --dir DIR [--overwrite] [--max-size BYTES]
-//!       (default 127.0.0.1:9999, the seed's port; --max-size 1 GiB)
+//!       [--idle-timeout SECS] [--request-timeout SECS] [--max-connections N]
+//!       (default 127.0.0.1:9999, the seed's port; --max-size 1 GiB; 60 s, 10 s, 10,000)
 //! Try:  printf 'put|hello.txt|6\nhello\n' | nc 127.0.0.1 9999
 //!       printf 'get|hello.txt\n' | nc 127.0.0.1 9999
 //! Logs: RUST_LOG=debug shows every transfer and each connection's close.
@@ -33,8 +34,16 @@
 //!   other the server closes it, since the client may already be sending
 //!   file bytes that it cannot tell from commands.
 //!
+//! Limits: a command line must be finished (its `\n` received) within
+//! `--request-timeout` seconds of its first byte, however slowly it
+//! trickles in; a connection with no input for `--idle-timeout` seconds is
+//! closed, which also ends an upload whose bytes stopped coming (a download
+//! in progress is not idle: it is the server that is sending); `0` disables
+//! either. A client that connects while `--max-connections` are connected
+//! is sent `error server full\n` and closed at once.
+//!
 //! An upload that ends any other way than complete (the client vanished, a
-//! shutdown) leaves no file under its name and no part file. Two uploads of
+//! shutdown, the idle limit) leaves no file under its name and no part file. Two uploads of
 //! one name at once each have their own part file; the last to finish wins
 //! with `--overwrite`, and gets `error exists` without it.
 //!
@@ -57,9 +66,10 @@ mod transfer;
 use std::fs;
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
-use reactor::{Config, Reactor};
+use reactor::{Config, ListenOptions, Reactor};
 
 use transfer::{Store, Transfer};
 
@@ -79,6 +89,36 @@ struct Args {
     /// Largest upload accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
     max_size: u64,
+    /// Seconds without input before a connection is closed, an upload in
+    /// progress with it; a download in progress is not idle (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    idle_timeout: u64,
+    /// Seconds a command line may take from its first byte to its newline,
+    /// however it trickles in; then the connection is closed (0: no limit).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    request_timeout: u64,
+    /// Most clients connected at once; one more is sent `error server full`
+    /// and closed.
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(u32::MAX / 2)))]
+    max_connections: u32,
+}
+
+impl Args {
+    /// The reactor's config for these options.
+    fn config(&self) -> Config {
+        Config {
+            max_connections: self.max_connections as usize,
+            idle_timeout: seconds(self.idle_timeout),
+            request_timeout: seconds(self.request_timeout),
+            ..Config::default()
+        }
+    }
+}
+
+/// A limit in seconds; 0 is none.
+fn seconds(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 fn main() -> io::Result<()> {
@@ -94,9 +134,10 @@ fn main() -> io::Result<()> {
     );
     // Logs the limit it got.
     let _ = reactor::raise_fd_limit();
+    let config = args.config();
     let store = Store::new(args.dir, args.overwrite, args.max_size);
-    let mut reactor = Reactor::with_config(Config::default(), store)?;
-    reactor.listen(args.addr.as_str(), Transfer::new)?;
+    let mut reactor = Reactor::with_config(config, store)?;
+    reactor.listen_with(args.addr.as_str(), ListenOptions::new().refusal(protocol::SERVER_FULL), Transfer::new)?;
     reactor.handle_signals()?;
     reactor.run()?;
     log::info!("stopped");

@@ -8,6 +8,10 @@ pub const MAX_LINE: usize = 1024;
 /// Longest file name, in bytes (Linux's `NAME_MAX`).
 pub const MAX_NAME: usize = 255;
 
+/// Sent to a client that connects while `--max-connections` clients are
+/// connected, before the server closes it.
+pub const SERVER_FULL: &[u8] = b"error server full\n";
+
 /// A command line, parsed and checked.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command<'a> {

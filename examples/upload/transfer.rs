@@ -7,7 +7,7 @@ use std::mem;
 use std::path::{Path, PathBuf};
 
 use log::{debug, warn};
-use reactor::{CloseReason, Context, Handler, Line, LineFramer};
+use reactor::{CloseReason, Context, Handler, IdleAction, Line, LineFramer};
 use sha2::{Digest, Sha256};
 
 use crate::protocol::{self, Command, Refusal, MAX_LINE};
@@ -216,6 +216,24 @@ impl Handler<Store> for Transfer {
         self.send(ctx);
     }
 
+    /// No input for the idle limit: a client that should be sending (a
+    /// command, its upload's next bytes) is gone, but one downloading sends
+    /// nothing while it reads, so a download keeps the connection as long
+    /// as there is some of it to go out: bytes of the file not read yet, or
+    /// queued. A reader that stops reading is the send timeout's to catch.
+    fn on_idle(&mut self, ctx: &mut Context<'_, Store>) -> IdleAction {
+        let unread = match &self.state {
+            State::Sending { remaining, .. } => *remaining,
+            _ => 0,
+        };
+        let queued = ctx.queued_output();
+        if unread > 0 || queued > 0 {
+            debug!("conn {}: no input, but a download is going out ({queued} B queued, {unread} B to read)", ctx.id());
+            return IdleAction::Keep;
+        }
+        IdleAction::Close
+    }
+
     fn on_close(&mut self, ctx: &mut Context<'_, Store>, reason: CloseReason) {
         if let State::Receiving { name, size, remaining, .. } = &self.state {
             debug!("conn {}: put {name} abandoned with {remaining} of {size} bytes missing ({reason})", ctx.id());
@@ -273,6 +291,7 @@ mod tests {
     use super::*;
     use reactor::testing::{assert_split_invariant_with, ConnState, SplitOptions, TestKit};
     use reactor::Config;
+    use std::time::Duration;
 
     /// A fresh directory under the system's temp dir, removed when dropped.
     struct TempDir(PathBuf);
@@ -518,5 +537,91 @@ mod tests {
         assert!(received.ends_with(b"size 5\nhello"), "the second request was lost");
         assert_eq!(received.len(), "size 2097152\n".len() + 2 * 1024 * 1024 + "size 5\nhello".len());
         assert_eq!(kit.close_reason(conn), Some(CloseReason::PeerClosed));
+    }
+
+    /// The config the example runs with, given these options.
+    fn example_config(options: &[&str]) -> Config {
+        use clap::Parser;
+        crate::Args::parse_from(["upload", "--dir", "unused"].iter().chain(options).copied()).config()
+    }
+
+    #[test]
+    fn a_command_line_trickled_in_is_cut_off_at_the_request_deadline() {
+        // The defaults: 10 s for a command line, 60 s of silence. A byte a
+        // second keeps the idle clock from running out.
+        let dir = TempDir::new("trickle");
+        let mut kit = TestKit::with_config(example_config(&[]), Store::new(dir.0.clone(), false, 1 << 20));
+        let conn = kit.open(Transfer::new());
+        kit.send(conn, b"p");
+        for byte in b"ut|slow.t" {
+            kit.advance(Duration::from_secs(1));
+            kit.send(conn, &[*byte]);
+        }
+        kit.advance(Duration::from_secs(1) - Duration::from_nanos(1));
+        assert_eq!(kit.state(conn), ConnState::Open, "closed before the deadline");
+        kit.advance(Duration::from_nanos(1));
+        assert_eq!(kit.close_reason(conn), Some(CloseReason::RequestTimeout));
+        assert_eq!(kit.received_text(conn), "", "an unfinished command gets no answer");
+        assert!(dir.names().is_empty());
+    }
+
+    #[test]
+    fn an_upload_whose_bytes_stop_coming_is_closed_at_the_idle_limit_and_leaves_nothing() {
+        let dir = TempDir::new("stalled");
+        let mut kit = TestKit::with_config(example_config(&[]), Store::new(dir.0.clone(), false, 1 << 20));
+        let conn = kit.open(Transfer::new());
+        kit.send(conn, b"put|stalled|100\nsome");
+        assert_eq!(kit.received_text(conn), "ready\n");
+        // File bytes are taken as they come, so a slow upload is never cut
+        // off by the command deadline: a byte every 50 s is input.
+        for _ in 0..6 {
+            kit.advance(Duration::from_secs(50));
+            kit.send(conn, b"x");
+        }
+        assert_eq!(kit.state(conn), ConnState::Open);
+        assert_eq!(dir.names().len(), 1, "the part file");
+        kit.advance(Duration::from_secs(60));
+        assert_eq!(kit.close_reason(conn), Some(CloseReason::IdleTimeout));
+        assert!(dir.names().is_empty(), "{:?}", dir.names());
+    }
+
+    #[test]
+    fn a_download_to_a_slow_reader_outlasts_the_idle_limit() {
+        // A 3 MiB file read 100 KB every 30 s takes a quarter of an hour,
+        // during which the client sends nothing: not idle, the server is
+        // sending, and the output moves often enough for the send timeout.
+        let dir = TempDir::new("slow-get");
+        let content: Vec<u8> = (0..3 * 1024 * 1024).map(|i: u32| (i % 253) as u8).collect();
+        fs::write(dir.0.join("large"), &content).unwrap();
+        let mut kit = TestKit::with_config(example_config(&[]), Store::new(dir.0.clone(), false, 1 << 20));
+        let conn = kit.open_with_window(Transfer::new(), Some(0));
+        kit.send(conn, b"get|large\n");
+        let mut expected = format!("size {}\n", content.len()).into_bytes();
+        expected.extend_from_slice(&content);
+        let mut received = Vec::new();
+        let mut rounds = 0;
+        while received.len() < expected.len() && rounds < 100 {
+            rounds += 1;
+            kit.advance(Duration::from_secs(30));
+            assert_eq!(kit.state(conn), ConnState::Open, "after {} bytes", received.len());
+            kit.set_peer_window(conn, Some(100_000));
+            received.extend(kit.received(conn));
+            kit.set_peer_window(conn, Some(0));
+        }
+        assert!(rounds > 30, "the download took {rounds} rounds of 30 s");
+        assert!(received == expected, "{} bytes received, {} expected", received.len(), expected.len());
+        // Once it is out, silence is idleness again.
+        kit.advance(Duration::from_secs(60));
+        assert_eq!(kit.close_reason(conn), Some(CloseReason::IdleTimeout));
+    }
+
+    #[test]
+    fn the_options_set_the_limits() {
+        let defaults = example_config(&[]);
+        assert_eq!(defaults.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(defaults.request_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(defaults.max_connections, 10_000);
+        let set = example_config(&["--idle-timeout", "0", "--request-timeout", "0", "--max-connections", "2"]);
+        assert_eq!((set.idle_timeout, set.request_timeout, set.max_connections), (None, None, 2));
     }
 }
