@@ -170,6 +170,7 @@ impl<S> Engine<S> {
         if paused {
             self.mark_dirty(key);
         } else {
+            conn.restart_request_clock(self.now);
             self.enqueue(key);
         }
         Ok(())

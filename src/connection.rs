@@ -187,6 +187,15 @@ impl<S> Connection<S> {
         ConnId::new(key, self.generation)
     }
 
+    /// Input is taken again after a pause or backpressure: a partial
+    /// request still buffered gets the whole request timeout from now, since
+    /// the wait was not the peer's.
+    pub(crate) fn restart_request_clock(&mut self, now: Instant) {
+        if self.partial_since.is_some() {
+            self.partial_since = Some(now);
+        }
+    }
+
     /// Whether the handler may still add output: not closing, no close asked
     /// for, write side not shut down.
     pub(crate) fn takes_output(&self) -> bool {

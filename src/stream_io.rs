@@ -356,6 +356,7 @@ impl<S> Engine<S> {
             conn.backpressured = true;
         } else if conn.backpressured && queued <= self.config.output_low_watermark {
             conn.backpressured = false;
+            conn.restart_request_clock(self.now);
             conn.drain_pending = true;
             self.enqueue(key);
         }
