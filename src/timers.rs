@@ -9,8 +9,10 @@
 //! make set and cancel O(1), but needs a tick and loses ordering within a
 //! slot; at 100k live timers a B-tree is ~17 levels of cheap comparisons.
 //!
-//! Timers whose owner has gone (a closed connection) are not hunted down when
-//! it closes: they fire into a stale id, which the loop checks and drops.
+//! A connection keeps the ids of its timers and cancels them when it closes
+//! (exact cancel makes that cheap), so live timers follow open connections
+//! and never pile up with churn. A timer that still fires for a connection
+//! gone meanwhile meets a stale id, which the loop checks and drops.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
