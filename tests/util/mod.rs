@@ -216,6 +216,12 @@ impl Example {
         Example::start_inner(command, listeners, chop_chunk())
     }
 
+    /// [`Example::start_with`] never behind a chop proxy (say, an example
+    /// in a network namespace the proxy cannot reach).
+    pub fn start_with_unchopped(command: &mut Command, listeners: usize) -> Example {
+        Example::start_inner(command, listeners, None)
+    }
+
     fn start_inner(command: &mut Command, listeners: usize, chop: Option<usize>) -> Example {
         // Debug logs (close lines) unless the test or the caller chose.
         if !command.get_envs().any(|(key, _)| key == "RUST_LOG") {
