@@ -217,9 +217,11 @@ fn reset(stream: TcpStream) {
 struct Flow {
     from: usize,
     to: usize,
-    /// Bytes read and not yet written: `buf[at..]`.
+    /// Bytes read and not yet written: `buf[at..end]` (`buf` is
+    /// [`BUFFER`] long).
     buf: Vec<u8>,
     at: usize,
+    end: usize,
     /// The last read found nothing more waiting (or the end of stream).
     idle: bool,
     /// Bytes still to write in `chunk`-sized pieces at the start of the
@@ -237,7 +239,7 @@ struct Flow {
 
 impl Flow {
     fn pending(&self) -> usize {
-        self.buf.len() - self.at
+        self.end - self.at
     }
 
     /// Reads what fits. Returns whether anything happened, or `Err` if the
@@ -245,32 +247,28 @@ impl Flow {
     fn read(&mut self, source: &TcpStream, edge: Option<usize>) -> io::Result<bool> {
         let mut progress = false;
         self.pieces = 0;
-        if self.at > 0 && self.at == self.buf.len() {
-            self.buf.clear();
-            self.at = 0;
+        if self.at == self.end {
+            (self.at, self.end) = (0, 0);
         }
         while !self.eof {
-            if self.buf.len() >= BUFFER {
+            if self.end == BUFFER {
                 if self.at == 0 {
                     self.idle = false; // full: more may be waiting
                     break;
                 }
-                self.buf.drain(..self.at);
-                self.at = 0;
+                self.buf.copy_within(self.at..self.end, 0);
+                (self.at, self.end) = (0, self.end - self.at);
             }
-            let len = self.buf.len();
-            self.buf.resize(BUFFER, 0);
-            let read = (&*source).read(&mut self.buf[len..]);
-            self.buf.truncate(len + *read.as_ref().unwrap_or(&0));
-            match read {
+            match (&*source).read(&mut self.buf[self.end..]) {
                 Ok(0) => {
                     (self.eof, self.idle, progress) = (true, true, true);
                 }
-                Ok(_) => {
-                    if len == self.at {
+                Ok(n) => {
+                    if self.at == self.end {
                         // A new burst after a pause: its start is cut finely.
                         self.head = edge.unwrap_or(0);
                     }
+                    self.end += n;
                     progress = true;
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
@@ -325,8 +323,9 @@ fn carry(sockets: &[TcpStream; 2], config: &ChopConfig, stop: &AtomicBool, stats
     let mut flows = [0, 1].map(|from| Flow {
         from,
         to: 1 - from,
-        buf: Vec::with_capacity(BUFFER),
+        buf: vec![0; BUFFER],
         at: 0,
+        end: 0,
         idle: true,
         head: 0,
         pieces: 0,
