@@ -14,6 +14,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use reactor::Config;
+use util::chop_proxy::{ChopConfig, ChopProxy};
 use util::WAIT;
 
 /// The client binary running against `addr`, its stdout read on a thread
@@ -28,12 +29,24 @@ struct Client {
     /// Reads stderr until it closes; joined once the process has exited, so
     /// its last lines are in `stderr`.
     stderr_reader: Option<JoinHandle<()>>,
+    /// The address the client was given: the server's, or with
+    /// `REACTOR_TEST_CHOP` that of a chop proxy in front of it.
+    dialled: SocketAddr,
+    /// Dropped after the client is killed.
+    _proxy: Option<ChopProxy>,
 }
 
 impl Client {
+    /// The client against `addr`, behind a chop proxy if
+    /// `REACTOR_TEST_CHOP` asks for one.
     fn start(addr: SocketAddr, stdin: Stdio) -> Client {
+        let proxy = util::chop_chunk().map(|chunk| ChopProxy::start(addr, ChopConfig::edges(chunk)));
+        Client::start_at(proxy.as_ref().map_or(addr, ChopProxy::addr), stdin, proxy)
+    }
+
+    fn start_at(dialled: SocketAddr, stdin: Stdio, proxy: Option<ChopProxy>) -> Client {
         let mut child = Command::new(util::example_path("line_client"))
-            .arg(addr.to_string())
+            .arg(dialled.to_string())
             .env("RUST_LOG", "debug")
             .stdin(stdin)
             .stdout(Stdio::piped())
@@ -62,7 +75,16 @@ impl Client {
             }
         });
         let stdin = child.stdin.take();
-        Client { child, stdin, stdout, pending: Vec::new(), stderr, stderr_reader: Some(stderr_reader) }
+        Client {
+            child,
+            stdin,
+            stdout,
+            pending: Vec::new(),
+            stderr,
+            stderr_reader: Some(stderr_reader),
+            dialled,
+            _proxy: proxy,
+        }
     }
 
     fn type_in(&mut self, bytes: &[u8]) {
@@ -352,7 +374,10 @@ fn the_client_reads_a_server_that_stops_reading_while_it_talks() {
 fn a_failed_connect_exits_nonzero_with_a_message() {
     // Bind then drop: nothing listens on that port any more.
     let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let mut client = Client::start(closed, Stdio::null());
+    // Never behind a chop proxy (REACTOR_TEST_CHOP): the proxy would accept
+    // the connection, and its failure to go on would reach the client as a
+    // reset, not as the refused connect this test is about.
+    let mut client = Client::start_at(closed, Stdio::null(), None);
     assert_eq!(client.exit_code(), Some(1));
     assert_eq!(client.rest_of_stdout(), b"");
     let stderr = client.stderr();
@@ -372,7 +397,7 @@ fn a_reset_connection_exits_nonzero_with_a_message() {
     server.join().unwrap();
     assert_eq!(client.exit_code(), Some(1));
     let stderr = client.stderr();
-    assert!(stderr.contains(&format!("line_client: connection to {addr} reset")), "{stderr}");
+    assert!(stderr.contains(&format!("line_client: connection to {} reset", client.dialled)), "{stderr}");
 }
 
 #[test]

@@ -6,16 +6,21 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod chop_proxy;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use reactor::{Config, Handle, Reactor, Stats};
+
+use chop_proxy::{ChopConfig, ChopProxy};
 
 /// Longest any single wait in a test may take before it counts as a failure.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -152,14 +157,42 @@ pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// The environment variable that puts a chopping proxy in front of every
+/// example's TCP listeners: `REACTOR_TEST_CHOP=N` cuts every write, in both
+/// directions, into pieces of at most N bytes (`1`: single bytes). Unset,
+/// empty or `0`: no proxy.
+pub const CHOP_VAR: &str = "REACTOR_TEST_CHOP";
+
+/// The chunk size `REACTOR_TEST_CHOP` asks for, if any.
+pub fn chop_chunk() -> Option<usize> {
+    let value = std::env::var(CHOP_VAR).ok()?;
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    let chunk: usize = value.parse().unwrap_or_else(|_| panic!("{CHOP_VAR}={value:?} is not a chunk size"));
+    (chunk > 0).then_some(chunk)
+}
+
 /// A built example running as a child process. Its stderr (the log) is
 /// drained on a thread, so a full pipe never blocks it, and kept for the test
 /// to read.
+///
+/// With `REACTOR_TEST_CHOP` set, each TCP listener gets a [`ChopProxy`] in
+/// front of it, owned by the `Example`: `addrs` (what tests dial) are then
+/// the proxies' addresses and `listen_addrs` the example's own. UDP
+/// listeners (logged `listening on <addr> (udp)`) are never proxied.
 pub struct Example {
     child: Child,
+    /// Where tests connect: the example's listeners, or the proxies in
+    /// front of them.
     pub addrs: Vec<SocketAddr>,
+    /// The addresses the example logged `listening on`, in order.
+    pub listen_addrs: Vec<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
     drain: Option<JoinHandle<()>>,
+    /// Dropped after the child is killed (fields drop after `Drop::drop`).
+    proxies: Vec<ChopProxy>,
 }
 
 impl Example {
@@ -169,9 +202,27 @@ impl Example {
         Example::start_with(Command::new(example_path(name)).args(args), listeners)
     }
 
+    /// Like [`Example::start`], but never behind a chop proxy, whatever
+    /// `REACTOR_TEST_CHOP` says: for the few tests whose subject a proxy
+    /// would change (say, the kernel's buffers between client and server).
+    /// Each caller says why.
+    pub fn start_unchopped(name: &str, args: &[&str], listeners: usize) -> Example {
+        Example::start_inner(Command::new(example_path(name)).args(args), listeners, None)
+    }
+
     /// Like [`Example::start`], for a command already set up (environment,
     /// `prlimit` wrapper, ...).
     pub fn start_with(command: &mut Command, listeners: usize) -> Example {
+        Example::start_inner(command, listeners, chop_chunk())
+    }
+
+    /// [`Example::start_with`] never behind a chop proxy (say, an example
+    /// in a network namespace the proxy cannot reach).
+    pub fn start_with_unchopped(command: &mut Command, listeners: usize) -> Example {
+        Example::start_inner(command, listeners, None)
+    }
+
+    fn start_inner(command: &mut Command, listeners: usize, chop: Option<usize>) -> Example {
         // Debug logs (close lines) unless the test or the caller chose.
         if !command.get_envs().any(|(key, _)| key == "RUST_LOG") {
             command.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()));
@@ -191,7 +242,9 @@ impl Example {
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
                     let addr = line.find("listening on ").and_then(|at| {
-                        line[at + "listening on ".len()..].split_whitespace().next()?.parse::<SocketAddr>().ok()
+                        let rest = &line[at + "listening on ".len()..];
+                        let addr = rest.split_whitespace().next()?.parse::<SocketAddr>().ok()?;
+                        Some((addr, rest.contains("(udp)")))
                     });
                     // Log first, then announce: a test that saw the address
                     // also sees the line in `log()`.
@@ -202,17 +255,29 @@ impl Example {
                 }
             })
         };
+        let mut listen_addrs = Vec::new();
         let mut addrs = Vec::new();
+        let mut proxies = Vec::new();
         for _ in 0..listeners {
             match rx.recv_timeout(WAIT) {
-                Ok(addr) => addrs.push(addr),
+                Ok((addr, udp)) => {
+                    listen_addrs.push(addr);
+                    match chop {
+                        Some(chunk) if !udp => {
+                            let proxy = ChopProxy::start(addr, ChopConfig::edges(chunk));
+                            addrs.push(proxy.addr());
+                            proxies.push(proxy);
+                        }
+                        _ => addrs.push(addr),
+                    }
+                }
                 Err(_) => {
                     let _ = child.kill();
                     panic!("example did not log `listening on`; log: {:?}", log.lock().unwrap());
                 }
             }
         }
-        Example { child, addrs, log, drain: Some(drain) }
+        Example { child, addrs, listen_addrs, log, drain: Some(drain), proxies }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -256,6 +321,19 @@ impl Drop for Example {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        for proxy in &self.proxies {
+            // Shown with a failing test's output: what the proxy did.
+            let stats = proxy.stats();
+            eprintln!(
+                "chop proxy {} -> {}: {} connections, {} bytes in {} writes, {} resets",
+                proxy.addr(),
+                proxy.target(),
+                stats.connections.load(Ordering::Relaxed),
+                stats.bytes.load(Ordering::Relaxed),
+                stats.writes.load(Ordering::Relaxed),
+                stats.resets.load(Ordering::Relaxed),
+            );
+        }
     }
 }
 
