@@ -40,6 +40,7 @@ pub struct Limits {
     pub idle: Option<Duration>,
     pub request: Option<Duration>,
     pub send: Duration,
+    pub grace: Duration,
 }
 
 impl Limits {
@@ -51,6 +52,7 @@ impl Limits {
             idle: config.idle_timeout,
             request: config.request_timeout,
             send: config.send_timeout,
+            grace: config.shutdown_grace,
         }
     }
 }
@@ -818,6 +820,7 @@ impl Handler<World> for Scripted {
             return;
         }
         let limits = world.limits.clone();
+        let forced = world.shutdown_forced_by(now, limits.grace);
         let rec = &mut world.recs[me];
         rec.closes += 1;
         rec.close = Some((reason, now));
@@ -845,6 +848,9 @@ impl Handler<World> for Scripted {
                 now.saturating_duration_since(rec.last_input),
                 limits.idle
             )),
+            // A forced shutdown closes what is left as `Shutdown`, a pending
+            // overflow included (another handler's on_close may cause one).
+            CloseReason::Shutdown if forced => None,
             _ if rec.overflowed && !matches!(reason, CloseReason::OutputOverflow | CloseReason::Reset) => {
                 Some(format!("closed for {reason:?} after a write was refused as Overflow"))
             }
