@@ -36,6 +36,12 @@ impl<S> Engine<S> {
             self.request_close(key, CloseReason::OutputOverflow);
             return Err(SendError::Overflow);
         }
+        if conn.output.is_empty() && !data.is_empty() {
+            // Output begins waiting now: the send timeout counts from here,
+            // not from the last progress of an earlier burst whose send
+            // check may still be armed.
+            conn.last_progress = self.now;
+        }
         conn.output.push(data, &mut self.pool);
         self.stats.queued_output += data.len();
         if conn.output.len() >= self.config.output_high_watermark {

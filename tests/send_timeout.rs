@@ -8,7 +8,7 @@ mod util;
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
-use reactor::testing::TestKit;
+use reactor::testing::{ConnState, TestKit};
 use reactor::{CloseReason, Config, Context, Handler, ListenOptions};
 use util::{pattern, Server, WAIT};
 
@@ -118,6 +118,38 @@ fn an_open_connection_whose_peer_stops_reading_is_reset() {
     assert_eq!(kit.received(conn), b"hello, a p");
     kit.advance(Duration::from_secs(60));
     assert_eq!(kit.close_reason(conn), Some(CloseReason::SendTimeout));
+    assert!(kit.was_aborted(conn));
+}
+
+/// Found by the engine model (`tests/model.rs`, seed 595): output that
+/// drains leaves the send check armed; output queued later must get the
+/// whole send timeout from when it began waiting, not from the earlier
+/// burst's last progress.
+#[test]
+fn new_output_gets_the_whole_send_timeout_from_when_it_begins_waiting() {
+    /// Takes input, writes nothing of its own.
+    struct Sink;
+    impl Handler for Sink {
+        fn on_input(&mut self, _ctx: &mut Context<'_>, input: &[u8]) -> usize {
+            input.len()
+        }
+    }
+    let config = Config { send_timeout: Duration::from_secs(10), ..config() };
+    let mut kit = TestKit::with_config(config, ());
+    let conn = kit.open_with_window(Sink, Some(0));
+    // A first burst waits (the send check is armed for 10 s from now), then
+    // the peer takes it all at once.
+    kit.with_loop(|ctx| ctx.write_to(conn, b"first")).unwrap();
+    kit.set_peer_window(conn, None);
+    assert_eq!(kit.received(conn), b"first");
+    // Nine seconds later the peer stops reading and a second burst waits.
+    kit.advance(Duration::from_secs(9));
+    kit.set_peer_window(conn, Some(0));
+    kit.with_loop(|ctx| ctx.write_to(conn, b"second")).unwrap();
+    kit.advance(Duration::from_secs(9));
+    assert_eq!(kit.state(conn), ConnState::Open, "reset after waiting 9 s with a 10 s send timeout");
+    kit.advance(Duration::from_secs(1));
+    assert_eq!(kit.close_reason(conn), Some(CloseReason::SendTimeout), "10 s without moving");
     assert!(kit.was_aborted(conn));
 }
 
