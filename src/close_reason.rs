@@ -40,6 +40,9 @@ pub enum CloseReason {
     /// Queued output did not move for `Config::send_timeout`: the peer
     /// stopped reading. The unsent output is dropped and the peer gets a
     /// reset, never an end of stream that would look like a complete reply.
+    /// A connection already closing gracefully whose flush stalls this way
+    /// is logged and counted with this reason; its handler, gone by then,
+    /// heard the reason its close began with.
     SendTimeout,
     /// The peer sent more unconsumed input than `max_input`.
     InputTooLarge,

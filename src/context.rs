@@ -238,7 +238,8 @@ impl<'a, S> Context<'a, S> {
     }
 
     /// Calls [`Handler::on_timer`] every `period` until cancelled or the
-    /// connection closes.
+    /// connection closes. A zero period fires once, like
+    /// [`Context::set_timer`].
     pub fn set_periodic(&mut self, period: Duration) -> TimerId {
         let deadline = deadline_after(self.engine.now, period);
         let timer = self.engine.timers.insert(deadline, Some(period), TimerTarget::Conn(self.id));

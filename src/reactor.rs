@@ -391,7 +391,8 @@ impl<S: 'static> Reactor<S> {
         self.engine.set_loop_timer(after, None, Box::new(callback))
     }
 
-    /// Calls `callback` every `period` until cancelled.
+    /// Calls `callback` every `period` until cancelled. A zero period fires
+    /// once, like [`Reactor::set_timer`].
     pub fn set_periodic(
         &mut self,
         period: Duration,

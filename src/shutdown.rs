@@ -57,7 +57,13 @@ impl<S> Engine<S> {
         let ids: Vec<ConnId> = self.conns.iter().map(|(key, conn)| conn.id(key)).collect();
         for id in ids {
             let Some(key) = self.live_key(id) else { continue };
-            if !matches!(self.conns[key].phase, Phase::Closing(_)) && !self.begin_close(key, CloseReason::Shutdown) {
+            // A harsher close already asked for (an overflow, an abort, a
+            // broken socket) keeps its reason; the rest close as shutdown.
+            let reason = match self.conns[key].close_request {
+                Some(asked) if asked.mode() != crate::close_reason::CloseMode::Graceful => asked,
+                _ => CloseReason::Shutdown,
+            };
+            if !matches!(self.conns[key].phase, Phase::Closing(_)) && !self.begin_close(key, reason) {
                 continue;
             }
             if let Some(key) = self.live_key(id) {

@@ -81,3 +81,39 @@ fn peer_close_reset_and_handler_close_are_each_reported_once() {
     assert_eq!(stats.closed_for(CloseReason::Reset), 1);
     assert_eq!(stats.closed_for(CloseReason::Handler), 1);
 }
+
+/// Stays open through a graceful shutdown; when closed, floods the other
+/// connection past its output cap.
+struct FloodOtherOnClose {
+    other: Option<reactor::ConnId>,
+}
+
+impl Handler for FloodOtherOnClose {
+    fn on_input(&mut self, _ctx: &mut Context<'_>, input: &[u8]) -> usize {
+        input.len()
+    }
+    fn on_shutdown(&mut self, _ctx: &mut Context<'_>) {}
+    fn on_close(&mut self, ctx: &mut Context<'_>, _reason: CloseReason) {
+        if let Some(other) = self.other {
+            let _ = ctx.write_to(other, &vec![0u8; 4 << 20]);
+        }
+    }
+}
+
+#[test]
+fn a_forced_shutdown_keeps_a_harsher_reason_already_asked_for() {
+    let config = Config { max_output: 2 << 20, output_high_watermark: 1 << 20, ..Config::default() };
+    let mut kit = reactor::testing::TestKit::with_config(config, ());
+    // The forced shutdown closes in slot order: put the flooder in the
+    // first slot, freed by a connection that came and went.
+    let early = kit.open(FloodOtherOnClose { other: None });
+    let victim = kit.open_with_window(FloodOtherOnClose { other: None }, Some(0));
+    kit.send_eof(early);
+    assert!(matches!(kit.state(early), reactor::testing::ConnState::Closed(_)));
+    let flooder = kit.open(FloodOtherOnClose { other: Some(victim) });
+    assert_eq!(flooder.to_string().split('.').next(), early.to_string().split('.').next(), "same slot");
+    kit.shutdown(); // graceful: both stay
+    kit.shutdown(); // forced: closing the flooder overflows the victim
+    assert_eq!(kit.close_reason(flooder), Some(CloseReason::Shutdown));
+    assert_eq!(kit.close_reason(victim), Some(CloseReason::OutputOverflow));
+}
