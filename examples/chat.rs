@@ -81,7 +81,10 @@ const MAX_NICK: usize = 32;
 const MAX_HIGH_WATERMARK: usize = 256 * 1024;
 
 /// The loop-wide state: who is here, and who holds whom back.
-struct Room {
+///
+/// `pub(crate)` (here the same as private) so that the fuzz target
+/// `chat_line`, which includes this file as a module, can build a room.
+pub(crate) struct Room {
     members: HashMap<ConnId, Seat>,
     nicks: HashSet<String>,
     next_guest: u64,
@@ -109,7 +112,7 @@ struct Seat {
 }
 
 impl Room {
-    fn new(stall_timeout: Duration) -> Room {
+    pub(crate) fn new(stall_timeout: Duration) -> Room {
         Room { members: HashMap::new(), nicks: HashSet::new(), next_guest: 0, stall_timeout, scratch: Vec::new() }
     }
 
@@ -196,8 +199,8 @@ fn resume_all(ctx: &mut Context<'_, Room>, resumed: &mut Vec<ConnId>) {
     }
 }
 
-/// One client in the room.
-struct Member {
+/// One client in the room (`pub(crate)` for the fuzz target, as [`Room`]).
+pub(crate) struct Member {
     nick: String,
     /// Lines of at most `--max-line` bytes; a longer one is refused and
     /// skipped as it arrives.
@@ -209,7 +212,7 @@ struct Member {
 }
 
 impl Member {
-    fn new(max_line: usize) -> Member {
+    pub(crate) fn new(max_line: usize) -> Member {
         Member { nick: String::new(), lines: LineFramer::new(max_line), stall_check: None }
     }
 
