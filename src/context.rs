@@ -329,7 +329,15 @@ impl<'a, S> Context<'a, S> {
     /// (with [`Context::pause_reading_of`]), so that a slow destination does
     /// not also stop it reading the replies. `on_drained` still runs.
     pub fn set_pause_on_backpressure(&mut self, pause: bool) {
-        self.engine.conns[self.key].pause_on_backpressure = pause;
+        let conn = &mut self.engine.conns[self.key];
+        let was = conn.pause_on_backpressure;
+        conn.pause_on_backpressure = pause;
+        if was && !pause && !conn.input.is_empty() {
+            // Backpressure may have been what held buffered input back: it
+            // is taken again now, and no new input may come to bring it.
+            conn.restart_request_clock(self.engine.now);
+            self.engine.enqueue(self.key);
+        }
     }
 
     /// The loop's counters.

@@ -121,3 +121,35 @@ fn on_drained_pulls_a_large_stream_through_a_bounded_queue() {
     assert!(drains >= 10, "{trailer}");
     assert!(server.stats().queued_output <= 256 * 1024 + 16 * 1024);
 }
+
+/// Echoes one line per call, padded to 2 KiB so each reply passes the high
+/// watermark; a notification turns pausing on backpressure off.
+struct LineEcho;
+
+impl Handler for LineEcho {
+    fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+        let Some(end) = input.iter().position(|&b| b == b'\n') else { return 0 };
+        let mut reply = input[..=end].to_vec();
+        reply.resize(2048, b'.');
+        ctx.write(&reply);
+        end + 1
+    }
+    fn on_notify(&mut self, ctx: &mut Context<'_>, _message: Box<dyn std::any::Any + Send>) {
+        ctx.set_pause_on_backpressure(false);
+    }
+}
+
+/// Found by the engine fuzz target: input held back by backpressure was not
+/// offered again when the handler stopped pausing on backpressure.
+#[test]
+fn turning_pause_on_backpressure_off_offers_the_input_it_held_back() {
+    let config = Config { output_high_watermark: 1024, output_low_watermark: 256, ..Config::default() };
+    let mut kit = reactor::testing::TestKit::with_config(config, ());
+    let conn = kit.open_with_window(LineEcho, Some(0));
+    kit.send(conn, b"one\ntwo\n");
+    // The first reply reached the watermark: "two\n" waits, unoffered.
+    assert_eq!(kit.buffered_input(conn), 4);
+    kit.with_loop(|ctx| ctx.notify(conn, Box::new(()))).unwrap();
+    assert_eq!(kit.buffered_input(conn), 0, "the held-back line was offered once backpressure no longer pauses");
+    assert_eq!(kit.queued_output(conn), 4096);
+}
