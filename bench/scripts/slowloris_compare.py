@@ -183,7 +183,9 @@ def served_share(outcomes):
     return served / max(sum(outcomes.values()), 1)
 
 def lockout(args):
-    servers = [http_hello(free_port(), *args.hello_args.split()), nginx(free_port())][:1 if args.hello_only else 2]
+    servers = [http_hello(free_port(), *args.hello_args.split())]
+    if not args.hello_only:
+        servers.append(nginx(free_port()))
     try:
         for rnd, silent in enumerate((False, True) if not args.silent_only else (True,)):
             for server in (servers if rnd % 2 == 0 else servers[::-1]):
