@@ -28,6 +28,12 @@ pub enum Command {
     Compare(crate::compare::CompareArgs),
     /// Run one of the comparison echo servers in the foreground.
     Serve(crate::peers::ServeArgs),
+    /// Open many connections that trickle a request head a byte at a time
+    /// (or send nothing), and report how long the server lets them live.
+    Slowloris(crate::slowloris::SlowlorisArgs),
+    /// A burst of connects, one request each: count how many were served,
+    /// cleanly refused, or anything else.
+    Storm(crate::storm::StormArgs),
 }
 
 /// What load to put on which server.

@@ -645,7 +645,7 @@ enum Failure {
 }
 
 /// A non-blocking socket connecting to `target`, bound to `source` if given.
-fn open_socket(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+pub(crate) fn open_socket(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;

@@ -18,6 +18,8 @@ mod escapes;
 mod payload;
 mod peers;
 mod report;
+mod slowloris;
+mod storm;
 
 use std::io::{self, Write as _};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -40,6 +42,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Compare(args)) => compare::run(args),
         Some(Command::Serve(args)) => peers::serve(args).map(|()| ExitCode::SUCCESS),
+        Some(Command::Slowloris(args)) => slowloris::run(args),
+        Some(Command::Storm(args)) => storm::run(args),
         None => run_load(&cli.load),
     };
     match result {
