@@ -9,7 +9,9 @@
 //! chunked bodies `411`, malformed requests `400`, heads over 8 KiB `431`
 //! (those three then close). Idle connections close after `--idle-timeout`;
 //! a request head must arrive whole within `--request-timeout` of its first
-//! byte, however slowly it trickles (after that the connection is closed).
+//! byte, however slowly it trickles (after that the connection is closed),
+//! and a new connection's first byte within `--request-timeout` of the
+//! connect.
 //! At `--max-connections` a new client gets `503 Service Unavailable` and is
 //! closed, instead of waiting unanswered in the listen backlog.
 //!
@@ -51,7 +53,7 @@ use std::io;
 use std::time::Duration;
 
 use clap::Parser;
-use reactor::{Config, Context, Handler, ListenOptions, Reactor};
+use reactor::{Config, Context, Handler, ListenOptions, Reactor, TimerId};
 
 use crate::date::DateCache;
 use crate::request::{HeadScan, Method, Parsed, Persistence, MAX_HEAD};
@@ -120,20 +122,42 @@ struct HelloHttp {
     state: State,
     /// How much of the next head has been looked at already.
     head: HeadScan,
+    /// Until the first byte arrives: the deadline for it. The reactor's
+    /// request timeout starts at a request's first byte, so without this a
+    /// client that connects and sends nothing would hold its place until
+    /// the idle timeout (as nginx's `client_header_timeout` does, the first
+    /// request's head is timed from the connection's start).
+    first_byte: Option<TimerId>,
 }
 
 impl HelloHttp {
     fn new() -> HelloHttp {
-        HelloHttp { state: State::Head, head: HeadScan::default() }
+        HelloHttp { state: State::Head, head: HeadScan::default(), first_byte: None }
     }
 }
 
 impl Handler<DateCache> for HelloHttp {
+    fn on_open(&mut self, ctx: &mut Context<'_, DateCache>) {
+        if let Some(timeout) = ctx.config().request_timeout {
+            self.first_byte = Some(ctx.set_timer(timeout));
+        }
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<'_, DateCache>, timer: TimerId) {
+        if self.first_byte == Some(timer) {
+            log::debug!("conn {}: nothing sent within the request timeout; closing", ctx.id());
+            ctx.close();
+        }
+    }
+
     /// Answers every whole request in `input` in this one call, so the
     /// answers to one read go out in one write; a partial head stays
     /// unconsumed and is offered again with the next read. Stops at the
     /// output high watermark (see the module comment).
     fn on_input(&mut self, ctx: &mut Context<'_, DateCache>, input: &[u8]) -> usize {
+        if let Some(timer) = self.first_byte.take() {
+            ctx.cancel_timer(timer);
+        }
         let high = ctx.config().output_high_watermark;
         let now = ctx.now();
         if ctx.shared().is_stale(now) {

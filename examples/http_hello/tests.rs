@@ -367,3 +367,23 @@ fn a_client_that_pipelines_without_reading_makes_the_server_hold_a_bounded_amoun
     assert!(!kit.is_reading_paused(conn));
     assert_eq!((kit.queued_output(conn), kit.buffered_input(conn)), (0, 0));
 }
+
+#[test]
+fn a_connection_that_sends_nothing_is_closed_at_the_request_timeout_not_the_idle_one() {
+    let config = Config {
+        request_timeout: Some(Duration::from_secs(10)),
+        idle_timeout: Some(Duration::from_secs(60)),
+        ..config()
+    };
+    let mut kit = TestKit::with_config(config, DateCache::new());
+    let silent = kit.open(HelloHttp::new());
+    let talker = kit.open(HelloHttp::new());
+    kit.advance(Duration::from_secs(5));
+    kit.send(talker, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(kit.received_text(talker).starts_with("HTTP/1.1 200 OK"));
+    kit.advance(Duration::from_secs(5));
+    assert_eq!(kit.close_reason(silent), Some(CloseReason::Handler), "nothing within 10 s of the connect");
+    // A client that has sent a request is idle-timed from then on.
+    kit.advance(Duration::from_secs(40));
+    assert_eq!(kit.state(talker), ConnState::Open);
+}
