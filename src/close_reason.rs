@@ -18,7 +18,7 @@ pub enum CloseReason {
     /// `ECONNABORTED`).
     Reset,
     /// The application closed it: [`Context::close`](crate::Context::close),
-    /// [`Context::close_conn`](crate::Context::close_conn) or
+    /// [`LoopContext::close_conn`](crate::LoopContext::close_conn) or
     /// [`Handle::close`](crate::Handle::close).
     Handler,
     /// The application aborted it with

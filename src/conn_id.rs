@@ -44,11 +44,6 @@ impl ConnId {
         ConnId { key: key as u32, generation }
     }
 
-    /// The slot of the connection in the reactor's table.
-    pub(crate) fn key(self) -> usize {
-        self.key as usize
-    }
-
     /// The generation that tells this connection from earlier and later
     /// occupants of the same slot.
     pub(crate) fn generation(self) -> u32 {
@@ -95,7 +90,7 @@ mod tests {
     fn round_trips_through_u64() {
         let id = ConnId::new(7, 42);
         assert_eq!(ConnId::from_u64(id.as_u64()), id);
-        assert_eq!(id.key(), 7);
+        assert_eq!(id.slot(), 7);
         assert_eq!(id.generation(), 42);
         assert_eq!(id.to_string(), "#7.42");
     }

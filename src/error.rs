@@ -37,9 +37,9 @@ pub(crate) type Report = Box<dyn FnOnce(Result<(), SendError>) + Send>;
 /// and counted, never allowed out of the loop.
 pub(crate) fn call_report(report: Option<Report>, result: Result<(), SendError>, panics: &mut u64) {
     let Some(report) = report else { return };
-    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| report(result))) {
+    if let Err(message) = crate::panic_guard::guard(|| report(result)) {
         *panics += 1;
-        log::error!("a post's report panicked: {}", crate::engine::panic_message(payload.as_ref()));
+        log::error!("a post's report panicked: {message}");
     }
 }
 

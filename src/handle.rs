@@ -9,7 +9,6 @@
 //! loop again; none is lost.
 
 use std::fmt;
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
@@ -20,8 +19,9 @@ use mio::Waker;
 use crate::close_reason::CloseReason;
 use crate::conn_id::ConnId;
 use crate::context::LoopContext;
-use crate::engine::{panic_message, Engine};
+use crate::engine::Engine;
 use crate::error::{call_report, PostError, Report, SendError};
+use crate::panic_guard::guard;
 
 /// A closure posted to run on the loop's thread.
 type Job<S> = Box<dyn FnOnce(&mut LoopContext<'_, S>) + Send>;
@@ -34,8 +34,9 @@ pub(crate) enum Command<S> {
     Run(Job<S>),
 }
 
-/// What the handles and the loop share.
-pub(crate) struct Shared<S> {
+/// The one structure the handles and the loop share: the queue's sending
+/// end, the waker and the flags.
+pub(crate) struct Mailbox<S> {
     sender: SyncSender<Command<S>>,
     waker: Waker,
     /// Set by the first poster since the loop last drained; clear means the
@@ -88,18 +89,18 @@ pub(crate) struct Shared<S> {
 /// # ;Ok::<(), std::io::Error>(())
 /// ```
 pub struct Handle<S = ()> {
-    shared: Arc<Shared<S>>,
+    mailbox: Arc<Mailbox<S>>,
 }
 
 impl<S> Clone for Handle<S> {
     fn clone(&self) -> Handle<S> {
-        Handle { shared: Arc::clone(&self.shared) }
+        Handle { mailbox: Arc::clone(&self.mailbox) }
     }
 }
 
 impl<S> fmt::Debug for Handle<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle").field("stopped", &self.shared.stopped.load(Ordering::Relaxed)).finish()
+        f.debug_struct("Handle").field("stopped", &self.mailbox.stopped.load(Ordering::Relaxed)).finish()
     }
 }
 
@@ -171,19 +172,19 @@ impl<S> Handle<S> {
     /// and then a shutdown reach the client as the bytes, then the end of
     /// stream.
     pub fn shutdown(&self) -> Result<(), PostError> {
-        if self.shared.stopped.load(Ordering::Acquire) {
+        if self.mailbox.stopped.load(Ordering::Acquire) {
             return Err(PostError::Stopped);
         }
-        self.shared.shutdown.fetch_add(1, Ordering::AcqRel);
+        self.mailbox.shutdown.fetch_add(1, Ordering::AcqRel);
         self.wake();
         Ok(())
     }
 
     fn post(&self, command: Command<S>) -> Result<(), PostError> {
-        if self.shared.stopped.load(Ordering::Acquire) {
+        if self.mailbox.stopped.load(Ordering::Acquire) {
             return Err(PostError::Stopped);
         }
-        match self.shared.sender.try_send(command) {
+        match self.mailbox.sender.try_send(command) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(PostError::Full),
             Err(TrySendError::Disconnected(_)) => return Err(PostError::Stopped),
@@ -194,8 +195,8 @@ impl<S> Handle<S> {
 
     /// Wakes the loop unless a wake-up is already pending.
     fn wake(&self) {
-        if !self.shared.notified.swap(true, Ordering::AcqRel) {
-            if let Err(err) = self.shared.waker.wake() {
+        if !self.mailbox.notified.swap(true, Ordering::AcqRel) {
+            if let Err(err) = self.mailbox.waker.wake() {
                 warn!("cannot wake the reactor: {err}");
             }
         }
@@ -204,7 +205,7 @@ impl<S> Handle<S> {
 
 /// The loop's end of the queue.
 pub(crate) struct Inbox<S> {
-    shared: Arc<Shared<S>>,
+    mailbox: Arc<Mailbox<S>>,
     receiver: Receiver<Command<S>>,
     capacity: usize,
     /// The last drain stopped at its limit with posts left.
@@ -215,7 +216,7 @@ impl<S> Inbox<S> {
     pub(crate) fn new(waker: Waker, capacity: usize) -> Inbox<S> {
         let (sender, receiver) = std::sync::mpsc::sync_channel(capacity);
         Inbox {
-            shared: Arc::new(Shared {
+            mailbox: Arc::new(Mailbox {
                 sender,
                 waker,
                 notified: AtomicBool::new(false),
@@ -229,12 +230,12 @@ impl<S> Inbox<S> {
     }
 
     pub(crate) fn handle(&self) -> Handle<S> {
-        Handle { shared: Arc::clone(&self.shared) }
+        Handle { mailbox: Arc::clone(&self.mailbox) }
     }
 
     /// Marks the loop stopped, so later posts fail at once.
     pub(crate) fn set_stopped(&self) {
-        self.shared.stopped.store(true, Ordering::Release);
+        self.mailbox.stopped.store(true, Ordering::Release);
     }
 
     /// Runs at most one queue's worth of posts (more wait for the next turn,
@@ -248,14 +249,14 @@ impl<S> Inbox<S> {
     pub(crate) fn drain(&mut self, engine: &mut Engine<S>) {
         // Clear before draining: see the module docs. The swap (not a plain
         // store) also makes every post whose wake-up we consume visible here.
-        self.shared.notified.swap(false, Ordering::AcqRel);
-        engine.stats.wakeups += 1;
-        let shutdowns = self.shared.shutdown.swap(0, Ordering::AcqRel).min(2);
+        self.mailbox.notified.swap(false, Ordering::AcqRel);
+        engine.stats_mut().wakeups += 1;
+        let shutdowns = self.mailbox.shutdown.swap(0, Ordering::AcqRel).min(2);
         self.pending = true;
         for _ in 0..self.capacity {
             match self.receiver.try_recv() {
                 Ok(command) => {
-                    engine.stats.posts += 1;
+                    engine.stats_mut().posts += 1;
                     run_command(engine, command);
                 }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
@@ -279,23 +280,23 @@ impl<S> Inbox<S> {
 fn run_command<S>(engine: &mut Engine<S>, command: Command<S>) {
     // Reports and jobs are user code: a panic in one must not take the loop
     // down. What it may leave half-done is the loop-wide state.
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| match command {
+    let outcome = guard(|| match command {
         Command::Write { id, data, report } => {
             let result = engine.write_by_id(id, &data, None);
-            call_report(report, result, &mut engine.stats.handler_panics);
+            call_report(report, result, &mut engine.stats_mut().handler_panics);
         }
         Command::Close { id, report } => {
             let result = engine.close_by_id(id, CloseReason::Handler, None);
-            call_report(report, result, &mut engine.stats.handler_panics);
+            call_report(report, result, &mut engine.stats_mut().handler_panics);
         }
         Command::Notify { id, message, report } => {
             let _ = engine.notify(id, message, report);
         }
         Command::Run(job) => job(&mut LoopContext::new(engine)),
-    }));
-    if let Err(payload) = outcome {
-        engine.stats.handler_panics += 1;
-        error!("posted job panicked: {}", panic_message(payload.as_ref()));
+    });
+    if let Err(message) = outcome {
+        engine.stats_mut().handler_panics += 1;
+        error!("posted job panicked: {message}");
     }
-    engine.settle_dirty();
+    engine.after_callbacks();
 }

@@ -1,7 +1,12 @@
 //! [`Handler`]: the per-connection protocol state machine.
 
+use std::any::Any;
+
 use crate::close_reason::CloseReason;
+use crate::conn_id::ConnId;
 use crate::context::Context;
+use crate::engine::{ConnDriver, Engine};
+use crate::idle_action::IdleAction;
 use crate::timers::TimerId;
 
 /// The protocol state machine of one connection.
@@ -120,11 +125,42 @@ pub trait Handler<S = ()> {
     }
 }
 
-/// What [`Handler::on_idle`] wants done with an idle connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IdleAction {
-    /// Close gracefully with reason [`CloseReason::IdleTimeout`].
-    Close,
-    /// Keep the connection for another full idle timeout.
-    Keep,
+/// How the engine calls a handler: each callback gets a [`Context`] built
+/// around the engine for its connection.
+impl<S, H: Handler<S>> ConnDriver<S> for H {
+    fn open(&mut self, engine: &mut Engine<S>, key: usize, id: ConnId) {
+        self.on_open(&mut Context::new(engine, key, id));
+    }
+
+    fn input(&mut self, engine: &mut Engine<S>, key: usize, id: ConnId, input: &[u8]) -> usize {
+        self.on_input(&mut Context::new(engine, key, id), input)
+    }
+
+    fn peer_closed(&mut self, engine: &mut Engine<S>, key: usize, id: ConnId) {
+        self.on_peer_closed(&mut Context::new(engine, key, id));
+    }
+
+    fn drained(&mut self, engine: &mut Engine<S>, key: usize, id: ConnId) {
+        self.on_drained(&mut Context::new(engine, key, id));
+    }
+
+    fn timer(&mut self, engine: &mut Engine<S>, key: usize, id: ConnId, timer: TimerId) {
+        self.on_timer(&mut Context::new(engine, key, id), timer);
+    }
+
+    fn idle(&mut self, engine: &mut Engine<S>, key: usize, id: ConnId) -> IdleAction {
+        self.on_idle(&mut Context::new(engine, key, id))
+    }
+
+    fn notify(&mut self, engine: &mut Engine<S>, key: usize, id: ConnId, message: Box<dyn Any + Send>) {
+        self.on_notify(&mut Context::new(engine, key, id), message);
+    }
+
+    fn shutdown(&mut self, engine: &mut Engine<S>, key: usize, id: ConnId) {
+        self.on_shutdown(&mut Context::new(engine, key, id));
+    }
+
+    fn close(&mut self, engine: &mut Engine<S>, key: usize, id: ConnId, reason: CloseReason) {
+        self.on_close(&mut Context::new(engine, key, id), reason);
+    }
 }

@@ -45,32 +45,33 @@
 #![deny(missing_docs, rust_2018_idioms, unsafe_code)]
 #![warn(clippy::all)]
 
-mod buffer_pool;
-mod clock;
+// The public API: what a user writes and calls.
 mod close_reason;
 mod config;
 mod conn_id;
-mod conn_ops;
-mod connection;
 mod context;
 mod datagram;
-mod engine;
 mod error;
 mod fd_limit;
 mod handle;
 mod handler;
-mod lifecycle;
+mod idle_action;
 mod line_framer;
 mod listener;
-mod output_queue;
 mod reactor;
-mod shutdown;
 mod stats;
-mod stream_io;
 pub mod testing;
 mod timers;
-mod token;
-mod transport;
+
+// The engine and what it stands on: the connection table and state
+// machine (`engine/`), the seams to the OS (`io/`), buffers, and the small
+// helpers the layers share.
+mod bind;
+mod buffers;
+mod engine;
+mod io;
+mod panic_guard;
+mod signal_watch;
 
 pub use crate::close_reason::CloseReason;
 pub use crate::config::Config;
@@ -80,12 +81,13 @@ pub use crate::datagram::{DatagramContext, DatagramHandler, UdpOptions};
 pub use crate::error::{PostError, SendError};
 pub use crate::fd_limit::raise_fd_limit;
 pub use crate::handle::Handle;
-pub use crate::handler::{Handler, IdleAction};
+pub use crate::handler::Handler;
+pub use crate::idle_action::IdleAction;
 pub use crate::line_framer::{Line, LineFramer};
 pub use crate::listener::{ListenOptions, SourceId};
 pub use crate::reactor::Reactor;
 pub use crate::stats::Stats;
-pub use crate::timers::TimerId;
+pub use crate::timers::{LoopTimerId, TimerId};
 
 /// The `socket2` crate, re-exported for [`ListenOptions::on_accept`] hooks.
 pub use socket2;

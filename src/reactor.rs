@@ -3,28 +3,26 @@
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use log::{info, warn};
 use mio::{Events, Interest, Poll, Waker};
-use signal_hook_mio::v1_0::Signals;
 
-use crate::clock::Clock;
+use crate::bind::{bind_first, tcp_listener};
 use crate::config::Config;
 use crate::conn_id::ConnId;
 use crate::context::LoopContext;
 use crate::datagram::{DatagramHandler, UdpOptions};
-use crate::engine::{Engine, Source, TimerTarget};
+use crate::engine::Engine;
 use crate::error::SendError;
 use crate::handle::{Handle, Inbox};
 use crate::handler::Handler;
-use crate::listener::{open_spare, ListenOptions, SourceId};
+use crate::io::clock::Clock;
+use crate::io::token::{self, Readiness, Target};
+use crate::listener::{ListenOptions, SourceId};
+use crate::signal_watch::SignalWatch;
 use crate::stats::Stats;
-use crate::stream_io::Readiness;
-use crate::timers::{deadline_after, TimerId};
-use crate::token::{self, Target};
+use crate::timers::LoopTimerId;
 
 /// One thread's event loop: a `mio::Poll` over listeners, connections,
 /// datagram sockets and watched descriptors, each connection driven by its
@@ -66,65 +64,6 @@ pub struct Reactor<S = ()> {
     signals: Option<SignalWatch>,
 }
 
-/// SIGINT and SIGTERM, watched by the loop.
-///
-/// `Signals` wakes the loop and says which signals came, but two deliveries
-/// of one signal before the loop reads them look like one; a counter bumped
-/// by a second handler on the same signals tells a second Ctrl-C (which must
-/// force the shutdown) from a first.
-struct SignalWatch {
-    signals: Signals,
-    received: Arc<AtomicUsize>,
-    counters: Vec<signal_hook::SigId>,
-}
-
-impl SignalWatch {
-    fn new() -> io::Result<SignalWatch> {
-        // The counters are registered first: a signal runs its actions in
-        // the order they were registered, so the count is up before
-        // `Signals` wakes the loop, and the loop never sees a signal it has
-        // not counted.
-        let received = Arc::new(AtomicUsize::new(0));
-        let mut counters = Vec::new();
-        for signal in [libc::SIGINT, libc::SIGTERM] {
-            let received = Arc::clone(&received);
-            // SAFETY: `register` is unsafe because the action runs inside a
-            // signal handler, where only async-signal-safe operations are
-            // allowed. The action does one `fetch_add` on an `AtomicUsize`
-            // it owns through an `Arc` that lives as long as the
-            // registration (it is moved into the closure and never dropped
-            // from the handler): a lock-free atomic instruction, which does
-            // not allocate, lock or call into libc, and so is
-            // async-signal-safe.
-            #[allow(unsafe_code)]
-            let id = unsafe {
-                signal_hook::low_level::register(signal, move || {
-                    received.fetch_add(1, Ordering::SeqCst);
-                })
-            }?;
-            counters.push(id);
-        }
-        let signals = match Signals::new([libc::SIGINT, libc::SIGTERM]) {
-            Ok(signals) => signals,
-            Err(err) => {
-                for id in counters {
-                    signal_hook::low_level::unregister(id);
-                }
-                return Err(err);
-            }
-        };
-        Ok(SignalWatch { signals, received, counters })
-    }
-}
-
-impl Drop for SignalWatch {
-    fn drop(&mut self) {
-        for id in self.counters.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
-    }
-}
-
 impl Reactor<()> {
     /// A reactor with the default [`Config`] and no loop-wide state.
     pub fn new() -> io::Result<Reactor<()>> {
@@ -143,13 +82,13 @@ impl<S: 'static> Reactor<S> {
         let events = Events::with_capacity(config.events_capacity);
         let inbox = Inbox::new(waker, config.handle_capacity);
         let mut engine = Engine::new(config, shared, registry, Clock::System);
-        engine.spare_fd = open_spare();
+        engine.reserve_spare_fd();
         Ok(Reactor { poll, events, engine, inbox, signals: None })
     }
 
     /// The configuration in force.
     pub fn config(&self) -> &Config {
-        &self.engine.config
+        self.engine.config()
     }
 
     /// Listens on `addr` (port 0 picks a free port; see
@@ -173,7 +112,10 @@ impl<S: 'static> Reactor<S> {
         H: Handler<S> + 'static,
         F: FnMut() -> H + 'static,
     {
-        let key = self.engine.listen(addr, options, factory)?;
+        let backlog = options.backlog.unwrap_or(self.engine.config().listen_backlog);
+        let socket = bind_first(addr, |addr| tcp_listener(addr, backlog, options.reuse_port))?;
+        let mut factory = factory;
+        let key = self.engine.add_listener(socket, options, Box::new(move || Box::new(factory())))?;
         Ok(SourceId(key))
     }
 
@@ -194,18 +136,15 @@ impl<S: 'static> Reactor<S> {
         options: UdpOptions,
         handler: impl DatagramHandler<S> + 'static,
     ) -> io::Result<SourceId> {
-        let key = self.engine.bind_udp(addr, &options, Box::new(handler))?;
+        let socket = bind_first(addr, |addr| options.bind(addr))?;
+        let key = self.engine.add_udp(socket, Box::new(handler))?;
         Ok(SourceId(key))
     }
 
     /// The address a listener or datagram socket is bound to, with the real
     /// port when port 0 was asked.
     pub fn local_addr(&self, source: SourceId) -> io::Result<SocketAddr> {
-        match self.engine.sources.get(source.0) {
-            Some(Source::Listener(listener)) => Ok(listener.local),
-            Some(Source::Datagram(socket)) => Ok(socket.local),
-            None => Err(io::Error::new(io::ErrorKind::NotFound, "no such listener or socket")),
-        }
+        self.engine.source_local_addr(source.0)
     }
 
     /// Opens an outbound TCP connection driven by `handler`. The connect runs
@@ -250,7 +189,7 @@ impl<S: 'static> Reactor<S> {
     /// the grace period passed. Interrupted polls (`EINTR`) are retried;
     /// other poll errors are returned.
     pub fn run(&mut self) -> io::Result<()> {
-        while !self.engine.stopped {
+        while !self.engine.is_stopped() {
             self.turn(None)?;
         }
         self.inbox.set_stopped();
@@ -266,7 +205,7 @@ impl<S: 'static> Reactor<S> {
     /// nothing left to wait for, so a turn fails at once with
     /// [`io::ErrorKind::Other`] instead of blocking or spinning.
     pub fn turn(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        if self.engine.stopped {
+        if self.engine.is_stopped() {
             self.inbox.set_stopped();
             return Err(io::Error::other("the reactor has stopped"));
         }
@@ -282,10 +221,10 @@ impl<S: 'static> Reactor<S> {
             Err(err) => return Err(err),
         }
         self.engine.refresh_now();
-        self.engine.stats.polls += 1;
+        self.engine.stats_mut().polls += 1;
         let (mut woken, mut signalled) = (self.inbox.pending, false);
         for event in self.events.iter() {
-            self.engine.stats.events += 1;
+            self.engine.stats_mut().events += 1;
             match token::target(event.token()) {
                 Target::Conn(id) => self.engine.conn_event(id, Readiness::from_event(event)),
                 Target::Source(key) => self.engine.source_ready(key),
@@ -302,7 +241,7 @@ impl<S: 'static> Reactor<S> {
         self.engine.run_ready();
         self.engine.fire_timers();
         self.engine.flush_dirty();
-        if self.engine.stopped {
+        if self.engine.is_stopped() {
             self.inbox.set_stopped();
         }
         Ok(())
@@ -312,12 +251,7 @@ impl<S: 'static> Reactor<S> {
     /// next forces it.
     fn take_signals(&mut self) {
         let Some(watch) = self.signals.as_mut() else { return };
-        let names: Vec<&str> =
-            watch.signals.pending().map(|signal| if signal == libc::SIGINT { "SIGINT" } else { "SIGTERM" }).collect();
-        // Two signals that came before the loop read either still count as
-        // two: the second forces the shutdown.
-        let count = watch.received.swap(0, Ordering::SeqCst).min(2);
-        let name = if names.is_empty() { "signal".to_string() } else { names.join("+") };
+        let (name, count) = watch.take();
         for _ in 0..count {
             if self.engine.is_shutting_down() {
                 warn!("{name} again: closing everything now");
@@ -344,17 +278,17 @@ impl<S: 'static> Reactor<S> {
 
     /// Whether the loop has stopped (a shutdown completed).
     pub fn is_stopped(&self) -> bool {
-        self.engine.stopped
+        self.engine.is_stopped()
     }
 
     /// The loop-wide state.
     pub fn shared(&self) -> &S {
-        &self.engine.shared
+        self.engine.shared()
     }
 
     /// The loop-wide state, mutably (between turns).
     pub fn shared_mut(&mut self) -> &mut S {
-        &mut self.engine.shared
+        self.engine.shared_mut()
     }
 
     /// The loop's counters.
@@ -363,7 +297,7 @@ impl<S: 'static> Reactor<S> {
     }
 
     /// Queues `data` for a connection and flushes it; see
-    /// [`Context::write_to`](crate::Context::write_to).
+    /// [`LoopContext::write_to`](crate::LoopContext::write_to).
     pub fn write_to(&mut self, id: ConnId, data: &[u8]) -> Result<(), SendError> {
         self.engine.refresh_now();
         let result = self.engine.write_by_id(id, data, None);
@@ -372,7 +306,7 @@ impl<S: 'static> Reactor<S> {
     }
 
     /// Closes a connection gracefully; see
-    /// [`Context::close_conn`](crate::Context::close_conn).
+    /// [`LoopContext::close_conn`](crate::LoopContext::close_conn).
     pub fn close_conn(&mut self, id: ConnId) -> Result<(), SendError> {
         self.engine.refresh_now();
         let result = self.engine.close_by_id(id, crate::CloseReason::Handler, None);
@@ -384,11 +318,9 @@ impl<S: 'static> Reactor<S> {
     pub fn set_timer(
         &mut self,
         after: Duration,
-        callback: impl FnMut(&mut LoopContext<'_, S>, TimerId) + 'static,
-    ) -> TimerId {
-        // Outside a turn the loop's clock may be stale: count from now.
-        self.engine.refresh_now();
-        self.engine.set_loop_timer(after, None, Box::new(callback))
+        callback: impl FnMut(&mut LoopContext<'_, S>, LoopTimerId) + 'static,
+    ) -> LoopTimerId {
+        self.set_loop_timer(after, None, callback)
     }
 
     /// Calls `callback` every `period` until cancelled. A zero period fires
@@ -396,53 +328,32 @@ impl<S: 'static> Reactor<S> {
     pub fn set_periodic(
         &mut self,
         period: Duration,
-        callback: impl FnMut(&mut LoopContext<'_, S>, TimerId) + 'static,
-    ) -> TimerId {
-        // Outside a turn the loop's clock may be stale: count from now.
-        self.engine.refresh_now();
-        self.engine.set_loop_timer(period, Some(period), Box::new(callback))
+        callback: impl FnMut(&mut LoopContext<'_, S>, LoopTimerId) + 'static,
+    ) -> LoopTimerId {
+        self.set_loop_timer(period, Some(period), callback)
     }
 
-    /// Cancels a loop-wide timer. Returns whether it was still set.
-    pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
-        self.engine.cancel_loop_timer(timer)
-    }
-}
-
-impl<S> Engine<S> {
-    /// Sets a loop-wide timer.
-    pub(crate) fn set_loop_timer(
+    fn set_loop_timer(
         &mut self,
         after: Duration,
         period: Option<Duration>,
-        callback: crate::engine::LoopTimerFn<S>,
-    ) -> TimerId {
-        let entry = self.loop_timers.vacant_entry();
-        let index = entry.key();
-        let timer = self.timers.insert(deadline_after(self.now, after), period, TimerTarget::Loop(index));
-        entry.insert((timer, Some(callback)));
-        timer
+        mut callback: impl FnMut(&mut LoopContext<'_, S>, LoopTimerId) + 'static,
+    ) -> LoopTimerId {
+        // Outside a turn the loop's clock may be stale: count from now.
+        self.engine.refresh_now();
+        let run = move |engine: &mut Engine<S>, timer| callback(&mut LoopContext::new(engine), LoopTimerId(timer));
+        LoopTimerId(self.engine.set_loop_timer(after, period, Box::new(run)))
     }
 
-    /// Cancels a loop-wide timer.
-    pub(crate) fn cancel_loop_timer(&mut self, timer: TimerId) -> bool {
-        let Some(TimerTarget::Loop(index)) = self.timers.target(timer) else { return false };
-        self.timers.cancel(timer);
-        if self.loop_timers.get(index).is_some_and(|(id, _)| *id == timer) {
-            self.loop_timers.remove(index);
-        }
-        true
-    }
-
-    pub(crate) fn is_shutting_down(&self) -> bool {
-        self.shutdown != crate::engine::Shutdown::Running
+    /// Cancels a loop-wide timer. Returns whether it was still set.
+    pub fn cancel_timer(&mut self, timer: LoopTimerId) -> bool {
+        self.engine.cancel_loop_timer(timer.0)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Ready;
 
     /// Discards input.
     struct Sink;
@@ -467,12 +378,7 @@ mod tests {
                 clients.push(std::net::TcpStream::connect(addr).unwrap());
             }
             reactor.turn(Some(Duration::from_millis(10))).unwrap();
-            let queued = reactor
-                .engine
-                .ready
-                .iter()
-                .filter(|item| matches!(item, Ready::Source(key) if *key == source.0))
-                .count();
+            let queued = reactor.engine.times_queued(source.0);
             assert!(queued <= 1, "turn {turn}: the listener is queued {queued} times");
         }
         assert_eq!(reactor.stats().accepted, 24);

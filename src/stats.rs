@@ -7,7 +7,7 @@ use crate::close_reason::CloseReason;
 
 /// Counters and gauges of one reactor, read with
 /// [`Reactor::stats`](crate::Reactor::stats) or
-/// [`Context::stats`](crate::Context::stats), or from another thread through
+/// [`LoopContext::stats`](crate::LoopContext::stats), or from another thread through
 /// [`Handle::run`](crate::Handle::run).
 ///
 /// Counters are plain integers kept by the loop's own thread: keeping them

@@ -33,8 +33,11 @@ pub(crate) fn deadline_after(now: Instant, after: Duration) -> Instant {
     now.checked_add(after.min(NEVER)).unwrap_or(now)
 }
 
-/// Identifies one timer set through a context or a reactor, to cancel it or to
-/// tell timers apart in [`Handler::on_timer`](crate::Handler::on_timer).
+/// Identifies one of a connection's timers, set with
+/// [`Context::set_timer`](crate::Context::set_timer) or
+/// [`Context::set_periodic`](crate::Context::set_periodic): to cancel it
+/// with [`Context::cancel_timer`](crate::Context::cancel_timer), or to tell
+/// timers apart in [`Handler::on_timer`](crate::Handler::on_timer).
 ///
 /// Like [`ConnId`](crate::ConnId) it carries a generation, so cancelling a
 /// timer that already fired (and whose slot was reused) does nothing.
@@ -43,6 +46,17 @@ pub struct TimerId {
     key: u32,
     generation: u32,
 }
+
+/// Identifies a loop-wide timer, set with
+/// [`Reactor::set_timer`](crate::Reactor::set_timer) or
+/// [`Reactor::set_periodic`](crate::Reactor::set_periodic) and cancelled
+/// with [`Reactor::cancel_timer`](crate::Reactor::cancel_timer) or
+/// [`LoopContext::cancel_timer`](crate::LoopContext::cancel_timer).
+///
+/// A type of its own, so that a connection's timer and a loop-wide timer
+/// cannot be mixed up: each cancel takes only its own kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LoopTimerId(pub(crate) TimerId);
 
 struct Entry<T> {
     generation: u32,

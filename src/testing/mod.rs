@@ -57,7 +57,6 @@
 //! assert_eq!(kit.close_reason(conn), Some(CloseReason::IdleTimeout));
 //! ```
 
-mod memory_pipe;
 mod splits;
 
 use std::collections::HashMap;
@@ -66,19 +65,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mio::Poll;
 
-use crate::clock::Clock;
 use crate::close_reason::CloseReason;
 use crate::config::Config;
 use crate::conn_id::ConnId;
-use crate::connection::Phase;
 use crate::context::LoopContext;
-use crate::engine::Engine;
+use crate::engine::{ConnView, Engine, Phase};
 use crate::handler::Handler;
+use crate::io::clock::Clock;
+use crate::io::memory_pipe::MemoryPipe;
+use crate::io::token::Readiness;
+use crate::io::transport::Transport;
 use crate::stats::Stats;
-use crate::stream_io::Readiness;
-use crate::transport::Transport;
 
-pub(crate) use memory_pipe::MemoryPipe;
 pub use splits::{assert_split_invariant, assert_split_invariant_with, SplitOptions};
 
 /// Where a new kit's wall clock starts: 2026-01-01T00:00:00Z.
@@ -197,7 +195,7 @@ impl<S> TestKit<S> {
             .insert_conn(Transport::Memory(pipe.clone()), Phase::Open, Some(peer), Box::new(handler))
             .expect("in-memory connections always register");
         self.pipes.insert(id, pipe);
-        self.engine.open(id.key());
+        self.engine.open(id.slot());
         self.quiesce();
         id
     }
@@ -258,12 +256,12 @@ impl<S> TestKit<S> {
     /// timer fires once per period): connection timers, idle checks, linger
     /// and connect deadlines.
     pub fn advance(&mut self, by: Duration) {
-        let target = crate::timers::deadline_after(self.engine.now, by);
+        let target = crate::timers::deadline_after(self.engine.now(), by);
         let mut rounds = 0;
-        while let Some(deadline) = self.engine.timers.next_deadline().filter(|&d| d <= target) {
+        while let Some(deadline) = self.engine.next_deadline().filter(|&d| d <= target) {
             rounds += 1;
             assert!(rounds < MAX_ROUNDS, "timers keep firing without the clock reaching its target");
-            self.set_time(deadline.max(self.engine.now));
+            self.set_time(deadline.max(self.engine.now()));
             self.engine.fire_timers();
             self.quiesce();
         }
@@ -274,13 +272,13 @@ impl<S> TestKit<S> {
 
     /// The kit's clock: what `ctx.now()` returns.
     pub fn now(&self) -> Instant {
-        self.engine.now
+        self.engine.now()
     }
 
     /// Where the connection is in its life.
     pub fn state(&self, conn: ConnId) -> ConnState {
-        match self.engine.live_key(conn) {
-            Some(key) => match self.engine.conns[key].phase {
+        match self.view(conn) {
+            Some(view) => match view.phase {
                 Phase::Open | Phase::Connecting => ConnState::Open,
                 Phase::ReadClosed => ConnState::ReadClosed,
                 Phase::Closing(reason) => ConnState::Closing(reason),
@@ -311,32 +309,29 @@ impl<S> TestKit<S> {
 
     /// Whether the handler has paused its reading.
     pub fn is_reading_paused(&self, conn: ConnId) -> bool {
-        self.engine.live_key(conn).is_some_and(|key| self.engine.conns[key].reading_paused)
+        self.view(conn).is_some_and(|view| view.reading_paused)
     }
 
     /// Whether reading is stopped because queued output reached the high
     /// watermark.
     pub fn is_backpressured(&self, conn: ConnId) -> bool {
-        self.engine.live_key(conn).is_some_and(|key| self.engine.conns[key].backpressured)
+        self.view(conn).is_some_and(|view| view.backpressured)
     }
 
     /// Whether the connection's poller interest includes WRITABLE, i.e. it
     /// waits for the socket to take more.
     pub fn wants_writable(&self, conn: ConnId) -> bool {
-        self.engine
-            .live_key(conn)
-            .and_then(|key| self.engine.conns[key].registered)
-            .is_some_and(|interest| interest.is_writable())
+        self.view(conn).and_then(|view| view.interest).is_some_and(|interest| interest.is_writable())
     }
 
     /// Bytes queued for output and not yet taken by the peer.
     pub fn queued_output(&self, conn: ConnId) -> usize {
-        self.engine.live_key(conn).map_or(0, |key| self.engine.conns[key].output.len())
+        self.view(conn).map_or(0, |view| view.queued_output)
     }
 
     /// Bytes received and not yet consumed by the handler.
     pub fn buffered_input(&self, conn: ConnId) -> usize {
-        self.engine.live_key(conn).map_or(0, |key| self.engine.conns[key].input.len())
+        self.view(conn).map_or(0, |view| view.buffered_input)
     }
 
     /// Write calls the connection made (each one a `send` on a socket).
@@ -346,7 +341,7 @@ impl<S> TestKit<S> {
 
     /// The loop-wide state.
     pub fn shared(&mut self) -> &mut S {
-        &mut self.engine.shared
+        self.engine.shared_mut()
     }
 
     /// Runs `f` as the loop would run a posted job or a loop timer: with the
@@ -375,12 +370,11 @@ impl<S> TestKit<S> {
     fn rearmed_with_input(&mut self) -> Vec<(ConnId, bool)> {
         let mut rearmed = Vec::new();
         for (id, pipe) in &self.pipes {
-            let Some(key) = self.engine.live_key(*id) else { continue };
-            let conn = &self.engine.conns[key];
-            let readable = conn.registered.is_some_and(|i| i.is_readable());
+            let Some(view) = self.engine.conn_view(*id) else { continue };
+            let readable = view.interest.is_some_and(|i| i.is_readable());
             let was = self.readable.insert(*id, readable).unwrap_or(true);
             let state = pipe.0.borrow();
-            if readable && !was && (!state.inbound.is_empty() || (state.peer_eof && !conn.peer_eof)) {
+            if readable && !was && (!state.inbound.is_empty() || (state.peer_eof && !view.read_eof)) {
                 rearmed.push((*id, state.peer_eof));
             }
         }
@@ -390,7 +384,11 @@ impl<S> TestKit<S> {
     /// Timers the connection's handler set and has not cancelled (those
     /// that already fired excluded).
     pub fn timers(&self, conn: ConnId) -> usize {
-        self.engine.timers.count_targets(|target| matches!(target, crate::engine::TimerTarget::Conn(id) if *id == conn))
+        self.engine.conn_timer_count(conn)
+    }
+
+    fn view(&self, conn: ConnId) -> Option<ConnView> {
+        self.engine.conn_view(conn)
     }
 
     fn pipe(&self, conn: ConnId) -> &MemoryPipe {
@@ -399,16 +397,15 @@ impl<S> TestKit<S> {
 
     fn set_time(&mut self, at: Instant) {
         let (base, wall) = self.wall_base;
-        self.engine.clock = Clock::Manual { now: at, wall: wall + at.saturating_duration_since(base) };
-        self.engine.refresh_now();
+        self.engine.set_clock(Clock::Manual { now: at, wall: wall + at.saturating_duration_since(base) });
     }
 
     /// Sets the wall-clock time handlers see (`Context::wall_time`) from now
     /// on; it then moves with [`TestKit::advance`]. A new kit starts at
     /// 2026-01-01T00:00:00Z, so tests that show dates are reproducible.
     pub fn set_wall_time(&mut self, wall: SystemTime) {
-        self.wall_base = (self.engine.now, wall);
-        self.set_time(self.engine.now);
+        self.wall_base = (self.engine.now(), wall);
+        self.set_time(self.engine.now());
     }
 
     /// Delivers an event the way epoll would: only for what the connection
@@ -416,8 +413,8 @@ impl<S> TestKit<S> {
     /// nor the peer's end of stream); errors and resets reach any registered
     /// connection.
     fn event(&mut self, conn: ConnId, mut ready: Readiness) {
-        if let Some(key) = self.engine.live_key(conn) {
-            let interest = self.engine.conns[key].registered;
+        if let Some(view) = self.view(conn) {
+            let interest = view.interest;
             ready.readable &= interest.is_some_and(|i| i.is_readable());
             ready.read_closed &= interest.is_some_and(|i| i.is_readable()) || ready.write_closed;
             ready.writable &= interest.is_some_and(|i| i.is_writable());
@@ -442,9 +439,8 @@ impl<S> TestKit<S> {
                 .iter()
                 .filter(|(id, pipe)| {
                     pipe.0.borrow().window != Some(0)
-                        && self.engine.live_key(**id).is_some_and(|key| {
-                            let conn = &self.engine.conns[key];
-                            conn.registered.is_some_and(|i| i.is_writable()) && !conn.output.is_empty()
+                        && self.engine.conn_view(**id).is_some_and(|view| {
+                            view.interest.is_some_and(|i| i.is_writable()) && view.queued_output > 0
                         })
                 })
                 .map(|(id, _)| *id)
@@ -456,8 +452,7 @@ impl<S> TestKit<S> {
             for (id, eof) in &rearmed {
                 self.engine.conn_event(*id, Readiness { readable: true, read_closed: *eof, ..Readiness::default() });
             }
-            if self.engine.ready.is_empty() && self.engine.dirty.is_empty() && writable.is_empty() && rearmed.is_empty()
-            {
+            if self.engine.is_quiet() && writable.is_empty() && rearmed.is_empty() {
                 return;
             }
         }

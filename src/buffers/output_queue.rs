@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::mem;
 
-use crate::buffer_pool::{BufferPool, CHUNK_SIZE};
+use crate::buffers::buffer_pool::{BufferPool, CHUNK_SIZE};
 
 /// Most chunks handed to one `writev`; 64 chunks of 16 KiB are 1 MiB, more
 /// than a socket takes at once.

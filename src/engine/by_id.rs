@@ -1,61 +1,24 @@
-//! What can be done to a connection by id: queue output, close it, shut down
-//! its write side, and make new connections. Contexts, the reactor and the
-//! cross-thread handle all come through here.
+//! What a context, the reactor or the handle can do to a connection: by id
+//! (write, close, notify, pause, shut down the write side of any
+//! connection), or by slot for the connection whose callback is running
+//! (its own close, abort, timers, backpressure policy).
+//!
+//! `current` is the slot of the connection whose callback is running, if
+//! any: that connection is flushed when its callback returns; any other one
+//! is marked dirty and flushed once at the end of the turn.
 
-use std::io;
-use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
-
-use log::{debug, info};
-use mio::unix::pipe;
+use std::any::Any;
+use std::time::Duration;
 
 use crate::close_reason::CloseReason;
 use crate::conn_id::ConnId;
-use crate::connection::Phase;
-use crate::engine::{Engine, PeerDisplay, Shutdown};
 use crate::error::{call_report, Report, SendError};
-use crate::handler::Handler;
-use crate::transport::Transport;
+use crate::timers::{deadline_after, TimerId};
+
+use super::{Engine, Phase, Shutdown, TimerTarget};
 
 impl<S> Engine<S> {
-    /// Appends to a connection's output, enforcing `max_output`.
-    pub(crate) fn queue_output(&mut self, key: usize, data: &[u8]) -> Result<(), SendError> {
-        let conn = &mut self.conns[key];
-        if !conn.takes_output() || !conn.transport.can_write() {
-            return Err(SendError::Closed);
-        }
-        if conn.output.len() + data.len() > self.config.max_output {
-            info!(
-                "conn {} ({}): {} bytes queued plus {} pass max_output {}",
-                conn.id(key),
-                PeerDisplay(conn.peer),
-                conn.output.len(),
-                data.len(),
-                self.config.max_output
-            );
-            self.request_close(key, CloseReason::OutputOverflow);
-            return Err(SendError::Overflow);
-        }
-        if conn.output.is_empty() && !data.is_empty() {
-            // Output begins waiting now: the send timeout counts from here,
-            // not from the last progress of an earlier burst whose send
-            // check may still be armed.
-            conn.last_progress = self.now;
-        }
-        conn.output.push(data, &mut self.pool);
-        self.stats.queued_output += data.len();
-        if conn.output.len() >= self.config.output_high_watermark {
-            // Backpressure starts when the queue reaches the watermark, not
-            // only after a flush leaves it there: a handler that fills up to
-            // the watermark and waits for `on_drained` must get it.
-            conn.backpressured = true;
-        }
-        Ok(())
-    }
-
-    /// Writes to a connection by id. `current` is the connection whose
-    /// callback is running, if any: any other connection is flushed after that
-    /// callback returns.
+    /// Writes to a connection by id.
     pub(crate) fn write_by_id(&mut self, id: ConnId, data: &[u8], current: Option<usize>) -> Result<(), SendError> {
         let key = self.live_key(id).ok_or(SendError::Gone)?;
         let result = self.queue_output(key, data);
@@ -86,18 +49,42 @@ impl<S> Engine<S> {
         delivered
     }
 
-    /// Runs a connection's `on_notify` with `message` (from a posted job, a
-    /// loop timer or the handle; never from inside another handler's
-    /// callback).
+    /// Hands `message` to a connection's `on_notify`: at once from outside
+    /// any handler callback (a posted job, a loop timer, the handle), or,
+    /// from inside one (`current` is set), once that callback's step is over,
+    /// so that no handler runs inside another.
     ///
     /// A connection still connecting keeps the message until `on_open` has
     /// run (no callback comes before it), then delivers it; `report` is told
     /// when the handler gets it, or that it never will (the connect failed,
     /// or too many waited: `Config::handle_capacity`).
+    pub(crate) fn notify_from(
+        &mut self,
+        id: ConnId,
+        message: Box<dyn Any + Send>,
+        current: Option<usize>,
+    ) -> Result<(), SendError> {
+        if current.is_none() {
+            return self.notify(id, message, None);
+        }
+        let key = self.live_key(id).ok_or(SendError::Gone)?;
+        let conn = &self.conns[key];
+        if matches!(conn.phase, Phase::Closing(_)) || conn.close_request.is_some() {
+            return Err(SendError::Closed);
+        }
+        if self.notes.len() >= self.config.handle_capacity {
+            return Err(SendError::Overflow);
+        }
+        self.notes.push_back((id, message));
+        Ok(())
+    }
+
+    /// Runs a connection's `on_notify` with `message` now; see
+    /// [`Engine::notify_from`].
     pub(crate) fn notify(
         &mut self,
         id: ConnId,
-        message: Box<dyn std::any::Any + Send>,
+        message: Box<dyn Any + Send>,
         report: Option<Report>,
     ) -> Result<(), SendError> {
         self.try_notify(id, message, report).map_err(|(err, report)| {
@@ -109,7 +96,7 @@ impl<S> Engine<S> {
     fn try_notify(
         &mut self,
         id: ConnId,
-        message: Box<dyn std::any::Any + Send>,
+        message: Box<dyn Any + Send>,
         report: Option<Report>,
     ) -> Result<(), (SendError, Option<Report>)> {
         let Some(key) = self.live_key(id) else { return Err((SendError::Gone, report)) };
@@ -124,16 +111,14 @@ impl<S> Engine<S> {
         if conn.handler.is_none() || matches!(conn.phase, Phase::Closing(_)) || conn.close_request.is_some() {
             return Err((SendError::Closed, report));
         }
-        self.invoke(key, |handler, ctx| handler.on_notify(ctx, message));
+        self.callback(key, |handler, engine, key, id| handler.notify(engine, key, id, message));
         call_report(report, Ok(()), &mut self.stats.handler_panics);
-        self.flush(key);
-        self.settle(key);
-        self.settle_dirty();
+        self.end_step(key);
         Ok(())
     }
 
     /// Delivers the notes that waited for an outbound connection to open.
-    pub(crate) fn deliver_early_notes(&mut self, key: usize) {
+    pub(super) fn deliver_early_notes(&mut self, key: usize) {
         let id = self.conns[key].id(key);
         for (message, report) in std::mem::take(&mut self.conns[key].early_notes) {
             let _ = self.notify(id, message, report);
@@ -165,7 +150,7 @@ impl<S> Engine<S> {
 
     /// Pauses or resumes a connection's reading by id. Resuming puts it on
     /// the ready queue, which offers its buffered input again and reads; the
-    /// poller's interest follows when it settles.
+    /// poller's interest follows when the step ends.
     pub(crate) fn set_reading_paused(&mut self, id: ConnId, paused: bool) -> Result<(), SendError> {
         let key = self.live_key(id).ok_or(SendError::Gone)?;
         let conn = &mut self.conns[key];
@@ -198,7 +183,7 @@ impl<S> Engine<S> {
 
     /// The close reason `close()` gives: after the peer's end of stream it is
     /// the peer's close we follow; during a shutdown it is the shutdown.
-    pub(crate) fn graceful_reason(&self, key: usize) -> CloseReason {
+    fn graceful_reason(&self, key: usize) -> CloseReason {
         if self.conns[key].phase == Phase::ReadClosed {
             CloseReason::PeerClosed
         } else if self.shutdown == Shutdown::Draining {
@@ -208,48 +193,62 @@ impl<S> Engine<S> {
         }
     }
 
-    /// Refuses a new connection when the table is full or the reactor is
-    /// shutting down.
-    fn check_room(&self) -> io::Result<()> {
-        if self.shutdown != Shutdown::Running {
-            return Err(io::Error::other("the reactor is shutting down"));
+    /// `Context::close`: closes the running connection gracefully, with the
+    /// reason `graceful_reason` gives. Does nothing once it is closing.
+    pub(crate) fn close_own(&mut self, key: usize) {
+        let conn = &self.conns[key];
+        if conn.takes_output() || conn.shutdown_requested {
+            let reason = self.graceful_reason(key);
+            self.request_close(key, reason);
         }
-        if self.conns.len() >= self.config.max_connections {
-            return Err(io::Error::other("max_connections reached"));
+    }
+
+    /// `Context::abort`: closes the running connection at once, with a
+    /// reset.
+    pub(crate) fn abort_own(&mut self, key: usize) {
+        if !matches!(self.conns[key].phase, Phase::Closing(_)) {
+            self.request_close(key, CloseReason::Aborted);
         }
-        Ok(())
     }
 
-    /// Starts an outbound TCP connection. The handler's `on_open` runs once
-    /// it is established; if it fails, only `on_close` runs, with
-    /// [`CloseReason::ConnectFailed`].
-    pub(crate) fn connect(&mut self, addr: SocketAddr, handler: Box<dyn Handler<S>>) -> io::Result<ConnId> {
-        self.check_room()?;
-        let stream = mio::net::TcpStream::connect(addr)?;
-        let id = self.insert_conn(Transport::Tcp(stream), Phase::Connecting, Some(addr), handler)?;
-        debug!("conn {id}: connecting to {addr}");
-        Ok(id)
+    /// Sets a handler's own timer (`on_timer`), one-shot or periodic; it is
+    /// cancelled when the connection closes.
+    pub(crate) fn set_conn_timer(&mut self, key: usize, after: Duration, period: Option<Duration>) -> TimerId {
+        let id = self.conns[key].id(key);
+        let timer = self.timers.insert(deadline_after(self.now, after), period, TimerTarget::Conn(id));
+        self.conns[key].timers.push(timer);
+        timer
     }
 
-    /// Watches a readable descriptor (a pipe, such as stdin when it is one)
-    /// as a read-only connection. The descriptor is made non-blocking.
-    pub(crate) fn watch_fd(&mut self, fd: OwnedFd, handler: Box<dyn Handler<S>>) -> io::Result<ConnId> {
-        self.check_room()?;
-        let receiver = pipe::Receiver::from(fd);
-        receiver.set_nonblocking(true)?;
-        let id = self.insert_conn(Transport::Pipe(receiver), Phase::Open, None, handler)?;
-        self.open(id.key());
-        Ok(id)
+    /// Cancels one of the running connection's own timers; a timer of
+    /// another connection, or one already spent, is left alone.
+    pub(crate) fn cancel_conn_timer(&mut self, key: usize, timer: TimerId) -> bool {
+        let id = self.conns[key].id(key);
+        match self.timers.target(timer) {
+            Some(TimerTarget::Conn(owner)) if owner == id => {
+                self.conns[key].timers.retain(|&t| t != timer);
+                self.timers.cancel(timer)
+            }
+            _ => false,
+        }
     }
 
-    /// Runs `on_open` for a new connection and settles it.
-    pub(crate) fn open(&mut self, key: usize) {
-        self.invoke(key, |handler, ctx| handler.on_open(ctx));
-        self.flush(key);
-        // No read here: input that arrived before registration is reported
-        // by the registration itself (epoll checks readiness when a
-        // descriptor is added), so it comes as an ordinary event.
-        self.settle(key);
-        self.settle_dirty();
+    /// `Context::set_pause_on_backpressure`.
+    pub(crate) fn set_pause_on_backpressure(&mut self, key: usize, pause: bool) {
+        let conn = &mut self.conns[key];
+        let was = conn.pause_on_backpressure;
+        conn.pause_on_backpressure = pause;
+        if was && !pause && !conn.input.is_empty() {
+            // Backpressure may have been what held buffered input back: it
+            // is taken again now, and no new input may come to bring it.
+            conn.restart_request_clock(self.now);
+            self.enqueue(key);
+        }
+    }
+
+    /// Asks for a graceful shutdown of the reactor once the running step is
+    /// over.
+    pub(crate) fn request_shutdown(&mut self) {
+        self.shutdown_pending = true;
     }
 }

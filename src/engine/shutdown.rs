@@ -3,11 +3,11 @@
 
 use log::{info, warn};
 
-use crate::close_reason::CloseReason;
+use crate::close_reason::{CloseMode, CloseReason};
 use crate::conn_id::ConnId;
-use crate::connection::Phase;
-use crate::engine::{Engine, Shutdown, Source, TimerTarget};
 use crate::timers::deadline_after;
+
+use super::{Engine, Phase, Shutdown, Source, TimerTarget};
 
 impl<S> Engine<S> {
     /// Starts a graceful shutdown; a second call while it runs closes
@@ -31,12 +31,10 @@ impl<S> Engine<S> {
                 Phase::Closing(_) => continue,
                 Phase::Connecting => self.request_close(key, CloseReason::Shutdown),
                 Phase::Open | Phase::ReadClosed => {
-                    self.invoke(key, |handler, ctx| handler.on_shutdown(ctx));
-                    self.flush(key);
+                    self.callback(key, |handler, engine, key, id| handler.shutdown(engine, key, id));
                 }
             }
-            self.settle(key);
-            self.settle_dirty();
+            self.end_step(key);
         }
         if self.conns.is_empty() {
             self.stopped = true;
@@ -44,7 +42,7 @@ impl<S> Engine<S> {
     }
 
     /// The grace period is over.
-    pub(crate) fn shutdown_deadline(&mut self) {
+    pub(super) fn shutdown_deadline(&mut self) {
         if self.shutdown == Shutdown::Draining && !self.conns.is_empty() {
             warn!("shutdown grace passed: aborting {} connections", self.conns.len());
             self.force_close_all();
@@ -60,7 +58,7 @@ impl<S> Engine<S> {
             // A harsher close already asked for (an overflow, an abort, a
             // broken socket) keeps its reason; the rest close as shutdown.
             let reason = match self.conns[key].close_request {
-                Some(asked) if asked.mode() != crate::close_reason::CloseMode::Graceful => asked,
+                Some(asked) if asked.mode() != CloseMode::Graceful => asked,
                 _ => CloseReason::Shutdown,
             };
             if !matches!(self.conns[key].phase, Phase::Closing(_)) && !self.begin_close(key, reason) {

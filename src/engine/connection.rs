@@ -19,29 +19,48 @@
 //! output still queued (send timeout, shutdown grace, abort) the socket is
 //! reset, so the peer cannot mistake a cut reply for a complete one.
 //!
-//! The transitions themselves live in `lifecycle.rs`; this file holds the
-//! data and the questions it can answer about itself.
+//! The transitions themselves live in `close.rs` (and the read and write
+//! paths); this file holds the data and the questions it can answer about
+//! itself.
+//!
+//! Beside its phase a connection has a few flags. Which combinations are
+//! legal (checked after every step in debug builds, by `check`):
+//!
+//! | flag | may be set in | implies |
+//! |---|---|---|
+//! | `handler` present | Connecting, Open, ReadClosed (absent only while its own callback runs) | not Closing |
+//! | `read_eof` (a read returned end of stream) | ReadClosed, Closing | the peer sends nothing more |
+//! | `hup_reported` (an event said the peer closed) | any but Connecting | reads go on to end of stream |
+//! | `urgent` | any but Connecting | reads go on to `WouldBlock` |
+//! | `reading_paused` | any | (the handler's wish; ignored once Closing) |
+//! | `backpressured` | any | queued output reached the high watermark since it was last at the low one |
+//! | `shutdown_requested` | Open, ReadClosed | no more output is taken |
+//! | `write_shut` | Open, ReadClosed (after `shutdown_requested`), Closing | no output queued; nothing more is written |
+//! | `drain_pending` | any | `queued`: `on_drained` runs from the ready queue |
+//! | `queued`, `dirty` | any | the id is on the ready queue, the dirty list |
+//! | `partial_since` | Open, ReadClosed | unconsumed input is buffered |
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use mio::Interest;
 
+use crate::buffers::output_queue::OutputQueue;
 use crate::close_reason::CloseReason;
 use crate::conn_id::ConnId;
 use crate::error::Report;
-use crate::handler::Handler;
-use crate::output_queue::OutputQueue;
+use crate::io::transport::Transport;
 use crate::timers::TimerId;
-use crate::transport::Transport;
+
+use super::ConnDriver;
 
 /// The interest that reading takes: readable, and on Linux also urgent data
 /// (`EPOLLPRI`), which is how the loop learns that a read will stop short at
 /// the urgent mark with more data behind it.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) const READ_INTEREST: Interest = Interest::READABLE.add(Interest::PRIORITY);
+pub(super) const READ_INTEREST: Interest = Interest::READABLE.add(Interest::PRIORITY);
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(crate) const READ_INTEREST: Interest = Interest::READABLE;
+pub(super) const READ_INTEREST: Interest = Interest::READABLE;
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,94 +77,94 @@ pub(crate) enum Phase {
 }
 
 /// One entry of the connection table.
-pub(crate) struct Connection<S> {
+pub(super) struct Connection<S> {
     /// Tells this connection from other occupants of its slot.
-    pub(crate) generation: u32,
-    pub(crate) phase: Phase,
-    pub(crate) transport: Transport,
+    pub(super) generation: u32,
+    pub(super) phase: Phase,
+    pub(super) transport: Transport,
     /// The protocol state machine. `None` while one of its callbacks runs
     /// (it is taken out so the callback's context can borrow the tables), and
     /// for ever once the connection is closing.
-    pub(crate) handler: Option<Box<dyn Handler<S>>>,
+    pub(super) handler: Option<Box<dyn ConnDriver<S>>>,
     /// Input the handler has not consumed yet (a partial frame). Empty with
     /// no capacity otherwise: most input is handed over straight from the
     /// loop's read buffer.
-    pub(crate) input: Vec<u8>,
-    pub(crate) output: OutputQueue,
+    pub(super) input: Vec<u8>,
+    pub(super) output: OutputQueue,
     /// The interest registered with the poller now (`None`: not registered).
-    pub(crate) registered: Option<Interest>,
-    pub(crate) peer: Option<SocketAddr>,
+    pub(super) registered: Option<Interest>,
+    pub(super) peer: Option<SocketAddr>,
     /// A close asked for during a callback or an I/O step; acted on when the
     /// step settles, so callbacks never see their connection vanish.
-    pub(crate) close_request: Option<CloseReason>,
+    pub(super) close_request: Option<CloseReason>,
     /// The handler asked to stop reading.
-    pub(crate) reading_paused: bool,
+    pub(super) reading_paused: bool,
     /// Queued output reached the high watermark; reading stops until it falls
     /// below the low one.
-    pub(crate) backpressured: bool,
+    pub(super) backpressured: bool,
     /// Reading stops while `backpressured` (the default); a relay turns it
     /// off and paces its source instead.
-    pub(crate) pause_on_backpressure: bool,
-    /// A read returned end of stream.
-    pub(crate) peer_eof: bool,
-    /// An event said the peer closed its side: keep reading to end of stream
-    /// even after a short read.
-    pub(crate) read_hup: bool,
+    pub(super) pause_on_backpressure: bool,
+    /// A read returned end of stream: the peer sends nothing more.
+    pub(super) read_eof: bool,
+    /// An event said the peer closed its side (before a read saw it): keep
+    /// reading to end of stream even after a short read.
+    pub(super) hup_reported: bool,
     /// An event reported TCP urgent data. A read stops short at the urgent
     /// mark, so a short read no longer means drained: read to `WouldBlock`.
-    pub(crate) urgent: bool,
+    pub(super) urgent: bool,
     /// The handler asked for `shutdown(Write)` once output is flushed.
-    pub(crate) shutdown_requested: bool,
+    pub(super) shutdown_requested: bool,
     /// `shutdown(Write)` was done.
-    pub(crate) write_shut: bool,
+    pub(super) write_shut: bool,
     /// Output fell below the low watermark; `on_drained` runs from the ready
     /// queue.
-    pub(crate) drain_pending: bool,
+    pub(super) drain_pending: bool,
     /// The connection is on the ready queue.
-    pub(crate) queued: bool,
+    pub(super) queued: bool,
     /// The connection is on the list of connections touched by another's
     /// callback, to be flushed or closed after it.
-    pub(crate) dirty: bool,
-    pub(crate) bytes_in: u64,
-    pub(crate) bytes_out: u64,
+    pub(super) dirty: bool,
+    pub(super) bytes_in: u64,
+    pub(super) bytes_out: u64,
     /// Loop time of the last input, for the idle timeout.
-    pub(crate) last_input: Instant,
+    pub(super) last_input: Instant,
     /// Loop time output last moved (a flush wrote some), or began waiting;
     /// the send timeout counts from here.
-    pub(crate) last_progress: Instant,
+    pub(super) last_progress: Instant,
     /// Since when input has sat unconsumed: the peer began a request (a
     /// line, a frame) and has not finished it. `None` when nothing is
     /// buffered. The request timeout counts from here, so trickling bytes
     /// does not extend it.
-    pub(crate) partial_since: Option<Instant>,
+    pub(super) partial_since: Option<Instant>,
     /// The idle check, the connect timeout or the linger deadline, whichever
     /// applies to the current phase.
-    pub(crate) phase_timer: Option<TimerId>,
+    pub(super) phase_timer: Option<TimerId>,
     /// Checks that queued output keeps moving (armed when a flush leaves
     /// output behind; checked lazily, so a steady flow costs no timer
     /// churn).
-    pub(crate) send_timer: Option<TimerId>,
+    pub(super) send_timer: Option<TimerId>,
     /// Checks that a begun request is finished in time (armed when input is
     /// first left unconsumed; checked lazily like the send timer).
-    pub(crate) request_timer: Option<TimerId>,
+    pub(super) request_timer: Option<TimerId>,
     /// The handler's own timers, cancelled when the connection closes so
     /// that churn cannot pile up timers that outlive their connections.
-    pub(crate) timers: Vec<TimerId>,
+    pub(super) timers: Vec<TimerId>,
     /// Notifications that arrived while an outbound connect was still in
     /// progress: delivered after `on_open`, in order, or refused if the
     /// connect fails. No callback runs before `on_open`.
-    pub(crate) early_notes: Vec<(Box<dyn std::any::Any + Send>, Option<Report>)>,
+    pub(super) early_notes: Vec<(Box<dyn std::any::Any + Send>, Option<Report>)>,
     /// The listener that accepted it, whose own connection count it holds.
-    pub(crate) listener: Option<usize>,
+    pub(super) listener: Option<usize>,
 }
 
 impl<S> Connection<S> {
-    pub(crate) fn new(
+    pub(super) fn new(
         generation: u32,
         phase: Phase,
         transport: Transport,
         peer: Option<SocketAddr>,
-        handler: Box<dyn Handler<S>>,
+        handler: Box<dyn ConnDriver<S>>,
         now: Instant,
     ) -> Connection<S> {
         Connection {
@@ -161,8 +180,8 @@ impl<S> Connection<S> {
             reading_paused: false,
             backpressured: false,
             pause_on_backpressure: true,
-            peer_eof: false,
-            read_hup: false,
+            read_eof: false,
+            hup_reported: false,
             urgent: false,
             shutdown_requested: false,
             write_shut: false,
@@ -183,14 +202,14 @@ impl<S> Connection<S> {
         }
     }
 
-    pub(crate) fn id(&self, key: usize) -> ConnId {
+    pub(super) fn id(&self, key: usize) -> ConnId {
         ConnId::new(key, self.generation)
     }
 
     /// Input is taken again after a pause or backpressure: a partial
     /// request still buffered gets the whole request timeout from now, since
     /// the wait was not the peer's.
-    pub(crate) fn restart_request_clock(&mut self, now: Instant) {
+    pub(super) fn restart_request_clock(&mut self, now: Instant) {
         if self.partial_since.is_some() {
             self.partial_since = Some(now);
         }
@@ -198,7 +217,7 @@ impl<S> Connection<S> {
 
     /// Whether the handler may still add output: not closing, no close asked
     /// for, write side not shut down.
-    pub(crate) fn takes_output(&self) -> bool {
+    pub(super) fn takes_output(&self) -> bool {
         matches!(self.phase, Phase::Connecting | Phase::Open | Phase::ReadClosed)
             && self.close_request.is_none()
             && !self.shutdown_requested
@@ -210,7 +229,7 @@ impl<S> Connection<S> {
     /// resumes only below the low one, not as soon as the queue dips under
     /// the high one (which would read, and maybe see the peer's end of
     /// stream, while the handler is still busy sending).
-    pub(crate) fn takes_input(&self, high_watermark: usize) -> bool {
+    pub(super) fn takes_input(&self, high_watermark: usize) -> bool {
         self.phase == Phase::Open
             && self.close_request.is_none()
             && !self.reading_paused
@@ -219,10 +238,10 @@ impl<S> Connection<S> {
 
     /// Whether the socket should be read now: for the handler when it takes
     /// input, or, while closing, to drain the peer's input to end of stream.
-    pub(crate) fn wants_read(&self, high_watermark: usize) -> bool {
+    pub(super) fn wants_read(&self, high_watermark: usize) -> bool {
         match self.phase {
             Phase::Open => self.takes_input(high_watermark),
-            Phase::Closing(_) => !self.peer_eof,
+            Phase::Closing(_) => !self.read_eof,
             Phase::Connecting | Phase::ReadClosed => false,
         }
     }
@@ -235,7 +254,7 @@ impl<S> Connection<S> {
     /// tells. READABLE stays on while reading is wanted; after the peer's end
     /// of stream it stays too (it costs nothing, and changing it would cost
     /// an `epoll_ctl`), so a reset is still noticed.
-    pub(crate) fn desired_interest(&self) -> Option<Interest> {
+    pub(super) fn desired_interest(&self) -> Option<Interest> {
         let (read, write) = match self.phase {
             Phase::Connecting => (true, true),
             Phase::Open => {
@@ -243,7 +262,7 @@ impl<S> Connection<S> {
                 (!self.reading_paused && !held, !self.output.is_empty())
             }
             Phase::ReadClosed => (!self.reading_paused, !self.output.is_empty() && !self.write_shut),
-            Phase::Closing(_) => (!self.peer_eof, !self.output.is_empty() && !self.write_shut),
+            Phase::Closing(_) => (!self.read_eof, !self.output.is_empty() && !self.write_shut),
         };
         match (read, write) {
             (true, true) => Some(READ_INTEREST | Interest::WRITABLE),
@@ -251,5 +270,36 @@ impl<S> Connection<S> {
             (false, true) => Some(Interest::WRITABLE),
             (false, false) => None,
         }
+    }
+
+    /// Asserts the legal combinations of phase and flags (the table in the
+    /// module docs). Debug builds run it after every step; it costs nothing
+    /// in release builds.
+    pub(super) fn check(&self, key: usize) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let id = self.id(key);
+        let closing = matches!(self.phase, Phase::Closing(_));
+        debug_assert_eq!(self.handler.is_none(), closing, "conn {id}: a handler exactly while not closing");
+        debug_assert!(
+            !self.read_eof || matches!(self.phase, Phase::ReadClosed | Phase::Closing(_)),
+            "conn {id}: end of stream read in {:?}",
+            self.phase
+        );
+        debug_assert!(
+            !self.write_shut || closing || self.shutdown_requested,
+            "conn {id}: write side shut without being asked"
+        );
+        debug_assert!(!self.write_shut || self.output.is_empty(), "conn {id}: output queued behind a shut write side");
+        debug_assert!(!self.drain_pending || self.queued, "conn {id}: on_drained pending off the ready queue");
+        debug_assert!(
+            self.partial_since.is_none() || (!self.input.is_empty() && !closing),
+            "conn {id}: a request clock without a partial request"
+        );
+        debug_assert!(
+            self.phase != Phase::Connecting || (self.input.is_empty() && !self.read_eof),
+            "conn {id}: input before the connect completed"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! How a `mio::Token` names what an event is for.
+//! How a `mio::Token` names what an event is for, and what the event says
+//! about a connection's socket ([`Readiness`]).
 //!
 //! Connection tokens carry the connection's generation as well as its slot, so
 //! an event still in this turn's batch for a connection that closed earlier in
@@ -35,9 +36,38 @@ pub(crate) enum Target {
     Signals,
 }
 
+/// What an event says about a connection's socket: the part of a
+/// `mio::event::Event` the engine uses, in a form the test kit can make.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Readiness {
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+    /// The peer closed its side (FIN), or both sides are closed.
+    pub(crate) read_closed: bool,
+    /// The socket cannot be written any more (both sides closed, or error).
+    pub(crate) write_closed: bool,
+    pub(crate) error: bool,
+    /// TCP urgent data is pending (`EPOLLPRI`): a read will stop short at
+    /// its mark.
+    pub(crate) priority: bool,
+}
+
+impl Readiness {
+    pub(crate) fn from_event(event: &mio::event::Event) -> Readiness {
+        Readiness {
+            readable: event.is_readable(),
+            writable: event.is_writable(),
+            read_closed: event.is_read_closed(),
+            write_closed: event.is_write_closed(),
+            error: event.is_error(),
+            priority: event.is_priority(),
+        }
+    }
+}
+
 /// The token registered for a connection.
 pub(crate) fn conn_token(id: ConnId) -> Token {
-    Token(((id.generation() as usize) << 32) | id.key())
+    Token(((id.generation() as usize) << 32) | id.slot())
 }
 
 /// The token registered for a listener or datagram socket.

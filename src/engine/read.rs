@@ -1,10 +1,10 @@
-//! The hot path: reading a connection, handing input to its handler, flushing
-//! its output.
+//! The hot path, in: a connection's events, reading its socket, handing
+//! input to its handler. (Its output goes out through `write.rs`.)
 //!
 //! Per message in steady state this costs one `read`, one `send` and a share
 //! of one `epoll_wait`, with no allocation and no `epoll_ctl`:
 //!
-//! - every read goes into the loop's one scratch buffer, and only a partial
+//! - every read goes into the loop's one read buffer, and only a partial
 //!   frame the handler did not consume is copied into the connection's own
 //!   (pooled) buffer;
 //! - a *short read* (less than the buffer) means the socket is drained, which
@@ -14,45 +14,17 @@
 //! - whatever a callback writes is flushed once after it returns;
 //! - WRITABLE interest is registered only when a flush leaves output behind.
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::mem;
 
 use log::{debug, error};
 
-use crate::close_reason::{CloseMode, CloseReason};
+use crate::close_reason::CloseReason;
 use crate::conn_id::ConnId;
-use crate::connection::Phase;
-use crate::engine::{Engine, PeerDisplay, TimerTarget};
-use crate::output_queue::MAX_IOV;
+use crate::io::token::Readiness;
 use crate::timers::deadline_after;
 
-/// What an event says about a connection's socket.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Readiness {
-    pub(crate) readable: bool,
-    pub(crate) writable: bool,
-    /// The peer closed its side (FIN), or both sides are closed.
-    pub(crate) read_closed: bool,
-    /// The socket cannot be written any more (both sides closed, or error).
-    pub(crate) write_closed: bool,
-    pub(crate) error: bool,
-    /// TCP urgent data is pending (`EPOLLPRI`): a read will stop short at
-    /// its mark.
-    pub(crate) priority: bool,
-}
-
-impl Readiness {
-    pub(crate) fn from_event(event: &mio::event::Event) -> Readiness {
-        Readiness {
-            readable: event.is_readable(),
-            writable: event.is_writable(),
-            read_closed: event.is_read_closed(),
-            write_closed: event.is_write_closed(),
-            error: event.is_error(),
-            priority: event.is_priority(),
-        }
-    }
-}
+use super::{Engine, PeerDisplay, Phase, TimerTarget};
 
 impl<S> Engine<S> {
     /// Handles one poller event for a connection.
@@ -65,7 +37,7 @@ impl<S> Engine<S> {
         };
         let conn = &mut self.conns[key];
         if ready.read_closed {
-            conn.read_hup = true;
+            conn.hup_reported = true;
         }
         if ready.priority {
             conn.urgent = true;
@@ -90,8 +62,7 @@ impl<S> Engine<S> {
                 self.flush(key);
             }
         }
-        self.settle(key);
-        self.settle_dirty();
+        self.end_step(key);
     }
 
     /// Completes an outbound connect once the socket reports writable (or an
@@ -121,8 +92,7 @@ impl<S> Engine<S> {
         self.stats.connected += 1;
         debug!("conn {id}: connected to {peer}");
         self.arm_phase_timer(key);
-        self.invoke(key, |handler, ctx| handler.on_open(ctx));
-        self.flush(key);
+        self.callback(key, |handler, engine, key, id| handler.open(engine, key, id));
         if !self.conns[key].early_notes.is_empty() {
             self.deliver_early_notes(key);
         }
@@ -130,7 +100,7 @@ impl<S> Engine<S> {
 
     /// Reads until the socket is drained, the read budget is spent (then the
     /// connection waits on the ready queue), or reading is no longer wanted.
-    pub(crate) fn read_ready(&mut self, key: usize) {
+    pub(super) fn read_ready(&mut self, key: usize) {
         let high = self.config.output_high_watermark;
         let mut budget = self.config.read_budget;
         loop {
@@ -145,11 +115,11 @@ impl<S> Engine<S> {
             }
             budget -= 1;
             let draining = matches!(conn.phase, Phase::Closing(_));
-            let result = conn.transport.read(&mut self.scratch);
+            let result = conn.transport.read(&mut self.read_buffer);
             self.stats.reads += 1;
             match result {
                 Ok(0) => {
-                    conn.peer_eof = true;
+                    conn.read_eof = true;
                     if !draining {
                         self.peer_closed(key);
                     }
@@ -162,7 +132,7 @@ impl<S> Engine<S> {
                     // A short read means drained, except after the peer's
                     // FIN (read on to see the end of stream) and around
                     // urgent data (the read stopped at its mark).
-                    let drained = n < self.scratch.len() && !conn.read_hup && !conn.urgent;
+                    let drained = n < self.read_buffer.len() && !conn.hup_reported && !conn.urgent;
                     if !draining {
                         self.deliver(key, n);
                     }
@@ -190,40 +160,39 @@ impl<S> Engine<S> {
         if conn.phase == Phase::Open {
             conn.phase = Phase::ReadClosed;
         }
-        self.invoke(key, |handler, ctx| handler.on_peer_closed(ctx));
-        self.flush(key);
+        self.callback(key, |handler, engine, key, id| handler.peer_closed(engine, key, id));
     }
 
-    /// Hands the `n` bytes just read into the scratch buffer to the handler,
+    /// Hands the `n` bytes just read into the read buffer to the handler,
     /// behind any input it left unconsumed before; keeps what it does not
     /// consume; flushes what it wrote.
     fn deliver(&mut self, key: usize, n: usize) {
-        let scratch = mem::take(&mut self.scratch);
+        let read_buffer = mem::take(&mut self.read_buffer);
         let mut buffered = mem::take(&mut self.conns[key].input);
         let consumed = if buffered.is_empty() {
             // The common case: hand the bytes over in place.
-            let consumed = self.offer(key, &scratch[..n]);
+            let consumed = self.offer(key, &read_buffer[..n]);
             if consumed < n {
                 if buffered.capacity() == 0 {
                     buffered = self.pool.take();
                 }
-                buffered.extend_from_slice(&scratch[consumed..n]);
+                buffered.extend_from_slice(&read_buffer[consumed..n]);
             }
             consumed
         } else {
-            buffered.extend_from_slice(&scratch[..n]);
+            buffered.extend_from_slice(&read_buffer[..n]);
             let consumed = self.offer(key, &buffered);
             buffered.drain(..consumed);
             consumed
         };
-        self.scratch = scratch;
+        self.read_buffer = read_buffer;
         self.keep_input(key, buffered, consumed > 0);
         self.flush(key);
     }
 
     /// Offers input the handler left unconsumed again, e.g. after it resumed
     /// reading or its output drained.
-    pub(crate) fn offer_buffered(&mut self, key: usize) {
+    pub(super) fn offer_buffered(&mut self, key: usize) {
         let conn = &mut self.conns[key];
         if conn.input.is_empty() || !conn.takes_input(self.config.output_high_watermark) {
             return;
@@ -242,7 +211,7 @@ impl<S> Engine<S> {
         let mut consumed = 0;
         while consumed < data.len() && self.conns[key].takes_input(high) {
             let rest = &data[consumed..];
-            match self.invoke(key, |handler, ctx| handler.on_input(ctx, rest)) {
+            match self.invoke(key, |handler, engine, key, id| handler.input(engine, key, id, rest)) {
                 None | Some(0) => break,
                 Some(n) if n > rest.len() => {
                     let id = self.conns[key].id(key);
@@ -296,87 +265,8 @@ impl<S> Engine<S> {
         conn.input = buffered;
     }
 
-    /// Writes queued output with one syscall (more only when the queue holds
-    /// more chunks than one `writev` takes and the socket took them all).
-    /// What the socket does not take stays queued; `sync_interest` then asks
-    /// for WRITABLE.
-    pub(crate) fn flush(&mut self, key: usize) {
-        let conn = &mut self.conns[key];
-        let unwritable = conn.write_shut || conn.phase == Phase::Connecting || !conn.transport.can_write();
-        // An abort (or a broken socket) waiting to be acted on drops the
-        // output: it must not go out first.
-        let ending_hard = conn.close_request.is_some_and(|reason| reason.mode() != CloseMode::Graceful);
-        if conn.output.is_empty() || unwritable || ending_hard {
-            return;
-        }
-        loop {
-            // One chunk (the usual reply) needs no slice array.
-            let (result, bytes) = match conn.output.single_chunk() {
-                Some(chunk) => (conn.transport.write(&[IoSlice::new(chunk)]), chunk.len()),
-                None => {
-                    let mut slices = [IoSlice::new(&[]); MAX_IOV];
-                    let (count, bytes) = conn.output.fill_slices(&mut slices);
-                    (conn.transport.write(&slices[..count]), bytes)
-                }
-            };
-            self.stats.writes += 1;
-            match result {
-                Ok(n) => {
-                    conn.last_progress = self.now;
-                    conn.bytes_out += n as u64;
-                    self.stats.bytes_out += n as u64;
-                    self.stats.queued_output -= n;
-                    conn.output.consume(n, &mut self.pool);
-                    if n < bytes || conn.output.is_empty() {
-                        break;
-                    }
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                Err(err) => {
-                    self.fail(key, &err);
-                    return;
-                }
-            }
-        }
-        if !conn.output.is_empty() {
-            self.arm_send_timer(key);
-        }
-        self.check_watermarks(key);
-    }
-
-    /// Starts or ends backpressure after a flush. (Writes start it too, in
-    /// `queue_output`.) Ending it puts the connection on the ready queue,
-    /// which calls `on_drained`, offers buffered input again and resumes
-    /// reading, without recursing from inside a flush.
-    pub(crate) fn check_watermarks(&mut self, key: usize) {
-        let conn = &mut self.conns[key];
-        let queued = conn.output.len();
-        if !conn.backpressured && queued >= self.config.output_high_watermark {
-            conn.backpressured = true;
-        } else if conn.backpressured && queued <= self.config.output_low_watermark {
-            conn.backpressured = false;
-            conn.restart_request_clock(self.now);
-            conn.drain_pending = true;
-            self.enqueue(key);
-        }
-    }
-
-    /// Runs `on_drained` if the connection's output just drained.
-    pub(crate) fn notify_drained(&mut self, key: usize) {
-        let conn = &mut self.conns[key];
-        if !conn.drain_pending {
-            return;
-        }
-        conn.drain_pending = false;
-        if conn.takes_output() {
-            self.invoke(key, |handler, ctx| handler.on_drained(ctx));
-            self.flush(key);
-        }
-    }
-
-    /// Records a socket error; the connection closes when it settles.
-    pub(crate) fn fail(&mut self, key: usize, err: &io::Error) {
+    /// Records a socket error; the connection closes when its step ends.
+    pub(super) fn fail(&mut self, key: usize, err: &io::Error) {
         let conn = &self.conns[key];
         debug!("conn {} ({}): {err}", conn.id(key), PeerDisplay(conn.peer));
         self.request_close(key, CloseReason::from_error(err));

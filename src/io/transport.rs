@@ -15,7 +15,7 @@ use mio::{Interest, Registry, Token};
 use socket2::SockRef;
 
 use crate::close_reason::CloseReason;
-use crate::testing::MemoryPipe;
+use crate::io::memory_pipe::MemoryPipe;
 
 /// The byte stream under one connection.
 pub(crate) enum Transport {

@@ -1,0 +1,132 @@
+//! The hot path, out: queueing a handler's output, flushing it to the
+//! socket, and backpressure.
+//!
+//! Whatever a callback writes is queued in the connection's chunked output
+//! queue and flushed once after the callback returns, with one `send` or
+//! `sendmsg`; WRITABLE interest is registered only when a flush leaves
+//! output behind (`Connection::desired_interest` says why).
+
+use std::io::{self, IoSlice};
+
+use log::info;
+
+use crate::buffers::output_queue::MAX_IOV;
+use crate::close_reason::{CloseMode, CloseReason};
+use crate::error::SendError;
+
+use super::{Engine, PeerDisplay, Phase};
+
+impl<S> Engine<S> {
+    /// Appends to a connection's output, enforcing `max_output`.
+    pub(crate) fn queue_output(&mut self, key: usize, data: &[u8]) -> Result<(), SendError> {
+        let conn = &mut self.conns[key];
+        if !conn.takes_output() || !conn.transport.can_write() {
+            return Err(SendError::Closed);
+        }
+        if conn.output.len() + data.len() > self.config.max_output {
+            info!(
+                "conn {} ({}): {} bytes queued plus {} pass max_output {}",
+                conn.id(key),
+                PeerDisplay(conn.peer),
+                conn.output.len(),
+                data.len(),
+                self.config.max_output
+            );
+            self.request_close(key, CloseReason::OutputOverflow);
+            return Err(SendError::Overflow);
+        }
+        if conn.output.is_empty() && !data.is_empty() {
+            // Output begins waiting now: the send timeout counts from here,
+            // not from the last progress of an earlier burst whose send
+            // check may still be armed.
+            conn.last_progress = self.now;
+        }
+        conn.output.push(data, &mut self.pool);
+        self.stats.queued_output += data.len();
+        if conn.output.len() >= self.config.output_high_watermark {
+            // Backpressure starts when the queue reaches the watermark, not
+            // only after a flush leaves it there: a handler that fills up to
+            // the watermark and waits for `on_drained` must get it.
+            conn.backpressured = true;
+        }
+        Ok(())
+    }
+
+    /// Writes queued output with one syscall (more only when the queue holds
+    /// more chunks than one `writev` takes and the socket took them all).
+    /// What the socket does not take stays queued; `sync_interest` then asks
+    /// for WRITABLE.
+    pub(super) fn flush(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        let unwritable = conn.write_shut || conn.phase == Phase::Connecting || !conn.transport.can_write();
+        // An abort (or a broken socket) waiting to be acted on drops the
+        // output: it must not go out first.
+        let ending_hard = conn.close_request.is_some_and(|reason| reason.mode() != CloseMode::Graceful);
+        if conn.output.is_empty() || unwritable || ending_hard {
+            return;
+        }
+        loop {
+            // One chunk (the usual reply) needs no slice array.
+            let (result, bytes) = match conn.output.single_chunk() {
+                Some(chunk) => (conn.transport.write(&[IoSlice::new(chunk)]), chunk.len()),
+                None => {
+                    let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                    let (count, bytes) = conn.output.fill_slices(&mut slices);
+                    (conn.transport.write(&slices[..count]), bytes)
+                }
+            };
+            self.stats.writes += 1;
+            match result {
+                Ok(n) => {
+                    conn.last_progress = self.now;
+                    conn.bytes_out += n as u64;
+                    self.stats.bytes_out += n as u64;
+                    self.stats.queued_output -= n;
+                    conn.output.consume(n, &mut self.pool);
+                    if n < bytes || conn.output.is_empty() {
+                        break;
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => {
+                    self.fail(key, &err);
+                    return;
+                }
+            }
+        }
+        if !conn.output.is_empty() {
+            self.arm_send_timer(key);
+        }
+        self.check_watermarks(key);
+    }
+
+    /// Starts or ends backpressure after a flush. (Writes start it too, in
+    /// `queue_output`.) Ending it puts the connection on the ready queue,
+    /// which calls `on_drained`, offers buffered input again and resumes
+    /// reading, without recursing from inside a flush.
+    pub(super) fn check_watermarks(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        let queued = conn.output.len();
+        if !conn.backpressured && queued >= self.config.output_high_watermark {
+            conn.backpressured = true;
+        } else if conn.backpressured && queued <= self.config.output_low_watermark {
+            conn.backpressured = false;
+            conn.restart_request_clock(self.now);
+            conn.drain_pending = true;
+            self.enqueue(key);
+        }
+    }
+
+    /// Runs `on_drained` if the connection's output just drained.
+    pub(super) fn notify_drained(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if !conn.drain_pending {
+            return;
+        }
+        conn.drain_pending = false;
+        if conn.takes_output() {
+            self.callback(key, |handler, engine, key, id| handler.drained(engine, key, id));
+        }
+    }
+}
