@@ -26,7 +26,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -34,7 +34,7 @@ use clap::Parser;
 use crate::cli::{Cli, Command, LoadArgs};
 use crate::client::{Mode, Plan, Shared};
 use crate::payload::{Payload, Reply};
-use crate::report::{RunInfo, Summary};
+use crate::report::{RunInfo, Summary, ThreadReport};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
@@ -72,33 +72,67 @@ fn run_load(args: &LoadArgs) -> io::Result<ExitCode> {
 /// Runs a load and returns its summary. `measured` is told when the
 /// measured window starts and ends (compare mode samples the server's CPU
 /// then).
-pub fn load(args: &LoadArgs, mut measured: impl FnMut(Window)) -> io::Result<Summary> {
+pub fn load(args: &LoadArgs, measured: impl FnMut(Window)) -> io::Result<Summary> {
     if let Err(err) = reactor::raise_fd_limit() {
         log::warn!("cannot raise the descriptor limit: {err}");
     }
-    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
-    let (target, embedded) = match &args.target {
+    let (target, embedded) = resolve_target(args)?;
+    let plan = Arc::new(plan(args, target).map_err(invalid_input)?);
+    let threads = args.threads.unwrap_or_else(default_threads).clamp(1, args.connections);
+    let shared = Arc::new(Shared::new(threads));
+    let clients = spawn_clients(args, &plan, &shared, threads)?;
+    let mut window = MeasuredWindow::new(&plan, measured);
+    watch(&clients, &shared, &mut window, (!args.quiet && !args.json).then(progress_bar));
+    let (reports, finished) = join_clients(clients, window.from)?;
+    window.finish();
+    let measured_time = window.length(finished);
+    shared.stop.store(true, Ordering::Relaxed);
+    stop_embedded(embedded)?;
+    Ok(Summary::new(run_info(args, target, &plan), &reports, measured_time))
+}
+
+/// The embedded echo server: its handle, to shut it down, and its thread.
+type Embedded = (reactor::Handle, JoinHandle<io::Result<()>>);
+
+/// A client thread: its report, and when it finished.
+type ClientThread = JoinHandle<(io::Result<ThreadReport>, Instant)>;
+
+/// An argument error, as the `io::Error` that `load` returns.
+fn invalid_input(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, what)
+}
+
+/// The address to load: `--target`, resolved; without it, the embedded
+/// reactor echo server's, started on a free port.
+fn resolve_target(args: &LoadArgs) -> io::Result<(SocketAddr, Option<Embedded>)> {
+    match &args.target {
         Some(target) => {
             let addr = target
                 .to_socket_addrs()?
                 .next()
-                .ok_or_else(|| invalid(format!("`{target}` resolves to no address")))?;
-            (addr, None)
+                .ok_or_else(|| invalid_input(format!("`{target}` resolves to no address")))?;
+            Ok((addr, None))
         }
         None => {
             let (addr, handle, thread) = peers::spawn_reactor_echo(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-            (addr, Some((handle, thread)))
+            Ok((addr, Some((handle, thread))))
         }
-    };
-    let plan = plan(args, target).map_err(invalid)?;
-    let threads = args.threads.unwrap_or_else(default_threads).clamp(1, args.connections);
-    let shared = Arc::new(Shared::new(threads));
-    let plan = Arc::new(plan);
+    }
+}
 
+/// Starts `threads` client threads; thread `n` opens connections `n`,
+/// `n + threads`, ... and is pinned to the `n`-th of `--cores` (in turn),
+/// if given.
+fn spawn_clients(
+    args: &LoadArgs,
+    plan: &Arc<Plan>,
+    shared: &Arc<Shared>,
+    threads: usize,
+) -> io::Result<Vec<ClientThread>> {
     let mut workers = Vec::with_capacity(threads);
     for thread in 0..threads {
         let ids: Vec<u32> = (thread..args.connections).step_by(threads).map(|id| id as u32).collect();
-        let (plan, shared) = (Arc::clone(&plan), Arc::clone(&shared));
+        let (plan, shared) = (Arc::clone(plan), Arc::clone(shared));
         let core = args.cores.as_ref().filter(|cores| !cores.is_empty()).map(|cores| cores[thread % cores.len()]);
         workers.push(thread::Builder::new().name(format!("client-{thread}")).spawn(move || {
             if let Some(core) = core {
@@ -108,66 +142,57 @@ pub fn load(args: &LoadArgs, mut measured: impl FnMut(Window)) -> io::Result<Sum
             (report, Instant::now())
         })?);
     }
+    Ok(workers)
+}
 
-    let progress = (!args.quiet && !args.json).then(progress_bar);
-    let measure_from = plan.start + plan.warmup;
-    let measure_until = plan.duration.map(|duration| measure_from + duration);
-    let (mut window_open, mut window_closed) = (false, false);
-    while !workers.iter().all(|w| w.is_finished()) {
+/// Waits for the client threads to end, which they do by themselves;
+/// meanwhile tells `window` the time, so that it reports its edges, and
+/// refreshes the progress line, cleared at the end.
+fn watch(
+    clients: &[ClientThread],
+    shared: &Shared,
+    window: &mut MeasuredWindow<impl FnMut(Window)>,
+    progress: Option<indicatif::ProgressBar>,
+) {
+    while !clients.iter().all(|w| w.is_finished()) {
         let now = Instant::now();
-        if !window_open && now >= measure_from {
-            window_open = true;
-            measured(Window::Start);
-        }
-        // Close the window when the measured time ends, before the threads
-        // drain and close their connections.
-        if window_open && !window_closed && measure_until.is_some_and(|until| now >= until) {
-            window_closed = true;
-            measured(Window::End);
-        }
+        window.observe(now);
         if let Some(bar) = &progress {
-            let (done, errors) = shared.totals();
-            let since = now.saturating_duration_since(measure_from).as_secs_f64();
-            let rate = if since > 0.0 { done as f64 / since } else { 0.0 };
-            let phase = if now < measure_from { "warming up" } else { "measuring" };
-            bar.set_message(format!("{phase}: {:.0} msg/s, {errors} errors", rate));
+            show_progress(bar, shared, window.from, now);
         }
         // Refreshing the progress line, and waking at the window's edges;
         // the threads end by themselves.
-        let next_edge = [Some(measure_from), measure_until]
-            .into_iter()
-            .flatten()
-            .filter(|&edge| edge > now)
-            .min()
-            .map_or(Duration::from_millis(100), |edge| edge - now);
-        thread::sleep(next_edge.min(Duration::from_millis(100)));
+        thread::sleep(window.to_next_edge(now).min(Duration::from_millis(100)));
     }
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
-    let mut reports = Vec::with_capacity(threads);
+}
+
+/// Joins the client threads, in order: their reports, and when the last
+/// one finished (`measure_from` if that is later).
+fn join_clients(clients: Vec<ClientThread>, measure_from: Instant) -> io::Result<(Vec<ThreadReport>, Instant)> {
+    let mut reports = Vec::with_capacity(clients.len());
     let mut finished = measure_from;
-    for worker in workers {
+    for worker in clients {
         let (report, at) = worker.join().map_err(|_| io::Error::other("a client thread panicked"))?;
         reports.push(report?);
         finished = finished.max(at);
     }
-    if window_open && !window_closed {
-        measured(Window::End);
-    }
-    let window = match plan.duration {
-        Some(duration) => duration.min(finished.saturating_duration_since(measure_from)),
-        None => finished.saturating_duration_since(measure_from),
-    };
-    shared.stop.store(true, Ordering::Relaxed);
-    if let Some((handle, thread)) = embedded.as_ref().map(|(h, t)| (h.clone(), t)) {
-        let _ = handle.shutdown();
-        let _ = thread;
-    }
-    if let Some((_, thread)) = embedded {
-        thread.join().map_err(|_| io::Error::other("the embedded server panicked"))??;
-    }
-    let info = RunInfo {
+    Ok((reports, finished))
+}
+
+/// Shuts the embedded server down, if there is one, and waits for its
+/// thread.
+fn stop_embedded(embedded: Option<Embedded>) -> io::Result<()> {
+    let Some((handle, thread)) = embedded else { return Ok(()) };
+    let _ = handle.shutdown();
+    thread.join().map_err(|_| io::Error::other("the embedded server panicked"))?
+}
+
+/// What the summary says of the run besides its measurements.
+fn run_info(args: &LoadArgs, target: SocketAddr, plan: &Plan) -> RunInfo {
+    RunInfo {
         target: target.to_string(),
         embedded: args.target.is_none(),
         mode: args.mode.name().to_string(),
@@ -176,8 +201,7 @@ pub fn load(args: &LoadArgs, mut measured: impl FnMut(Window)) -> io::Result<Sum
         depth: plan.depth,
         rate: args.rate,
         warmup: plan.warmup,
-    };
-    Ok(Summary::new(info, &reports, window))
+    }
 }
 
 /// The start or end of the measured window.
@@ -185,6 +209,67 @@ pub fn load(args: &LoadArgs, mut measured: impl FnMut(Window)) -> io::Result<Sum
 pub enum Window {
     Start,
     End,
+}
+
+/// The measured window, from the end of the warm-up for the planned
+/// duration (without one, until the clients finish), and what `measured`
+/// has been told of it.
+struct MeasuredWindow<F> {
+    from: Instant,
+    until: Option<Instant>,
+    duration: Option<Duration>,
+    open: bool,
+    closed: bool,
+    measured: F,
+}
+
+impl<F: FnMut(Window)> MeasuredWindow<F> {
+    fn new(plan: &Plan, measured: F) -> Self {
+        let from = plan.start + plan.warmup;
+        let until = plan.duration.map(|duration| from + duration);
+        MeasuredWindow { from, until, duration: plan.duration, open: false, closed: false, measured }
+    }
+
+    /// Tells `measured` of the edges that `now` has passed.
+    fn observe(&mut self, now: Instant) {
+        if !self.open && now >= self.from {
+            self.open = true;
+            (self.measured)(Window::Start);
+        }
+        // Close the window when the measured time ends, before the threads
+        // drain and close their connections.
+        if self.open && !self.closed && self.until.is_some_and(|until| now >= until) {
+            self.closed = true;
+            (self.measured)(Window::End);
+        }
+    }
+
+    /// The time from `now` to the next edge still ahead; 100 ms if none is.
+    fn to_next_edge(&self, now: Instant) -> Duration {
+        [Some(self.from), self.until]
+            .into_iter()
+            .flatten()
+            .filter(|&edge| edge > now)
+            .min()
+            .map_or(Duration::from_millis(100), |edge| edge - now)
+    }
+
+    /// The clients have finished: ends the window if it opened and has not
+    /// ended (it has no planned end, or they finished early).
+    fn finish(&mut self) {
+        if self.open && !self.closed {
+            (self.measured)(Window::End);
+        }
+    }
+
+    /// The time measured, the clients having finished at `finished`: the
+    /// planned duration, or less if they finished sooner.
+    fn length(&self, finished: Instant) -> Duration {
+        match self.duration {
+            Some(duration) => duration.min(finished.saturating_duration_since(self.from)),
+            None => finished.saturating_duration_since(self.from),
+        }
+    }
 }
 
 /// Checks the arguments against each other and decides the plan.
@@ -286,4 +371,13 @@ fn progress_bar() -> indicatif::ProgressBar {
     );
     bar.enable_steady_tick(Duration::from_millis(100));
     bar
+}
+
+/// Shows the phase, the rate since the window opened and the errors so far.
+fn show_progress(bar: &indicatif::ProgressBar, shared: &Shared, measure_from: Instant, now: Instant) {
+    let (done, errors) = shared.totals();
+    let since = now.saturating_duration_since(measure_from).as_secs_f64();
+    let rate = if since > 0.0 { done as f64 / since } else { 0.0 };
+    let phase = if now < measure_from { "warming up" } else { "measuring" };
+    bar.set_message(format!("{phase}: {:.0} msg/s, {errors} errors", rate));
 }

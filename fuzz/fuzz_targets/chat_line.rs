@@ -1,5 +1,6 @@
-//! The chat example's input handling (`examples/chat.rs`, included by
-//! path): a member's lines, commands and nick changes, driven through
+//! The chat example's input handling (`examples/chat/member.rs`, with the
+//! `room.rs` and `sanitize.rs` it uses, included by path): a member's
+//! lines, commands and nick changes, driven through
 //! `reactor::testing::TestKit` with a second member listening.
 //!
 //! Input: a byte for `--max-line` (1 to 64; 255 is the default 1024), a
@@ -23,11 +24,20 @@ use reactor::testing::{ConnState, TestKit};
 use reactor::{CloseReason, Config};
 use reactor_fuzz::{reference_lines, Cuts, Params, RefLine};
 
-#[path = "../../examples/chat.rs"]
+// Declared at the root under their own names, as in the example, whose
+// files refer to each other as `crate::room` and `crate::sanitize`.
+#[path = "../../examples/chat/member.rs"]
 #[allow(dead_code)]
-mod chat;
+mod member;
+#[path = "../../examples/chat/room.rs"]
+#[allow(dead_code)]
+mod room;
+#[path = "../../examples/chat/sanitize.rs"]
+#[allow(dead_code)]
+mod sanitize;
 
-use chat::{Member, Room};
+use member::Member;
+use room::Room;
 
 /// What the two members heard: the talker, the listener; and how the
 /// talker's connection ended.

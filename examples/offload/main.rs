@@ -1,0 +1,149 @@
+//! Offload server: CPU-heavy jobs run on a pool of worker threads, and the
+//! loop stays free to answer everything else at once.
+//!
+//! The reactor version of the seeds' thread-pool and process-pool servers
+//! (seed 001's `ThreadPool` server on port 8989, the `Pool`s of seeds 000, 002
+//! and 003), and of seed 000's warning that IO multiplexing cannot do CPU
+//! work: here the loop does all the IO and a fixed pool of threads does the
+//! hashing. `work <rounds> <text>` hashes the text with SHA-256, then hashes
+//! the digest, `rounds` hashes in all; the result comes back through the
+//! reactor's `Handle` to the handler of the connection that asked for it
+//! (`on_notify`).
+//!
+//! Jobs are shared out fairly: a connection may have at most
+//! `--max-jobs-per-client` jobs queued or running (default 8), all connections
+//! together at most `--max-jobs` (default 64), and a free worker takes the
+//! next job of the connection with the fewest jobs running, so a connection
+//! that keeps its share queued cannot starve the others: another
+//! connection's job goes to the next worker that frees up.
+//!
+//! Limits on connections: a request line must be finished (its `\n`
+//! received) within `--request-timeout` seconds of its first byte, however
+//! slowly it trickles in; a connection with no input for `--idle-timeout`
+//! seconds is closed, unless results are still owed to it (the wait is then
+//! the pool's, not the client's); `0` disables either. A client that
+//! connects while `--max-connections` are connected is sent
+//! `error server full, try later\n` and closed at once.
+//!
+//! Run:  cargo run --release --example offload [ADDR] [--workers N] [--max-rounds N] [--max-jobs N]
+//!       [--max-jobs-per-client N] [--idle-timeout SECS] [--request-timeout SECS] [--max-connections N]
+//!       (default 127.0.0.1:8989, the seed's pool server; workers: available parallelism;
+//!       10,000,000 rounds, 64 jobs, 8 per connection; 60 s, 10 s, 10,000 connections)
+//! Try:  nc 127.0.0.1 8989, type `work 10000000 hello`, then `ping` before the result comes;
+//!       printf 'work 1000 abc\nping\nquit\n' | nc -N 127.0.0.1 8989   (`quit`: results, then close)
+//! Logs: RUST_LOG=debug shows each job queued, started, done, skipped, cancelled or dropped.
+
+mod client;
+mod fair_queue;
+mod pool;
+mod protocol;
+#[cfg(test)]
+mod tests;
+mod workers;
+
+use std::io;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use clap::Parser;
+use log::info;
+use reactor::{Config, ListenOptions, Reactor};
+
+use crate::client::Client;
+use crate::pool::Pool;
+use crate::protocol::{FULL, MAX_LINE};
+use crate::workers::work;
+
+#[derive(Parser, Debug)]
+#[command(about = "Runs `work` jobs (iterated SHA-256) on a thread pool; the loop answers `ping` at once")]
+struct Args {
+    /// Address to listen on.
+    #[arg(default_value = "127.0.0.1:8989")]
+    addr: String,
+    /// Worker threads [default: available parallelism].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
+    /// Most SHA-256 rounds one job may ask for.
+    #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_rounds: u64,
+    /// Most jobs queued or running at once, all clients together.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    max_jobs: u32,
+    /// Most jobs queued or running at once for one connection (at most
+    /// --max-jobs).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    max_jobs_per_client: u32,
+    /// Seconds without input before a connection is closed, unless results
+    /// are still owed to it (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    idle_timeout: u64,
+    /// Seconds a request line may take from its first byte to its newline,
+    /// however it trickles in; then the connection is closed (0: no limit).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    request_timeout: u64,
+    /// Most clients connected at once; one more is sent `error server full,
+    /// try later` and closed.
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(u32::MAX / 2)))]
+    max_connections: u32,
+}
+
+impl Args {
+    /// The reactor's config for these options and a pool of `workers`.
+    fn config(&self, workers: usize) -> Config {
+        Config {
+            max_connections: self.max_connections as usize,
+            idle_timeout: seconds(self.idle_timeout),
+            request_timeout: seconds(self.request_timeout),
+            // Each job sent to a worker posts its outcome once, so at most
+            // `workers` posts wait.
+            handle_capacity: workers.max(Config::default().handle_capacity),
+            ..Config::default()
+        }
+    }
+}
+
+/// A limit in seconds; 0 is none.
+fn seconds(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+fn main() -> io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    let workers = args.workers.map_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
+    let max_jobs = args.max_jobs as usize;
+
+    // Logs the limit it got.
+    let _ = reactor::raise_fd_limit();
+    // The loop sends a job only to an idle worker (see `Pool::dispatch`).
+    let (jobs, queue) = mpsc::sync_channel(workers);
+    let config = args.config(workers);
+    let pool = Pool::new(jobs, workers, args.max_rounds, max_jobs, args.max_jobs_per_client as usize);
+    let per_client = pool.max_jobs_per_client;
+    let mut reactor = Reactor::with_config(config, pool)?;
+    let queue = Arc::new(Mutex::new(queue));
+    let mut threads = Vec::with_capacity(workers);
+    for index in 0..workers {
+        let (queue, handle, name) = (Arc::clone(&queue), reactor.handle(), format!("worker {index}"));
+        threads.push(thread::Builder::new().name(name.clone()).spawn(move || work(&name, &queue, &handle))?);
+    }
+    reactor.listen_with(args.addr.as_str(), ListenOptions::new().refusal(FULL), || Client::new(MAX_LINE))?;
+    reactor.handle_signals()?;
+    info!(
+        "{workers} workers; at most {} rounds per job, {max_jobs} jobs in flight, {per_client} per connection",
+        args.max_rounds
+    );
+    reactor.run()?;
+    // Every connection has closed, so running jobs are cancelled and queued
+    // ones skipped; dropping the reactor drops the queue's sender, which
+    // ends the workers.
+    drop(reactor);
+    for thread in threads {
+        let _ = thread.join();
+    }
+    info!("stopped");
+    Ok(())
+}
