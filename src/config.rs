@@ -17,22 +17,27 @@ use std::time::Duration;
 /// Durations too large to add to the clock (up to `Duration::MAX`) mean "no
 /// deadline".
 ///
-/// | field | default | at the limit |
+/// | field | default | what happens at the limit |
 /// |---|---|---|
-/// | `max_connections` | 10,000 | stop accepting; clients wait in the backlog (or get a refusal: [`ListenOptions::refusal`](crate::ListenOptions::refusal)) |
-/// | `listen_backlog` | 1024 | the kernel refuses or drops new SYNs |
-/// | `max_input` | 1 MiB | the connection closes: "input too large" |
-/// | `output_high_watermark` | 1 MiB | the connection stops reading |
-/// | `output_low_watermark` | 256 KiB | reading resumes, `on_drained` runs |
-/// | `max_output` | 8 MiB | the connection closes: "output overflow" |
-/// | `idle_timeout` | none | `on_idle`, then a graceful close: "idle timeout" |
-/// | `request_timeout` | 60 s | a begun request is not finished: graceful close, "request timeout" |
-/// | `send_timeout` | 60 s | queued output has not moved: reset, "send timeout" |
-/// | `linger_timeout` | 5 s | a closing connection whose output is out is dropped |
-/// | `connect_timeout` | 10 s | an outbound connect fails with `TimedOut` |
-/// | `shutdown_grace` | 5 s | connections still open are aborted |
-/// | `read_budget` | 16 reads | the connection yields to the others |
-/// | `accept_budget` | 64 accepts | the listener yields to the others |
+/// | `max_connections` | 10,000 | every listener is deregistered, so new clients wait in the kernel's backlog; accepting resumes as soon as a connection closes. A listener with `ListenOptions::refusal` instead accepts each new client, sends it the refusal and closes it (`Stats::refused`); `ListenOptions::max_connections` gives a listener its own share, so a flood on one port cannot take another's slots |
+/// | `listen_backlog` | 1024 | the kernel queues at most this many handshaken clients per listener (per-listener override: `ListenOptions::backlog`) |
+/// | `nodelay` | on | accepted and outbound sockets get `TCP_NODELAY` (the loop already coalesces each callback's writes) |
+/// | `read_buffer_size` | 64 KiB | the most one read takes; holds any IPv4 UDP datagram |
+/// | `read_budget` | 16 reads | a connection (or UDP socket) that still has input yields to the others and continues from the ready queue |
+/// | `accept_budget` | 64 accepts | a listener with more pending clients yields and continues from the ready queue |
+/// | `max_input` | 1 MiB | input the handler leaves unconsumed beyond this closes the connection: `InputTooLarge` |
+/// | `output_high_watermark` | 1 MiB | the connection stops reading (READABLE interest dropped) so a peer that sends but does not read is slowed by TCP flow control |
+/// | `output_low_watermark` | 256 KiB | below it reading resumes, buffered input is offered again, and `on_drained` runs |
+/// | `max_output` | 8 MiB | a write that would pass it is dropped and the connection aborted: `OutputOverflow`; writers by id are never blocked |
+/// | `idle_timeout` | off | `on_idle` runs (it may write a goodbye, or keep the connection), then a graceful close: `IdleTimeout` |
+/// | `request_timeout` | 60 s | a request the peer began (input the handler left unconsumed) is not finished this long after its first byte, however the peer trickles: graceful close, `RequestTimeout`. The clock restarts whenever the handler consumes input, and stops while the handler paused reading or backpressure holds it |
+/// | `send_timeout` | 60 s | queued output has not moved this long (re-armed by every write that makes progress): reset, `SendTimeout`, dropped bytes logged |
+/// | `linger_timeout` | 5 s | a closing connection whose output is all out and whose write side is shut down waits this long for the peer's end of stream, then is closed (nothing is lost) |
+/// | `connect_timeout` | 10 s | an outbound connect fails with `ConnectFailed(TimedOut)` |
+/// | `shutdown_grace` | 5 s | connections still open after a graceful shutdown began are aborted and `run` returns |
+/// | `events_capacity` | 1024 | events taken per `epoll_wait` |
+/// | `handle_capacity` | 1024 | posts waiting in the handle's queue; a post to a full queue fails with `PostError::Full` |
+/// | `stats_interval` | 10 s | how often the counters are logged at debug level (`None`: never) |
 ///
 /// # Examples
 ///

@@ -273,12 +273,10 @@ impl<S> Connection<S> {
     }
 
     /// Asserts the legal combinations of phase and flags (the table in the
-    /// module docs). Debug builds run it after every step; it costs nothing
-    /// in release builds.
+    /// module docs). Debug builds run it after every step; release builds
+    /// do not have it.
+    #[cfg(debug_assertions)]
     pub(super) fn check(&self, key: usize) {
-        if !cfg!(debug_assertions) {
-            return;
-        }
         let id = self.id(key);
         let closing = matches!(self.phase, Phase::Closing(_));
         debug_assert_eq!(self.handler.is_none(), closing, "conn {id}: a handler exactly while not closing");

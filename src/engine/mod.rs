@@ -325,8 +325,17 @@ impl<S> Engine<S> {
 
     /// Does what callbacks asked of the whole loop, now that none is
     /// running: delivers the notes handlers sent each other, and starts a
-    /// shutdown one asked for.
+    /// shutdown one asked for. Inlined: it runs after every step, and
+    /// almost always has nothing to do.
+    #[inline]
     pub(crate) fn after_callbacks(&mut self) {
+        if !self.notes.is_empty() || self.shutdown_pending {
+            self.do_what_callbacks_asked();
+        }
+    }
+
+    #[inline(never)]
+    fn do_what_callbacks_asked(&mut self) {
         if !self.notes.is_empty() && !self.delivering_notes {
             // Only the notes there now: a note sent from a delivery waits
             // for the next step, so two handlers that answer each other's

@@ -11,8 +11,8 @@
 //!   saves the `read` that would return `WouldBlock`; after an event that says
 //!   the peer closed, reading goes on to end of stream instead, or the end of
 //!   stream would never be seen (edge-triggered epoll does not repeat it);
-//! - whatever a callback writes is flushed once after it returns;
-//! - WRITABLE interest is registered only when a flush leaves output behind.
+//! - whatever a callback writes is flushed once after it returns (once per
+//!   read for `on_input`, however many frames the read held).
 
 use std::io;
 use std::mem;
