@@ -55,6 +55,43 @@ pub struct TimerId {
 ///
 /// A type of its own, so that a connection's timer and a loop-wide timer
 /// cannot be mixed up: each cancel takes only its own kind.
+///
+/// # Examples
+///
+/// A handler that cancels a loop-wide timer says which cancel it means
+/// (a `Context` is also a `LoopContext`):
+///
+/// ```
+/// use reactor::{Context, Handler, LoopContext, LoopTimerId};
+///
+/// struct StopsTheClock {
+///     clock: LoopTimerId,
+/// }
+///
+/// impl Handler for StopsTheClock {
+///     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+///         LoopContext::cancel_timer(ctx, self.clock);
+///         input.len()
+///     }
+/// }
+/// ```
+///
+/// Handing it to the connection's own `cancel_timer` does not compile:
+///
+/// ```compile_fail
+/// use reactor::{Context, Handler, LoopTimerId};
+///
+/// struct Confused {
+///     clock: LoopTimerId,
+/// }
+///
+/// impl Handler for Confused {
+///     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+///         ctx.cancel_timer(self.clock); // expects a TimerId
+///         input.len()
+///     }
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LoopTimerId(pub(crate) TimerId);
 
