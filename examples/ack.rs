@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use log::debug;
-use reactor::{Config, Context, Handler, Line, LineFramer, ListenOptions, Reactor};
+use reactor_loop::{Config, Context, Handler, Line, LineFramer, ListenOptions, Reactor};
 
 /// The reply to a line.
 const OK: &[u8] = b"OK\n";
@@ -146,7 +146,7 @@ fn main() -> io::Result<()> {
     let max_line = args.max_line as usize;
 
     // Logs the limit it got.
-    let _ = reactor::raise_fd_limit();
+    let _ = reactor_loop::raise_fd_limit();
     let mut reactor = Reactor::with_config(args.config(), ())?;
     reactor.listen_with(args.addr.as_str(), ListenOptions::new().refusal(FULL), move || Ack::new(max_line))?;
     reactor.handle_signals()?;
@@ -160,8 +160,10 @@ fn main() -> io::Result<()> {
 mod tests {
     use super::*;
 
-    use reactor::testing::{assert_split_invariant, assert_split_invariant_with, ConnState, SplitOptions, TestKit};
-    use reactor::CloseReason;
+    use reactor_loop::testing::{
+        assert_split_invariant, assert_split_invariant_with, ConnState, SplitOptions, TestKit,
+    };
+    use reactor_loop::CloseReason;
 
     /// The config the example runs with, given these options.
     fn config(options: &[&str]) -> Config {

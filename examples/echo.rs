@@ -20,7 +20,7 @@ use std::io;
 use std::time::Duration;
 
 use clap::Parser;
-use reactor::{Config, Context, Handler, ListenOptions, Reactor};
+use reactor_loop::{Config, Context, Handler, ListenOptions, Reactor};
 
 /// What a client that arrives at `--max-connections` is told before the
 /// server closes it.
@@ -70,7 +70,7 @@ fn main() -> io::Result<()> {
     let args = Args::parse();
 
     // Logs the limit it got.
-    let _ = reactor::raise_fd_limit();
+    let _ = reactor_loop::raise_fd_limit();
     let mut reactor = Reactor::with_config(args.config(), ())?;
     reactor.listen_with(args.addr.as_str(), ListenOptions::new().refusal(FULL), || Echo)?;
     reactor.handle_signals()?;
@@ -82,8 +82,8 @@ fn main() -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reactor::testing::{assert_split_invariant, ConnState, TestKit};
-    use reactor::CloseReason;
+    use reactor_loop::testing::{assert_split_invariant, ConnState, TestKit};
+    use reactor_loop::CloseReason;
 
     /// The config the example runs with, given these options.
     fn config(options: &[&str]) -> Config {

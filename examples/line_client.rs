@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use std::thread;
 
 use log::{debug, info, warn};
-use reactor::{CloseReason, Config, ConnId, Context, Handler, Reactor};
+use reactor_loop::{CloseReason, Config, ConnId, Context, Handler, Reactor};
 
 /// How the session ended.
 enum Ending {

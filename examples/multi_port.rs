@@ -28,7 +28,7 @@ mod cli;
 use std::io;
 
 use clap::Parser;
-use reactor::{Config, ListenOptions, Reactor};
+use reactor_loop::{Config, ListenOptions, Reactor};
 
 /// The "10086" service bot of seed 004 on two ports at once.
 #[derive(Parser, Debug)]
@@ -67,7 +67,7 @@ fn main() -> io::Result<()> {
     let args = Args::parse();
 
     // Logs the limit it got.
-    let _ = reactor::raise_fd_limit();
+    let _ = reactor_loop::raise_fd_limit();
     let settings = args.bot.settings();
     let mut reactor = Reactor::with_config(args.config(), ())?;
     for (addr, share) in [&args.first, &args.second].into_iter().zip(shares(args.max_connections as usize)) {

@@ -41,7 +41,7 @@
 //!       dropped, the datagrams refused and those over the rate in that time,
 //!       if any; at exit one gives the totals.
 //!
-//! Testing: the in-memory test kit (`reactor::testing`) drives stream
+//! Testing: the in-memory test kit (`reactor_loop::testing`) drives stream
 //! handlers; a `DatagramHandler` has no stream to split, so the source
 //! filter and the rate limiter are unit-tested below, and the server over
 //! loopback in `tests/udp_echo_example.rs`.
@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use log::{debug, info};
-use reactor::{Config, DatagramContext, DatagramHandler, Reactor, UdpOptions};
+use reactor_loop::{Config, DatagramContext, DatagramHandler, Reactor, UdpOptions};
 
 #[derive(Parser, Debug)]
 #[command(about = "Echoes each UDP datagram to its sender; refuses sources that could start a loop")]
@@ -279,7 +279,7 @@ fn main() -> io::Result<()> {
     let args = Args::parse();
 
     // Logs the limit it got.
-    let _ = reactor::raise_fd_limit();
+    let _ = reactor_loop::raise_fd_limit();
     let mut reactor = Reactor::with_config(Config::default(), Counts::default())?;
     let handler = UdpEcho {
         limiter: Limiter::new(args.rate_per_source, args.burst_per_source, args.max_sources as usize),

@@ -43,7 +43,7 @@ use std::time::Duration;
 ///
 /// ```
 /// use std::time::Duration;
-/// use reactor::{Config, Reactor};
+/// use reactor_loop::{Config, Reactor};
 ///
 /// let config = Config {
 ///     max_connections: 50_000,

@@ -17,7 +17,7 @@ use std::fmt;
 /// # Examples
 ///
 /// ```
-/// use reactor::{Context, Handler};
+/// use reactor_loop::{Context, Handler};
 ///
 /// struct Greeter;
 ///

@@ -32,7 +32,7 @@ use crate::timers::{LoopTimerId, TimerId};
 ///
 /// ```
 /// use std::time::Duration;
-/// use reactor::{Config, ConnId, LoopContext, Reactor};
+/// use reactor_loop::{Config, ConnId, LoopContext, Reactor};
 ///
 /// let mut reactor = Reactor::with_config(Config::default(), Vec::<ConnId>::new())?;
 /// reactor.set_periodic(Duration::from_secs(1), |ctx: &mut LoopContext<'_, Vec<ConnId>>, _timer| {
@@ -109,7 +109,7 @@ impl<'a, S> LoopContext<'a, S> {
     /// # Examples
     ///
     /// ```
-    /// use reactor::{ConnId, Context, Handler};
+    /// use reactor_loop::{ConnId, Context, Handler};
     ///
     /// struct Member;
     ///
@@ -215,7 +215,7 @@ impl<'a, S> LoopContext<'a, S> {
 /// # Examples
 ///
 /// ```
-/// use reactor::{ConnId, Context, Handler};
+/// use reactor_loop::{ConnId, Context, Handler};
 ///
 /// /// Loop-wide state: who is connected.
 /// #[derive(Default)]
@@ -242,7 +242,7 @@ impl<'a, S> LoopContext<'a, S> {
 ///         input.len()
 ///     }
 ///
-///     fn on_close(&mut self, ctx: &mut Context<'_, Room>, _reason: reactor::CloseReason) {
+///     fn on_close(&mut self, ctx: &mut Context<'_, Room>, _reason: reactor_loop::CloseReason) {
 ///         let me = ctx.id();
 ///         ctx.shared().members.retain(|&id| id != me);
 ///     }

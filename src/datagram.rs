@@ -21,7 +21,7 @@ use crate::stats::Stats;
 ///
 /// ```
 /// use std::net::SocketAddr;
-/// use reactor::{DatagramContext, DatagramHandler};
+/// use reactor_loop::{DatagramContext, DatagramHandler};
 ///
 /// struct UdpEcho;
 ///
@@ -95,7 +95,7 @@ impl<S> DatagramContext<'_, S> {
 ///
 /// ```
 /// use std::net::SocketAddr;
-/// use reactor::{DatagramContext, DatagramHandler, Reactor, UdpOptions};
+/// use reactor_loop::{DatagramContext, DatagramHandler, Reactor, UdpOptions};
 ///
 /// struct Sink;
 /// impl DatagramHandler for Sink {

@@ -13,7 +13,7 @@ use std::io;
 /// # Examples
 ///
 /// ```
-/// let limit = reactor::raise_fd_limit()?;
+/// let limit = reactor_loop::raise_fd_limit()?;
 /// assert!(limit > 0);
 /// # Ok::<(), std::io::Error>(())
 /// ```

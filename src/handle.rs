@@ -65,7 +65,7 @@ pub(crate) struct Mailbox<S> {
 ///
 /// ```no_run
 /// use std::thread;
-/// use reactor::{Context, Handle, Handler, Reactor};
+/// use reactor_loop::{Context, Handle, Handler, Reactor};
 ///
 /// struct Offload {
 ///     handle: Handle,

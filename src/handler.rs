@@ -33,7 +33,7 @@ use crate::timers::TimerId;
 /// with whatever arrives next, in the following call:
 ///
 /// ```
-/// use reactor::{Context, Handler};
+/// use reactor_loop::{Context, Handler};
 ///
 /// struct LineLength;
 ///

@@ -11,7 +11,7 @@
 //! limits, graceful close and shutdown.
 //!
 //! ```no_run
-//! use reactor::{Context, Handler, Reactor};
+//! use reactor_loop::{Context, Handler, Reactor};
 //!
 //! /// Answers every line with the same line, upper-cased.
 //! struct Upper;

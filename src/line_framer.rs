@@ -24,7 +24,7 @@ pub enum Line<'a> {
 /// # Examples
 ///
 /// ```
-/// use reactor::{Context, Handler, Line, LineFramer};
+/// use reactor_loop::{Context, Handler, Line, LineFramer};
 ///
 /// /// Answers each line with its length; over-long lines get an error.
 /// struct LineLength {
@@ -46,7 +46,7 @@ pub enum Line<'a> {
 ///     }
 /// }
 ///
-/// let framed = reactor::testing::assert_split_invariant(
+/// let framed = reactor_loop::testing::assert_split_invariant(
 ///     || LineLength { lines: LineFramer::new(8) },
 ///     b"hello\r\n0123456789abc\nok\n",
 /// );

@@ -21,7 +21,7 @@ pub(crate) type AcceptHook = Box<dyn FnMut(&SockRef<'_>) -> io::Result<()>>;
 /// # Examples
 ///
 /// ```
-/// use reactor::{Context, Handler, ListenOptions, Reactor};
+/// use reactor_loop::{Context, Handler, ListenOptions, Reactor};
 ///
 /// struct Discard;
 /// impl Handler for Discard {
@@ -99,7 +99,7 @@ impl ListenOptions {
     /// # Examples
     ///
     /// ```
-    /// use reactor::ListenOptions;
+    /// use reactor_loop::ListenOptions;
     ///
     /// let options = ListenOptions::new()
     ///     .max_connections(1000)

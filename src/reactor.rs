@@ -39,7 +39,7 @@ use crate::timers::LoopTimerId;
 /// An echo server:
 ///
 /// ```no_run
-/// use reactor::{Context, Handler, Reactor};
+/// use reactor_loop::{Context, Handler, Reactor};
 ///
 /// struct Echo;
 ///

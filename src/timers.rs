@@ -62,7 +62,7 @@ pub struct TimerId {
 /// (a `Context` is also a `LoopContext`):
 ///
 /// ```
-/// use reactor::{Context, Handler, LoopContext, LoopTimerId};
+/// use reactor_loop::{Context, Handler, LoopContext, LoopTimerId};
 ///
 /// struct StopsTheClock {
 ///     clock: LoopTimerId,
@@ -79,7 +79,7 @@ pub struct TimerId {
 /// Handing it to the connection's own `cancel_timer` does not compile:
 ///
 /// ```compile_fail
-/// use reactor::{Context, Handler, LoopTimerId};
+/// use reactor_loop::{Context, Handler, LoopTimerId};
 ///
 /// struct Confused {
 ///     clock: LoopTimerId,

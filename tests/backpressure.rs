@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use reactor::{CloseReason, Config, ConnId, Context, Handler};
+use reactor_loop::{CloseReason, Config, ConnId, Context, Handler};
 use util::{connect, pattern, Server};
 
 const HIGH: usize = 256 * 1024;
@@ -95,7 +95,7 @@ fn a_member_that_never_reads_is_closed_for_output_overflow() {
     let server = Server::start(small_watermarks(), Members::default, |reactor| {
         // Small kernel buffers on the server side too, so what the stalled
         // member cannot take piles up in the reactor, not in the kernel.
-        let options = reactor::ListenOptions::new().on_accept(|socket| socket.set_send_buffer_size(16 * 1024));
+        let options = reactor_loop::ListenOptions::new().on_accept(|socket| socket.set_send_buffer_size(16 * 1024));
         let id = reactor.listen_with("127.0.0.1:0", options, || Broadcast)?;
         Ok(vec![reactor.local_addr(id)?])
     });

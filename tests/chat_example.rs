@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use reactor::socket2::{Domain, Socket, Type};
+use reactor_loop::socket2::{Domain, Socket, Type};
 use util::{assert_silent, connect, Example, WAIT};
 
 /// One chat client: a buffered reader and the socket for writes.

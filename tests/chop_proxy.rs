@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use reactor::Config;
+use reactor_loop::Config;
 use util::chop_proxy::{behind, ChopConfig, ChopProxy};
 use util::{connect, echo_server, pattern, read_to_end, write_in_chunks, WAIT};
 
@@ -146,7 +146,7 @@ fn a_reset_from_the_server_reaches_the_client() {
         stream.set_read_timeout(Some(WAIT)).unwrap();
         let mut byte = [0u8; 1];
         stream.read_exact(&mut byte).unwrap();
-        reactor::socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).unwrap();
+        reactor_loop::socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).unwrap();
         drop(stream); // RST
     });
     let proxy = ChopProxy::start(target, ChopConfig::chunk(1));

@@ -7,7 +7,7 @@ use std::net::Shutdown;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use reactor::{CloseReason, Config, ConnId, Context, Handler};
+use reactor_loop::{CloseReason, Config, ConnId, Context, Handler};
 use socket2::SockRef;
 use util::{connect, read_to_end, Server};
 
@@ -85,7 +85,7 @@ fn peer_close_reset_and_handler_close_are_each_reported_once() {
 /// Stays open through a graceful shutdown; when closed, floods the other
 /// connection past its output cap.
 struct FloodOtherOnClose {
-    other: Option<reactor::ConnId>,
+    other: Option<reactor_loop::ConnId>,
 }
 
 impl Handler for FloodOtherOnClose {
@@ -103,13 +103,13 @@ impl Handler for FloodOtherOnClose {
 #[test]
 fn a_forced_shutdown_keeps_a_harsher_reason_already_asked_for() {
     let config = Config { max_output: 2 << 20, output_high_watermark: 1 << 20, ..Config::default() };
-    let mut kit = reactor::testing::TestKit::with_config(config, ());
+    let mut kit = reactor_loop::testing::TestKit::with_config(config, ());
     // The forced shutdown closes in slot order: put the flooder in the
     // first slot, freed by a connection that came and went.
     let early = kit.open(FloodOtherOnClose { other: None });
     let victim = kit.open_with_window(FloodOtherOnClose { other: None }, Some(0));
     kit.send_eof(early);
-    assert!(matches!(kit.state(early), reactor::testing::ConnState::Closed(_)));
+    assert!(matches!(kit.state(early), reactor_loop::testing::ConnState::Closed(_)));
     let flooder = kit.open(FloodOtherOnClose { other: Some(victim) });
     assert_eq!(flooder.to_string().split('.').next(), early.to_string().split('.').next(), "same slot");
     kit.shutdown(); // graceful: both stay

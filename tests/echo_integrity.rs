@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::thread;
 
-use reactor::{Config, ListenOptions};
+use reactor_loop::{Config, ListenOptions};
 use socket2::SockRef;
 use util::{connect, pattern, write_in_chunks, Echo, Server};
 

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::thread;
 
-use reactor::{CloseReason, Config, Context, Handler};
+use reactor_loop::{CloseReason, Config, Context, Handler};
 use util::{connect, pattern, Server};
 
 /// On its first input, writes a large reply and closes.

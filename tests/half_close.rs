@@ -5,7 +5,7 @@ mod util;
 use std::io::Write;
 use std::net::Shutdown;
 
-use reactor::{CloseReason, Config};
+use reactor_loop::{CloseReason, Config};
 use util::{connect, pattern, read_to_end};
 
 /// The client sends, then shuts down its write side; it gets every echoed

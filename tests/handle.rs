@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::sync::mpsc;
 use std::thread;
 
-use reactor::{Config, ConnId, Context, Handler, PostError, Reactor, SendError};
+use reactor_loop::{Config, ConnId, Context, Handler, PostError, Reactor, SendError};
 use util::{connect, Server};
 
 /// Reports its id when it opens, so the test can post to it.

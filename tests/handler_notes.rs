@@ -12,8 +12,8 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use reactor::testing::TestKit;
-use reactor::{Config, ConnId, Context, Handler, SendError};
+use reactor_loop::testing::TestKit;
+use reactor_loop::{Config, ConnId, Context, Handler, SendError};
 use util::{connect, Server};
 
 /// What happened, in order, across handlers.

@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use reactor::socket2::{Domain, Socket, Type};
+use reactor_loop::socket2::{Domain, Socket, Type};
 use util::{assert_silent, connect, read_to_end, Example, WAIT};
 
 const DATE_MASK: &str = "<date>";

@@ -6,7 +6,7 @@ mod util;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use reactor::{Config, Context, Handler, Reactor};
+use reactor_loop::{Config, Context, Handler, Reactor};
 use util::connect;
 
 /// Echoes, sets a timer that never fires, and closes on `q`.

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use reactor::{CloseReason, Config, Context, Handler, IdleAction};
+use reactor_loop::{CloseReason, Config, Context, Handler, IdleAction};
 use util::{connect, read_to_end, Server};
 
 const IDLE: Duration = Duration::from_millis(200);

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::thread;
 use std::time::Duration;
 
-use reactor::{CloseReason, Config, Context, Handler};
+use reactor_loop::{CloseReason, Config, Context, Handler};
 use util::{assert_silent, connect, Server};
 
 /// Answers each newline-terminated line with `ok <length>`.
@@ -113,7 +113,7 @@ fn at_max_connections_a_listener_with_a_refusal_tells_new_clients_and_closes() {
         Config { max_connections: LIMIT, ..Config::default() },
         || (),
         |reactor| {
-            let options = reactor::ListenOptions::new().refusal(REFUSAL);
+            let options = reactor_loop::ListenOptions::new().refusal(REFUSAL);
             let id = reactor.listen_with("127.0.0.1:0", options, || Lines)?;
             Ok(vec![reactor.local_addr(id)?])
         },
@@ -156,10 +156,16 @@ fn a_flood_on_one_listener_cannot_take_the_other_listeners_slots() {
         Config { max_connections: 100, ..Config::default() },
         || (),
         |reactor| {
-            let flooded =
-                reactor.listen_with("127.0.0.1:0", reactor::ListenOptions::new().max_connections(SHARE), || Lines)?;
-            let other =
-                reactor.listen_with("127.0.0.1:0", reactor::ListenOptions::new().max_connections(SHARE), || Lines)?;
+            let flooded = reactor.listen_with(
+                "127.0.0.1:0",
+                reactor_loop::ListenOptions::new().max_connections(SHARE),
+                || Lines,
+            )?;
+            let other = reactor.listen_with(
+                "127.0.0.1:0",
+                reactor_loop::ListenOptions::new().max_connections(SHARE),
+                || Lines,
+            )?;
             Ok(vec![reactor.local_addr(flooded)?, reactor.local_addr(other)?])
         },
     );

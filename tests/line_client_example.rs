@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use reactor::Config;
+use reactor_loop::Config;
 use util::chop_proxy::{ChopConfig, ChopProxy};
 use util::WAIT;
 

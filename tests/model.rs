@@ -2,7 +2,7 @@
 //! (sends in random pieces, end of stream, reset, receive windows, clock
 //! jumps, new connections) and handler actions (consume, write, close,
 //! abort, shut down, pause, write and close by id, timers, notify,
-//! shutdown) run against the whole engine through `reactor::testing`, with
+//! shutdown) run against the whole engine through `reactor_loop::testing`, with
 //! the invariants checked after every step. The logic lives in
 //! `tests/engine_model/`, which a fuzz target can include by path.
 //!

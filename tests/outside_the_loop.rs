@@ -7,7 +7,7 @@ mod util;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use reactor::Reactor;
+use reactor_loop::Reactor;
 
 #[test]
 fn a_timer_set_after_the_loop_sat_idle_counts_from_the_call() {

@@ -5,7 +5,7 @@ mod util;
 use std::io::{Read, Write};
 use std::sync::mpsc;
 
-use reactor::{CloseReason, Config, ConnId, Context, Handler};
+use reactor_loop::{CloseReason, Config, ConnId, Context, Handler};
 use util::{connect, Server};
 
 /// Echoes, but panics on "boom"; reports every close it hears of.

@@ -5,7 +5,7 @@ mod util;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::time::Duration;
 
-use reactor::{Config, Context, Handler, TimerId};
+use reactor_loop::{Config, Context, Handler, TimerId};
 use util::{connect, pattern, Server};
 
 /// Echoes lines; "pause" stops reading until a timer resumes it.
@@ -100,7 +100,8 @@ fn on_drained_pulls_a_large_stream_through_a_bounded_queue() {
         config,
         || (),
         |reactor| {
-            let options = reactor::ListenOptions::new().on_accept(|socket| socket.set_send_buffer_size(128 * 1024));
+            let options =
+                reactor_loop::ListenOptions::new().on_accept(|socket| socket.set_send_buffer_size(128 * 1024));
             let id = reactor.listen_with("127.0.0.1:0", options, || Streamer { total: TOTAL, sent: 0, drains: 0 })?;
             Ok(vec![reactor.local_addr(id)?])
         },
@@ -144,7 +145,7 @@ impl Handler for LineEcho {
 #[test]
 fn turning_pause_on_backpressure_off_offers_the_input_it_held_back() {
     let config = Config { output_high_watermark: 1024, output_low_watermark: 256, ..Config::default() };
-    let mut kit = reactor::testing::TestKit::with_config(config, ());
+    let mut kit = reactor_loop::testing::TestKit::with_config(config, ());
     let conn = kit.open_with_window(LineEcho, Some(0));
     kit.send(conn, b"one\ntwo\n");
     // The first reply reached the watermark: "two\n" waits, unoffered.

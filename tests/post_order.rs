@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use reactor::{CloseReason, Config, ConnId, Context, Handler, Reactor, SendError};
+use reactor_loop::{CloseReason, Config, ConnId, Context, Handler, Reactor, SendError};
 use util::{connect, WAIT};
 
 /// Reports its id when it opens; ignores input; does not close on shutdown.

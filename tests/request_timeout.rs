@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use reactor::testing::{ConnState, TestKit};
-use reactor::{CloseReason, Config, Context, Handler};
+use reactor_loop::testing::{ConnState, TestKit};
+use reactor_loop::{CloseReason, Config, Context, Handler};
 
 /// Answers each complete line with `ok`; pauses on `pause`, resumes on a
 /// timer.

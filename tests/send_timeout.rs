@@ -8,8 +8,8 @@ mod util;
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
-use reactor::testing::{ConnState, TestKit};
-use reactor::{CloseReason, Config, Context, Handler, ListenOptions};
+use reactor_loop::testing::{ConnState, TestKit};
+use reactor_loop::{CloseReason, Config, Context, Handler, ListenOptions};
 use util::{pattern, Server, WAIT};
 
 /// Writes `reply` as soon as it opens, then closes.
@@ -66,7 +66,7 @@ fn a_reader_taking_64_kib_a_second_gets_the_whole_reply_and_then_eof() {
     // within it completes the close.
     kit.advance(Duration::from_secs(4));
     kit.send_eof(conn);
-    assert_eq!(kit.state(conn), reactor::testing::ConnState::Closed(CloseReason::Handler));
+    assert_eq!(kit.state(conn), reactor_loop::testing::ConnState::Closed(CloseReason::Handler));
 }
 
 #[test]
@@ -76,9 +76,9 @@ fn output_that_stops_moving_is_reset_after_the_send_timeout() {
     assert_eq!(kit.received(conn).len(), 100_000);
     // Stalled: the send timeout counts from the last progress.
     kit.advance(Duration::from_secs(59));
-    assert!(matches!(kit.state(conn), reactor::testing::ConnState::Closing(_)), "still waiting at 59 s");
+    assert!(matches!(kit.state(conn), reactor_loop::testing::ConnState::Closing(_)), "still waiting at 59 s");
     kit.advance(Duration::from_secs(1));
-    assert_eq!(kit.state(conn), reactor::testing::ConnState::Closed(CloseReason::SendTimeout));
+    assert_eq!(kit.state(conn), reactor_loop::testing::ConnState::Closed(CloseReason::SendTimeout));
     assert!(kit.was_aborted(conn), "dropped output must end in a reset");
     assert!(!kit.peer_saw_eof(conn), "never an end of stream after a cut reply");
     assert_eq!(kit.stats().closed_for(CloseReason::SendTimeout), 1);

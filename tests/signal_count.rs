@@ -7,7 +7,7 @@ mod util;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use reactor::{Config, Context, Handler, Reactor};
+use reactor_loop::{Config, Context, Handler, Reactor};
 
 /// Ignores input and keeps its connection through a graceful shutdown.
 struct Stubborn;

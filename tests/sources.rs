@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::mpsc;
 use std::thread;
 
-use reactor::{CloseReason, Config, Context, DatagramContext, DatagramHandler, Handler};
+use reactor_loop::{CloseReason, Config, Context, DatagramContext, DatagramHandler, Handler};
 use util::{connect, Echo, Server};
 
 /// Answers each input upper-cased.

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use reactor::{CloseReason, Config, ConnId, Context, Handler, SendError};
+use reactor_loop::{CloseReason, Config, ConnId, Context, Handler, SendError};
 use util::{assert_silent, connect, Server};
 
 /// Reports its id when it opens and when it closes.

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
-use reactor::{CloseReason, Config};
+use reactor_loop::{CloseReason, Config};
 use util::connect;
 
 /// Keeps every log line of this test binary.

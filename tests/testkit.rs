@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use reactor::testing::{assert_split_invariant, assert_split_invariant_with, ConnState, SplitOptions, TestKit};
-use reactor::{CloseReason, Config, ConnId, Context, Handler, IdleAction, TimerId};
+use reactor_loop::testing::{assert_split_invariant, assert_split_invariant_with, ConnState, SplitOptions, TestKit};
+use reactor_loop::{CloseReason, Config, ConnId, Context, Handler, IdleAction, TimerId};
 
 /// Sends back whatever arrives.
 struct Echo;
@@ -381,7 +381,7 @@ fn several_connections_share_state_and_write_by_id() {
     assert_eq!(kit.shared().members, vec![a]);
     // From outside any handler, as a posted job would.
     let result = kit.with_loop(|ctx| ctx.write_to(b, b"late"));
-    assert_eq!(result, Err(reactor::SendError::Gone));
+    assert_eq!(result, Err(reactor_loop::SendError::Gone));
     kit.with_loop(|ctx| ctx.write_to(a, b"from the loop")).unwrap();
     assert_eq!(kit.received(a), b"from the loop");
 }
@@ -458,7 +458,7 @@ fn notify_reaches_the_handler_and_broadcast_reaches_the_chosen() {
     assert_eq!(kit.received_text(c), "unknown message\n");
     kit.reset(c);
     let late = kit.with_loop(|ctx| ctx.notify(c, Box::new(())));
-    assert_eq!(late, Err(reactor::SendError::Gone));
+    assert_eq!(late, Err(reactor_loop::SendError::Gone));
 }
 
 #[test]
@@ -469,7 +469,7 @@ fn try_write_says_when_output_is_refused() {
         fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
             assert_eq!(ctx.try_write(b"first\n"), Ok(()));
             ctx.close();
-            assert_eq!(ctx.try_write(b"second\n"), Err(reactor::SendError::Closed));
+            assert_eq!(ctx.try_write(b"second\n"), Err(reactor_loop::SendError::Closed));
             input.len()
         }
     }

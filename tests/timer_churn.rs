@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use reactor::testing::TestKit;
-use reactor::{Config, Context, Handler, TimerId};
+use reactor_loop::testing::TestKit;
+use reactor_loop::{Config, Context, Handler, TimerId};
 
 /// Sets an hour-long timer and a periodic one, and closes on any input.
 struct LongTimers;

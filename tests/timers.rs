@@ -13,7 +13,7 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use reactor::{Config, ConnId, Context, Handler, TimerId};
+use reactor_loop::{Config, ConnId, Context, Handler, TimerId};
 use util::{assert_silent, connect, Server};
 
 fn ms(n: u64) -> Duration {
@@ -358,7 +358,7 @@ impl Handler<LoopState> for Register {
     fn on_input(&mut self, _ctx: &mut Context<'_, LoopState>, input: &[u8]) -> usize {
         input.len()
     }
-    fn on_close(&mut self, ctx: &mut Context<'_, LoopState>, _reason: reactor::CloseReason) {
+    fn on_close(&mut self, ctx: &mut Context<'_, LoopState>, _reason: reactor_loop::CloseReason) {
         ctx.shared().conn = None;
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use reactor::socket2::{Domain, Protocol, Socket, Type};
+use reactor_loop::socket2::{Domain, Protocol, Socket, Type};
 use util::{pattern, wait_for, Example, WAIT};
 
 /// The largest UDP payload IPv4 can carry: 65,535 - 20 (IP) - 8 (UDP).

@@ -215,7 +215,7 @@ fn a_client_that_drops_mid_upload_leaves_no_file_and_no_part() {
         let names = dir.names();
         assert!(names.len() == 1 && names[0].ends_with(".part"), "{names:?}");
         if reset {
-            reactor::socket2::SockRef::from(&client.writer).set_linger(Some(std::time::Duration::ZERO)).unwrap();
+            reactor_loop::socket2::SockRef::from(&client.writer).set_linger(Some(std::time::Duration::ZERO)).unwrap();
         }
         drop(client);
         wait_for("the part file to be removed", || dir.names().is_empty().then_some(()));

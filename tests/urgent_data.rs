@@ -11,7 +11,7 @@ mod util;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use reactor::{Config, Context, Handler, Reactor};
+use reactor_loop::{Config, Context, Handler, Reactor};
 use socket2::SockRef;
 use util::{connect, WAIT};
 

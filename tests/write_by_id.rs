@@ -4,7 +4,7 @@ mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
 
-use reactor::{CloseReason, Config, ConnId, Context, Handler};
+use reactor_loop::{CloseReason, Config, ConnId, Context, Handler};
 use util::{connect, Server};
 
 /// Loop-wide state: the connections in the room.
@@ -76,7 +76,7 @@ impl Handler<Vec<ConnId>> for ToFirst {
 
 #[test]
 fn writes_by_id_from_several_callbacks_in_one_turn_are_one_socket_write() {
-    let mut reactor = reactor::Reactor::with_config(Config::default(), Vec::new()).unwrap();
+    let mut reactor = reactor_loop::Reactor::with_config(Config::default(), Vec::new()).unwrap();
     let source = reactor.listen("127.0.0.1:0", || ToFirst).unwrap();
     let addr = reactor.local_addr(source).unwrap();
     let mut target = connect(addr);

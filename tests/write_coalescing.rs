@@ -4,7 +4,7 @@ mod util;
 
 use std::io::{Read, Write};
 
-use reactor::{Config, Context, Handler};
+use reactor_loop::{Config, Context, Handler};
 use util::{connect, Server};
 
 /// Answers each input with a response written in three pieces.

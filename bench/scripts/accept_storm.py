@@ -25,7 +25,7 @@ from attack_servers import (Server, bench_binary, cpu_seconds, example, fd_count
 HTTP = dict(request=r"GET / HTTP/1.1\r\nHost: x\r\n\r\n", served="HTTP/1.1 200", refused="HTTP/1.1 503")
 ECHO = dict(request=r"hello\n", served="hello\n", refused="error: server full")
 STATS = r"stats: open (\d+) accepted (\d+) closed (\d+)"
-LOG = "warn,reactor::engine=debug,reactor::listener=info"
+LOG = "warn,reactor_loop::engine=debug,reactor_loop::engine::accept=info"
 
 class Sampler(threading.Thread):
     """Samples the server every 0.5 s: CPU seconds, descriptors, RSS."""

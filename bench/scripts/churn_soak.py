@@ -3,7 +3,7 @@ against the echo example, sampling the server as it goes.
 
 usage: churn_soak.py [--minutes 4] [--connections 50] [--every 5] [--out FILE]
 
-Starts the echo example (RUST_LOG=warn,reactor::engine=debug: only its stats
+Starts the echo example (RUST_LOG=warn,reactor_loop::engine=debug: only its stats
 line, every 10 s), then reactor-bench --mode churn (each connection: connect,
 one 64-byte echo, close with SO_LINGER 0, i.e. a reset; again) from
 127.0.0.2-127.0.0.9. Every EVERY seconds it samples the server's VmRSS and
@@ -37,7 +37,7 @@ def main():
     raise_nofile()
     port = free_port()
     server = Server("echo", [example("echo"), f"127.0.0.1:{port}"], port,
-                    env={"RUST_LOG": "warn,reactor::engine=debug"})
+                    env={"RUST_LOG": "warn,reactor_loop::engine=debug"})
     seconds = int(args.minutes * 60)
     samples = []
     try:

@@ -73,7 +73,7 @@ fn run_load(args: &LoadArgs) -> io::Result<ExitCode> {
 /// measured window starts and ends (compare mode samples the server's CPU
 /// then).
 pub fn load(args: &LoadArgs, measured: impl FnMut(Window)) -> io::Result<Summary> {
-    if let Err(err) = reactor::raise_fd_limit() {
+    if let Err(err) = reactor_loop::raise_fd_limit() {
         log::warn!("cannot raise the descriptor limit: {err}");
     }
     let (target, embedded) = resolve_target(args)?;
@@ -92,7 +92,7 @@ pub fn load(args: &LoadArgs, measured: impl FnMut(Window)) -> io::Result<Summary
 }
 
 /// The embedded echo server: its handle, to shut it down, and its thread.
-type Embedded = (reactor::Handle, JoinHandle<io::Result<()>>);
+type Embedded = (reactor_loop::Handle, JoinHandle<io::Result<()>>);
 
 /// A client thread: its report, and when it finished.
 type ClientThread = JoinHandle<(io::Result<ThreadReport>, Instant)>;

@@ -196,7 +196,7 @@ pub fn run(args: &SlowlorisArgs) -> io::Result<std::process::ExitCode> {
 
 /// Runs the attack and returns what it saw.
 pub fn attack(args: &SlowlorisArgs) -> io::Result<SlowlorisReport> {
-    if let Err(err) = reactor::raise_fd_limit() {
+    if let Err(err) = reactor_loop::raise_fd_limit() {
         log::warn!("cannot raise the descriptor limit: {err}");
     }
     let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);

@@ -202,7 +202,7 @@ struct Conn {
 
 /// Runs the storm and returns what it saw.
 pub fn storm(args: &StormArgs) -> io::Result<StormReport> {
-    if let Err(err) = reactor::raise_fd_limit() {
+    if let Err(err) = reactor_loop::raise_fd_limit() {
         log::warn!("cannot raise the descriptor limit: {err}");
     }
     let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use reactor::{Config, Context, Handler, ListenOptions, Reactor};
+use reactor_loop::{Config, Context, Handler, ListenOptions, Reactor};
 use serde_json::Value;
 
 fn run(args: &[&str]) -> (Option<i32>, Value) {

@@ -72,7 +72,7 @@ use std::io;
 use std::time::Duration;
 
 use clap::Parser;
-use reactor::{Config, ListenOptions, Reactor};
+use reactor_loop::{Config, ListenOptions, Reactor};
 
 use crate::member::Member;
 use crate::room::Room;
@@ -136,7 +136,7 @@ fn main() -> io::Result<()> {
     let args = Args::parse();
 
     // Logs the limit it got.
-    let _ = reactor::raise_fd_limit();
+    let _ = reactor_loop::raise_fd_limit();
     let max_line = args.max_line as usize;
     let room = Room::new(Duration::from_millis(args.stall_timeout));
     let config = Config {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 // The log target stays `chat`, not this module's path, as when the example was one file.
 use log::{debug, trace};
-use reactor::{CloseReason, ConnId, Context, Handler, Line, LineFramer, TimerId};
+use reactor_loop::{CloseReason, ConnId, Context, Handler, Line, LineFramer, TimerId};
 
 use crate::room::{broadcast, resume_all, Room, Seat};
 use crate::sanitize::push_clean;

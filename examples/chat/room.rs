@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 // The log target stays `chat`, not this module's path, as when the example was one file.
 use log::{debug, trace};
-use reactor::{ConnId, Context};
+use reactor_loop::{ConnId, Context};
 
 /// The loop-wide state: who is here, and who holds whom back.
 ///

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use reactor::testing::{assert_split_invariant_with, ConnState, SplitOptions, TestKit};
-use reactor::{CloseReason, ConnId};
+use reactor_loop::testing::{assert_split_invariant_with, ConnState, SplitOptions, TestKit};
+use reactor_loop::{CloseReason, ConnId};
 
 use crate::config;
 use crate::member::Member;

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use log::{debug, trace};
-use reactor::{CloseReason, Context, Handler, IdleAction, Line, LineFramer, TimerId};
+use reactor_loop::{CloseReason, Context, Handler, IdleAction, Line, LineFramer, TimerId};
 
 pub const RECORDED: &[u8] = b"Your call may be recorded. Please hold for an operator.\n";
 pub const OPERATOR: &[u8] = b"An operator is connected.\n";
@@ -148,8 +148,8 @@ impl Handler for Bot {
 mod tests {
     use std::net::SocketAddr;
 
-    use reactor::testing::{assert_split_invariant_with, ConnState, SplitOptions, TestKit};
-    use reactor::Config;
+    use reactor_loop::testing::{assert_split_invariant_with, ConnState, SplitOptions, TestKit};
+    use reactor_loop::Config;
 
     use super::*;
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use reactor::Config;
+use reactor_loop::Config;
 
 use crate::bot::Settings;
 

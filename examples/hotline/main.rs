@@ -24,7 +24,7 @@ mod cli;
 use std::io;
 
 use clap::Parser;
-use reactor::{Config, ListenOptions, Reactor};
+use reactor_loop::{Config, ListenOptions, Reactor};
 
 /// The "10086" service bot of seed 004.
 #[derive(Parser, Debug)]
@@ -52,7 +52,7 @@ fn main() -> io::Result<()> {
     let args = Args::parse();
 
     // Logs the limit it got.
-    let _ = reactor::raise_fd_limit();
+    let _ = reactor_loop::raise_fd_limit();
     let settings = args.bot.settings();
     let mut reactor = Reactor::with_config(args.config(), ())?;
     let options = ListenOptions::new().refusal(bot::ALL_BUSY);
@@ -67,8 +67,8 @@ fn main() -> io::Result<()> {
 mod tests {
     use std::time::Duration;
 
-    use reactor::testing::{ConnState, TestKit};
-    use reactor::CloseReason;
+    use reactor_loop::testing::{ConnState, TestKit};
+    use reactor_loop::CloseReason;
 
     use super::*;
 
@@ -78,7 +78,7 @@ mod tests {
 
     /// A call with the example's config and bot settings for `options`,
     /// its greeting already read.
-    fn call(options: &[&str]) -> (TestKit, reactor::ConnId) {
+    fn call(options: &[&str]) -> (TestKit, reactor_loop::ConnId) {
         let args = args(options);
         let mut kit = TestKit::with_config(args.config(), ());
         let call = kit.open(bot::Bot::new(args.bot.settings()));

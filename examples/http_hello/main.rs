@@ -53,7 +53,7 @@ use std::io;
 use std::time::Duration;
 
 use clap::Parser;
-use reactor::{Config, Context, Handler, ListenOptions, Reactor, TimerId};
+use reactor_loop::{Config, Context, Handler, ListenOptions, Reactor, TimerId};
 
 use crate::date::DateCache;
 use crate::request::{HeadScan, Method, Parsed, Persistence, MAX_HEAD};
@@ -224,7 +224,7 @@ fn main() -> io::Result<()> {
     let args = Args::parse();
 
     // Logs the limit it got.
-    let _ = reactor::raise_fd_limit();
+    let _ = reactor_loop::raise_fd_limit();
     let config = Config {
         request_timeout: seconds(args.request_timeout),
         max_connections: args.max_connections as usize,

@@ -1,7 +1,7 @@
 //! The responses, as byte strings fixed at compile time: answering a request
 //! formats nothing and allocates nothing.
 
-use reactor::Context;
+use reactor_loop::Context;
 
 use crate::date::DATE_LINE_LEN;
 use crate::request::{Persistence, Refusal};

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use reactor::testing::{assert_split_invariant_with, ConnState, SplitOptions, TestKit};
-use reactor::{CloseReason, Config};
+use reactor_loop::testing::{assert_split_invariant_with, ConnState, SplitOptions, TestKit};
+use reactor_loop::{CloseReason, Config};
 
 use crate::date::DateCache;
 use crate::request::{LOOKED_AT, MAX_HEAD, MAX_HEADERS};

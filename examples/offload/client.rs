@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 // The log target stays `offload`, not this module's path, as when the example was one file.
 use log::debug;
-use reactor::{CloseReason, Context, Handler, IdleAction, Line, LineFramer};
+use reactor_loop::{CloseReason, Context, Handler, IdleAction, Line, LineFramer};
 
 use crate::pool::{Job, Pool};
 use crate::protocol::{parse, Request};

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use reactor::ConnId;
+use reactor_loop::ConnId;
 
 use crate::pool::Job;
 

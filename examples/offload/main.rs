@@ -49,7 +49,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use log::info;
-use reactor::{Config, ListenOptions, Reactor};
+use reactor_loop::{Config, ListenOptions, Reactor};
 
 use crate::client::Client;
 use crate::pool::Pool;
@@ -117,7 +117,7 @@ fn main() -> io::Result<()> {
     let max_jobs = args.max_jobs as usize;
 
     // Logs the limit it got.
-    let _ = reactor::raise_fd_limit();
+    let _ = reactor_loop::raise_fd_limit();
     // The loop sends a job only to an idle worker (see `Pool::dispatch`).
     let (jobs, queue) = mpsc::sync_channel(workers);
     let config = args.config(workers);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 // The log target stays `offload`, not this module's path, as when the example was one file.
 use log::{debug, error};
-use reactor::ConnId;
+use reactor_loop::ConnId;
 
 use crate::fair_queue::FairQueue;
 

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use reactor::testing::{assert_split_invariant_with, ConnState, SplitOptions, TestKit};
-use reactor::{CloseReason, Config, ConnId};
+use reactor_loop::testing::{assert_split_invariant_with, ConnState, SplitOptions, TestKit};
+use reactor_loop::{CloseReason, Config, ConnId};
 use sha2::{Digest, Sha256};
 
 use crate::client::Client;

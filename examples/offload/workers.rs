@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 // The log target stays `offload`, not this module's path, as when the example was one file.
 use log::debug;
-use reactor::{ConnId, Handle, LoopContext};
+use reactor_loop::{ConnId, Handle, LoopContext};
 use sha2::{Digest, Sha256};
 
 use crate::pool::{Job, Pool};

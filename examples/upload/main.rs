@@ -69,7 +69,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use reactor::{Config, ListenOptions, Reactor};
+use reactor_loop::{Config, ListenOptions, Reactor};
 
 use transfer::{Store, Transfer};
 
@@ -133,7 +133,7 @@ fn main() -> io::Result<()> {
         if args.overwrite { "on" } else { "off" }
     );
     // Logs the limit it got.
-    let _ = reactor::raise_fd_limit();
+    let _ = reactor_loop::raise_fd_limit();
     let config = args.config();
     let store = Store::new(args.dir, args.overwrite, args.max_size);
     let mut reactor = Reactor::with_config(config, store)?;

@@ -7,7 +7,7 @@ use std::mem;
 use std::path::{Path, PathBuf};
 
 use log::{debug, warn};
-use reactor::{CloseReason, Context, Handler, IdleAction, Line, LineFramer};
+use reactor_loop::{CloseReason, Context, Handler, IdleAction, Line, LineFramer};
 use sha2::{Digest, Sha256};
 
 use crate::protocol::{self, Command, Refusal, MAX_LINE};
@@ -289,8 +289,8 @@ impl Drop for PartFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reactor::testing::{assert_split_invariant_with, ConnState, SplitOptions, TestKit};
-    use reactor::Config;
+    use reactor_loop::testing::{assert_split_invariant_with, ConnState, SplitOptions, TestKit};
+    use reactor_loop::Config;
     use std::time::Duration;
 
     /// A fresh directory under the system's temp dir, removed when dropped.

@@ -1,7 +1,7 @@
 //! The chat example's input handling (`examples/chat/member.rs`, with the
 //! `room.rs` and `sanitize.rs` it uses, included by path): a member's
 //! lines, commands and nick changes, driven through
-//! `reactor::testing::TestKit` with a second member listening.
+//! `reactor_loop::testing::TestKit` with a second member listening.
 //!
 //! Input: a byte for `--max-line` (1 to 64; 255 is the default 1024), a
 //! cutting (a count byte 0 to 8, then that many read sizes; see `Cuts`),
@@ -10,7 +10,7 @@
 //! Asserts, besides no panic (a handler panic would show as a close with
 //! `HandlerPanicked`, so the close reasons are checked too): both members
 //! get the same bytes whether the input comes whole or cut (the split
-//! invariant of `reactor::testing::assert_split_invariant`, for the
+//! invariant of `reactor_loop::testing::assert_split_invariant`, for the
 //! fuzzer's cutting); what the listener gets is UTF-8 with no control
 //! character but tab and newline (a line cannot drive its terminal), each
 //! line a notice (`* ...`) or `<nick>: ...` with a valid nick; and both get
@@ -20,8 +20,8 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use reactor::testing::{ConnState, TestKit};
-use reactor::{CloseReason, Config};
+use reactor_loop::testing::{ConnState, TestKit};
+use reactor_loop::{CloseReason, Config};
 use reactor_fuzz::{reference_lines, Cuts, Params, RefLine};
 
 // Declared at the root under their own names, as in the example, whose

@@ -1,5 +1,5 @@
 //! The hotline bot's input handling (`examples/hotline/bot.rs`, included by
-//! path), driven through `reactor::testing::TestKit`: the real engine, with
+//! path), driven through `reactor_loop::testing::TestKit`: the real engine, with
 //! the bot's `LineFramer` and its answers.
 //!
 //! Input: a byte for `--max-line` (1 to 64; 255 is the default 1024), a
@@ -9,7 +9,7 @@
 //! Asserts, besides no panic (a handler panic would show as a close with
 //! `HandlerPanicked`, so the close reason is checked too): the caller hears
 //! the same whether the input comes whole or cut (the split invariant of
-//! `reactor::testing::assert_split_invariant`, for the fuzzer's cutting),
+//! `reactor_loop::testing::assert_split_invariant`, for the fuzzer's cutting),
 //! and exactly what a plain model of the menu says: a greeting, then for
 //! each line `Please enter again.`, the operator notice after `0`,
 //! `Please hold.` while waiting, an error for an over-long line, and after
@@ -19,8 +19,8 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use reactor::testing::{ConnState, TestKit};
-use reactor::{CloseReason, Config};
+use reactor_loop::testing::{ConnState, TestKit};
+use reactor_loop::{CloseReason, Config};
 use reactor_fuzz::{reference_lines, Cuts, Params, RefLine};
 
 #[path = "../../examples/hotline/bot.rs"]

@@ -1,4 +1,4 @@
-//! `reactor::LineFramer`, fed the way a handler feeds it: what it did not
+//! `reactor_loop::LineFramer`, fed the way a handler feeds it: what it did not
 //! consume offered again with each new read.
 //!
 //! Input: a byte for the limit (0 to 254; 255 is `usize::MAX`), a cutting
@@ -16,7 +16,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use reactor::{Line, LineFramer};
+use reactor_loop::{Line, LineFramer};
 use reactor_fuzz::{reference_lines, Params, RefLine};
 
 fuzz_target!(|input: &[u8]| {

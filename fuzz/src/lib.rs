@@ -94,7 +94,7 @@ pub enum RefLine {
     TooLong,
 }
 
-/// The lines `reactor::LineFramer::new(max_line)` should find in `data`,
+/// The lines `reactor_loop::LineFramer::new(max_line)` should find in `data`,
 /// however it is cut, written as plainly as possible: every `\n`-ended line
 /// with one `\r` before its `\n` taken off is complete if it has at most
 /// `max_line` bytes, too long otherwise; an unfinished last line is reported

@@ -16,8 +16,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use reactor::testing::TestKit;
-//! use reactor::{CloseReason, Context, Handler, IdleAction};
+//! use reactor_loop::testing::TestKit;
+//! use reactor_loop::{CloseReason, Context, Handler, IdleAction};
 //!
 //! /// Greets, echoes lines, says goodbye when idle.
 //! struct Greeter;
@@ -37,7 +37,7 @@
 //!     }
 //! }
 //!
-//! let config = reactor::Config { idle_timeout: Some(Duration::from_secs(60)), ..Default::default() };
+//! let config = reactor_loop::Config { idle_timeout: Some(Duration::from_secs(60)), ..Default::default() };
 //! let mut kit = TestKit::with_config(config, ());
 //! let conn = kit.open(Greeter);
 //! assert_eq!(kit.received(conn), b"hello\n");

@@ -48,8 +48,8 @@ impl Default for SplitOptions {
 /// # Examples
 ///
 /// ```
-/// use reactor::testing::assert_split_invariant;
-/// use reactor::{Context, Handler};
+/// use reactor_loop::testing::assert_split_invariant;
+/// use reactor_loop::{Context, Handler};
 ///
 /// /// Answers each line with its length.
 /// struct LineLength;

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use reactor::Config;
+use reactor_loop::Config;
 
 /// Most actions one byte string decodes to, so that a fuzzer's input is
 /// bounded in time.

@@ -1,10 +1,10 @@
-//! Runs a case against the real engine through `reactor::testing::TestKit`
+//! Runs a case against the real engine through `reactor_loop::testing::TestKit`
 //! and checks the invariants after every step.
 
 use std::time::{Duration, Instant};
 
-use reactor::testing::{ConnState, TestKit};
-use reactor::{CloseReason, Config, ConnId};
+use reactor_loop::testing::{ConnState, TestKit};
+use reactor_loop::{CloseReason, Config, ConnId};
 
 use super::actions::{cut_points, Action, Case};
 use super::world::{by_id, graceful, set_paused, Limits, Sabotage, Scripted, World};

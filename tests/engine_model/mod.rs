@@ -1,5 +1,5 @@
 //! The engine model: random sequences of peer and handler actions run
-//! against the whole engine through `reactor::testing::TestKit`, with the
+//! against the whole engine through `reactor_loop::testing::TestKit`, with the
 //! invariants checked after every step.
 //!
 //! This module is self-contained (it uses only `reactor` and `std`) so that

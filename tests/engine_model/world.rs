@@ -12,7 +12,7 @@ use std::any::Any;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use reactor::{CloseReason, Config, ConnId, Context, Handler, IdleAction, SendError, TimerId};
+use reactor_loop::{CloseReason, Config, ConnId, Context, Handler, IdleAction, SendError, TimerId};
 
 use super::actions::{Callback, Op, Profile, Reaction};
 use super::Failure;

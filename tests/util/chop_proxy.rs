@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use reactor::socket2::SockRef;
+use reactor_loop::socket2::SockRef;
 
 /// Most bytes the proxy holds per direction of a connection before it stops
 /// reading that direction's source.

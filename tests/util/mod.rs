@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use reactor::{Config, Handle, Reactor, Stats};
+use reactor_loop::{Config, Handle, Reactor, Stats};
 
 use chop_proxy::{ChopConfig, ChopProxy};
 
@@ -382,8 +382,8 @@ pub fn write_in_chunks(stream: &mut TcpStream, data: &[u8], max_chunk: usize, se
 /// The echo handler the tests share.
 pub struct Echo;
 
-impl<S> reactor::Handler<S> for Echo {
-    fn on_input(&mut self, ctx: &mut reactor::Context<'_, S>, input: &[u8]) -> usize {
+impl<S> reactor_loop::Handler<S> for Echo {
+    fn on_input(&mut self, ctx: &mut reactor_loop::Context<'_, S>, input: &[u8]) -> usize {
         ctx.write(input);
         input.len()
     }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 
-use reactor::{Context, Handle, Handler, Reactor};
+use reactor_loop::{Context, Handle, Handler, Reactor};
 
 /// Sends back whatever arrives.
 struct Echo;
