@@ -24,6 +24,13 @@ pub(crate) fn bind_first<T>(
     Err(last_err.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind")))
 }
 
+/// The first address a name resolves to (for an outbound connect).
+pub(crate) fn first_address(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
+    addr.to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the address resolves to nothing"))
+}
+
 /// Binds a listening socket the way the reactor wants it: non-blocking,
 /// `SO_REUSEADDR` (so a restarted server can bind while old connections sit
 /// in TIME_WAIT), optionally `SO_REUSEPORT`, with the given backlog.

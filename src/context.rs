@@ -7,14 +7,14 @@
 
 use std::any::Any;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::close_reason::CloseReason;
 use crate::config::Config;
 use crate::conn_id::ConnId;
-use crate::engine::Engine;
+use crate::engine::{Engine, OutputOf};
 use crate::error::SendError;
 use crate::handler::Handler;
 use crate::stats::Stats;
@@ -163,8 +163,11 @@ impl<'a, S> LoopContext<'a, S> {
     }
 
     /// Opens an outbound TCP connection driven by `handler`; see
-    /// [`Reactor::connect`](crate::Reactor::connect).
-    pub fn connect(&mut self, addr: SocketAddr, handler: impl Handler<S> + 'static) -> io::Result<ConnId> {
+    /// [`Reactor::connect`](crate::Reactor::connect). A name is resolved
+    /// here, blocking the loop while it does: from inside the loop, prefer
+    /// an address.
+    pub fn connect(&mut self, addr: impl ToSocketAddrs, handler: impl Handler<S> + 'static) -> io::Result<ConnId> {
+        let addr = crate::bind::first_address(addr)?;
         self.engine.connect(addr, Box::new(handler))
     }
 
@@ -319,6 +322,40 @@ impl<'a, S> Context<'a, S> {
         self.engine().queue_output(key, data)
     }
 
+    /// The loop-wide state and this connection's output at once, so that a
+    /// handler can write bytes that live in the state without copying them
+    /// out first (`ctx.shared()` and `ctx.write()` each borrow the whole
+    /// context, so they cannot be used together).
+    ///
+    /// # Examples
+    ///
+    /// A key-value GET that answers from the map itself:
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use reactor_loop::{Context, Handler};
+    ///
+    /// struct Get;
+    ///
+    /// impl Handler<HashMap<Vec<u8>, Vec<u8>>> for Get {
+    ///     fn on_input(&mut self, ctx: &mut Context<'_, HashMap<Vec<u8>, Vec<u8>>>, input: &[u8]) -> usize {
+    ///         let Some(end) = input.iter().position(|&b| b == b'\n') else { return 0 };
+    ///         let (map, mut out) = ctx.shared_and_output();
+    ///         match map.get(&input[..end]) {
+    ///             Some(value) => out.write(value),
+    ///             None => out.write(b"(none)"),
+    ///         }
+    ///         out.write(b"\n");
+    ///         end + 1
+    ///     }
+    /// }
+    /// ```
+    pub fn shared_and_output(&mut self) -> (&mut S, Output<'_, S>) {
+        let key = self.key;
+        let (shared, output) = self.engine().shared_and_output(key);
+        (shared, Output { inner: output })
+    }
+
     /// Bytes of output queued for this connection and not yet taken by the
     /// socket.
     pub fn queued_output(&self) -> usize {
@@ -413,5 +450,77 @@ impl<'a, S> Context<'a, S> {
     pub fn set_pause_on_backpressure(&mut self, pause: bool) {
         let key = self.key;
         self.engine().set_pause_on_backpressure(key, pause);
+    }
+}
+
+/// `write!(ctx, ...)` formats straight into the connection's output queue,
+/// with no `String` in between. The output goes out after the callback, as
+/// with [`Context::write`]; an error says the connection takes no more
+/// output (`BrokenPipe`) or its output passed `Config::max_output`
+/// (`OutOfMemory`; the connection is then closing).
+///
+/// # Examples
+///
+/// ```
+/// use std::io::Write as _;
+/// use reactor_loop::{Context, Handler};
+///
+/// /// Answers each line with its length.
+/// struct Length;
+///
+/// impl Handler for Length {
+///     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+///         let Some(end) = input.iter().position(|&b| b == b'\n') else { return 0 };
+///         let _ = writeln!(ctx, "{end} bytes");
+///         end + 1
+///     }
+/// }
+/// ```
+impl<S> io::Write for Context<'_, S> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.try_write(data)?;
+        Ok(data.len())
+    }
+
+    /// Nothing to do: output goes out after the callback, in one syscall.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A handler's own output, borrowed apart from the loop-wide state: see
+/// [`Context::shared_and_output`].
+pub struct Output<'a, S = ()> {
+    inner: OutputOf<'a, S>,
+}
+
+impl<S> Output<'_, S> {
+    /// Queues `data`; see [`Context::write`].
+    pub fn write(&mut self, data: &[u8]) {
+        let _ = self.inner.queue(data);
+    }
+
+    /// Queues `data`, saying whether it was taken; see
+    /// [`Context::try_write`].
+    pub fn try_write(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.inner.queue(data)
+    }
+
+    /// Bytes queued for the connection and not yet taken by the socket.
+    pub fn queued(&self) -> usize {
+        self.inner.queued()
+    }
+}
+
+/// `write!` into a handler's output; see the `io::Write` implementation of
+/// [`Context`].
+impl<S> io::Write for Output<'_, S> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.inner.queue(data)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }

@@ -29,6 +29,20 @@ impl fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
+/// For `std::io::Write` on a [`Context`](crate::Context): `Gone` is
+/// `NotConnected`, `Closed` is `BrokenPipe`, `Overflow` is `OutOfMemory`
+/// (the connection's output cap); the `SendError` is the error's source.
+impl From<SendError> for std::io::Error {
+    fn from(err: SendError) -> std::io::Error {
+        let kind = match err {
+            SendError::Gone => std::io::ErrorKind::NotConnected,
+            SendError::Closed => std::io::ErrorKind::BrokenPipe,
+            SendError::Overflow => std::io::ErrorKind::OutOfMemory,
+        };
+        std::io::Error::new(kind, err)
+    }
+}
+
 /// Told, on the loop's thread, whether a post addressed to a connection
 /// reached it.
 pub(crate) type Report = Box<dyn FnOnce(Result<(), SendError>) + Send>;

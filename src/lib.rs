@@ -76,7 +76,7 @@ mod signal_watch;
 pub use crate::close_reason::CloseReason;
 pub use crate::config::Config;
 pub use crate::conn_id::ConnId;
-pub use crate::context::{Context, LoopContext};
+pub use crate::context::{Context, LoopContext, Output};
 pub use crate::datagram::{DatagramContext, DatagramHandler, UdpOptions};
 pub use crate::error::{PostError, SendError};
 pub use crate::fd_limit::raise_fd_limit;

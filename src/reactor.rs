@@ -72,6 +72,24 @@ impl Reactor<()> {
 }
 
 impl<S: 'static> Reactor<S> {
+    /// A reactor with the default [`Config`] and the loop-wide state
+    /// `shared`, which every handler reaches through
+    /// [`LoopContext::shared`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use reactor_loop::Reactor;
+    ///
+    /// let reactor = Reactor::with_state(HashMap::<String, String>::new())?;
+    /// assert!(reactor.shared().is_empty());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn with_state(shared: S) -> io::Result<Reactor<S>> {
+        Reactor::with_config(Config::default(), shared)
+    }
+
     /// A reactor with `config` and the loop-wide state `shared`. Fails with
     /// `InvalidInput` if the config contradicts itself.
     pub fn with_config(config: Config, shared: S) -> io::Result<Reactor<S>> {
@@ -151,10 +169,14 @@ impl<S: 'static> Reactor<S> {
     /// in the background: `on_open` runs once it is established; if it fails
     /// or takes longer than `Config::connect_timeout`, only `on_close` runs,
     /// with [`CloseReason::ConnectFailed`](crate::CloseReason::ConnectFailed).
-    pub fn connect(&mut self, addr: SocketAddr, handler: impl Handler<S> + 'static) -> io::Result<ConnId> {
+    ///
+    /// `addr` is anything [`Reactor::listen`] takes (`"localhost:9000"`, a
+    /// `SocketAddr`, ...); a name is resolved here, blocking, and the first
+    /// address it resolves to is dialled.
+    pub fn connect(&mut self, addr: impl ToSocketAddrs, handler: impl Handler<S> + 'static) -> io::Result<ConnId> {
         self.engine.refresh_now();
-        let id = self.engine.connect(addr, Box::new(handler))?;
-        Ok(id)
+        let addr = crate::bind::first_address(addr)?;
+        self.engine.connect(addr, Box::new(handler))
     }
 
     /// Watches a readable descriptor, such as stdin when it is a pipe, as a

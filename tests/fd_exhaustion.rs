@@ -136,6 +136,10 @@ fn descriptor_exhaustion_neither_spins_nor_stops_service() {
     util::wait_for("the `pausing accepts` warning", || {
         server.log().iter().any(|line| line.contains("pausing accepts")).then_some(())
     });
+    // It says which limit and how to raise it, once for the episode.
+    let warning = server.log().into_iter().find(|line| line.contains("pausing accepts")).unwrap();
+    assert!(warning.contains(&format!("RLIMIT_NOFILE, now {FD_LIMIT}")), "{warning}");
+    assert!(warning.contains("ulimit -n") && warning.contains("raise_fd_limit"), "{warning}");
 
     // Every client is served or shed promptly, none left hanging: shedding
     // happens when accepting resumes, after a backoff of at most 1 s.

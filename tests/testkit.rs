@@ -50,7 +50,7 @@ impl Handler for Commands {
 #[test]
 fn echo_is_the_same_under_every_split() {
     let input: Vec<u8> = (0..600u32).map(|i| (i * 7 % 251) as u8).collect();
-    assert_eq!(assert_split_invariant(|| Echo, &input), input);
+    assert_eq!(assert_split_invariant::<(), _>(|| Echo, &input), input);
 }
 
 #[test]

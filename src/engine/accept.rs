@@ -87,6 +87,28 @@ fn is_per_client(err: &io::Error) -> bool {
     )
 }
 
+/// What to say when `accept` fails for want of resources: which limit, and
+/// how to raise it. Runs once per episode, so reading the limit costs
+/// nothing that matters.
+fn exhaustion_advice(err: &io::Error) -> String {
+    match err.raw_os_error() {
+        Some(libc::EMFILE) => {
+            let limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .map(|(soft, _hard)| soft.to_string())
+                .unwrap_or_else(|_| "?".to_string());
+            format!(
+                "the process's descriptor limit (RLIMIT_NOFILE, now {limit}) is reached; pausing accepts and \
+                 shedding waiting clients. Raise it with `ulimit -n` before starting, or call \
+                 reactor_loop::raise_fd_limit() at start-up"
+            )
+        }
+        Some(libc::ENFILE) => "the system-wide descriptor limit is reached (sysctl fs.file-max); pausing accepts \
+             and shedding waiting clients"
+            .to_string(),
+        _ => "pausing accepts and shedding waiting clients (out of memory or descriptors?)".to_string(),
+    }
+}
+
 /// Opens the spare descriptor kept for shedding clients when descriptors run
 /// out.
 fn open_spare() -> Option<File> {
@@ -213,7 +235,11 @@ impl<S> Engine<S> {
         self.stats.refused += 1;
         if !listener.refusing {
             listener.refusing = true;
-            info!("listener {}: at the connection limit; refusing new clients", listener.local);
+            warn!(
+                "listener {}: at the connection limit; refusing new clients until a connection closes \
+                 (the limit: Config::max_connections, or this listener's ListenOptions::max_connections)",
+                listener.local
+            );
         }
         let _ = (&stream).read(&mut self.read_buffer);
         match (&stream).write(message) {
@@ -294,10 +320,7 @@ impl<S> Engine<S> {
         let backoff = match listener.backoff {
             Some(previous) => (previous * 2).min(BACKOFF_MAX),
             None => {
-                warn!(
-                    "listener {}: accept failed: {err}; pausing accepts (out of descriptors? see ulimit -n)",
-                    listener.local
-                );
+                warn!("listener {}: accept failed: {err}; {}", listener.local, exhaustion_advice(&err));
                 BACKOFF_MIN
             }
         };
@@ -339,7 +362,11 @@ impl<S> Engine<S> {
         if !self.paused_at_limit {
             self.paused_at_limit = true;
             self.stats.accept_pauses += 1;
-            info!("max_connections ({}) reached; not accepting", self.config.max_connections);
+            warn!(
+                "Config::max_connections ({}) reached: not accepting; new clients wait in the listen backlog \
+                 until a connection closes (raise the limit, or give listeners a ListenOptions::refusal)",
+                self.config.max_connections
+            );
         }
         for (_, source) in self.sources.iter_mut() {
             if let Source::Listener(listener) = source {
@@ -362,7 +389,11 @@ impl<S> Engine<S> {
         }
         listener.accepting = Accepting::AtLimit;
         self.stats.accept_pauses += 1;
-        info!("listener {}: its max_connections ({}) reached; not accepting", listener.local, listener.open);
+        warn!(
+            "listener {}: its ListenOptions::max_connections ({}) reached: not accepting; new clients \
+             wait in its backlog until one of its connections closes",
+            listener.local, listener.open
+        );
         if let Err(err) = self.registry.deregister(&mut listener.socket) {
             debug!("listener {}: deregister: {err}", listener.local);
         }

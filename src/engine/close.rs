@@ -35,16 +35,7 @@ impl<S> Engine<S> {
     /// the harsher wins: a broken socket is not flushed because a handler
     /// asked for a graceful close a moment before.
     pub(super) fn request_close(&mut self, key: usize, reason: CloseReason) {
-        let conn = &mut self.conns[key];
-        let severity = |mode: CloseMode| match mode {
-            CloseMode::Graceful => 0,
-            CloseMode::Abort => 1,
-            CloseMode::Drop => 2,
-        };
-        match conn.close_request {
-            Some(existing) if severity(existing.mode()) >= severity(reason.mode()) => {}
-            _ => conn.close_request = Some(reason),
-        }
+        self.conns[key].ask_close(reason);
     }
 
     /// Advances a connection's state machine as far as it goes after a

@@ -46,7 +46,7 @@ use std::time::Instant;
 use mio::Interest;
 
 use crate::buffers::output_queue::OutputQueue;
-use crate::close_reason::CloseReason;
+use crate::close_reason::{CloseMode, CloseReason};
 use crate::conn_id::ConnId;
 use crate::error::Report;
 use crate::io::transport::Transport;
@@ -204,6 +204,21 @@ impl<S> Connection<S> {
 
     pub(super) fn id(&self, key: usize) -> ConnId {
         ConnId::new(key, self.generation)
+    }
+
+    /// Asks for the connection to close when its step ends. Of two requests
+    /// the harsher wins: a broken socket is not flushed because a handler
+    /// asked for a graceful close a moment before.
+    pub(super) fn ask_close(&mut self, reason: CloseReason) {
+        let severity = |mode: CloseMode| match mode {
+            CloseMode::Graceful => 0,
+            CloseMode::Abort => 1,
+            CloseMode::Drop => 2,
+        };
+        match self.close_request {
+            Some(existing) if severity(existing.mode()) >= severity(reason.mode()) => {}
+            _ => self.close_request = Some(reason),
+        }
     }
 
     /// Input is taken again after a pause or backpressure: a partial

@@ -70,6 +70,7 @@ use crate::timers::{deadline_after, TimerId, Timers};
 pub(crate) use self::access::ConnView;
 pub(crate) use self::connection::Phase;
 pub(crate) use self::driver::{ConnDriver, DatagramDriver, HandlerFactory, LoopTimerFn};
+pub(crate) use self::write::OutputOf;
 
 use self::accept::Listener;
 use self::connection::Connection;

@@ -14,25 +14,47 @@ use crate::buffers::output_queue::MAX_IOV;
 use crate::close_reason::{CloseMode, CloseReason};
 use crate::error::SendError;
 
-use super::{Engine, PeerDisplay, Phase};
+use std::time::Instant;
 
-impl<S> Engine<S> {
-    /// Appends to a connection's output, enforcing `max_output`.
-    pub(crate) fn queue_output(&mut self, key: usize, data: &[u8]) -> Result<(), SendError> {
-        let conn = &mut self.conns[key];
+use crate::buffers::buffer_pool::BufferPool;
+use crate::config::Config;
+
+use super::{Connection, Engine, PeerDisplay, Phase};
+
+/// One connection's output queue with what queueing needs (the buffer
+/// pool, the limits, the clock), borrowed from the engine apart from the
+/// loop-wide state. Every write to a connection goes through
+/// [`OutputOf::queue`].
+pub(crate) struct OutputOf<'a, S> {
+    conn: &'a mut Connection<S>,
+    key: usize,
+    pool: &'a mut BufferPool,
+    /// `Stats::queued_output`.
+    queued_total: &'a mut usize,
+    config: &'a Config,
+    now: Instant,
+}
+
+impl<S> OutputOf<'_, S> {
+    /// Appends to the connection's output, enforcing `max_output`: past it
+    /// the data is dropped and the connection closes (`OutputOverflow`).
+    /// (Every reply passes here: inlined.)
+    #[inline]
+    pub(crate) fn queue(&mut self, data: &[u8]) -> Result<(), SendError> {
+        let conn = &mut *self.conn;
         if !conn.takes_output() || !conn.transport.can_write() {
             return Err(SendError::Closed);
         }
         if conn.output.len() + data.len() > self.config.max_output {
             info!(
                 "conn {} ({}): {} bytes queued plus {} pass max_output {}",
-                conn.id(key),
+                conn.id(self.key),
                 PeerDisplay(conn.peer),
                 conn.output.len(),
                 data.len(),
                 self.config.max_output
             );
-            self.request_close(key, CloseReason::OutputOverflow);
+            conn.ask_close(CloseReason::OutputOverflow);
             return Err(SendError::Overflow);
         }
         if conn.output.is_empty() && !data.is_empty() {
@@ -41,8 +63,8 @@ impl<S> Engine<S> {
             // check may still be armed.
             conn.last_progress = self.now;
         }
-        conn.output.push(data, &mut self.pool);
-        self.stats.queued_output += data.len();
+        conn.output.push(data, self.pool);
+        *self.queued_total += data.len();
         if conn.output.len() >= self.config.output_high_watermark {
             // Backpressure starts when the queue reaches the watermark, not
             // only after a flush leaves it there: a handler that fills up to
@@ -50,6 +72,40 @@ impl<S> Engine<S> {
             conn.backpressured = true;
         }
         Ok(())
+    }
+
+    /// Bytes queued and not yet taken by the socket.
+    pub(crate) fn queued(&self) -> usize {
+        self.conn.output.len()
+    }
+}
+
+impl<S> Engine<S> {
+    /// Appends to a connection's output, enforcing `max_output`.
+    #[inline]
+    pub(crate) fn queue_output(&mut self, key: usize, data: &[u8]) -> Result<(), SendError> {
+        self.output_of(key).queue(data)
+    }
+
+    /// The running connection's output, borrowed apart from the loop-wide
+    /// state: a handler can write bytes that live in that state without
+    /// copying them out first.
+    #[inline]
+    pub(crate) fn shared_and_output(&mut self, key: usize) -> (&mut S, OutputOf<'_, S>) {
+        let output = OutputOf {
+            conn: &mut self.conns[key],
+            key,
+            pool: &mut self.pool,
+            queued_total: &mut self.stats.queued_output,
+            config: &self.config,
+            now: self.now,
+        };
+        (&mut self.shared, output)
+    }
+
+    #[inline]
+    fn output_of(&mut self, key: usize) -> OutputOf<'_, S> {
+        self.shared_and_output(key).1
     }
 
     /// Writes queued output with one syscall (more only when the queue holds

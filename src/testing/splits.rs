@@ -2,9 +2,8 @@
 //!
 //! TCP delivers a stream, not messages: one `write` by the client may arrive
 //! as several reads, and several writes as one. A handler whose output
-//! depends on how its input was cut has a framing bug (the "sticky packet"
-//! bug of the seed articles, a header split across reads, input it forgot it
-//! had not consumed). These helpers feed the same input cut every way and
+//! depends on how its input was cut has a framing bug (two messages read as
+//! one, a header split across reads, input it forgot it had not consumed). These helpers feed the same input cut every way and
 //! compare the outputs.
 
 use std::fmt::Write as _;
@@ -36,8 +35,9 @@ impl Default for SplitOptions {
 /// chunkings (fixed seed), and asserts that the peer receives the same bytes
 /// every time. Returns that output.
 ///
-/// Each replay uses a fresh [`TestKit`] with the default config, so handler
-/// state never leaks between replays. The cost grows with the square of the
+/// Each replay uses a fresh [`TestKit`] with the default config and a fresh
+/// loop-wide state (`S::default()`, `()` for a handler without state), so
+/// nothing leaks between replays. The cost grows with the square of the
 /// input's length; inputs of a few kilobytes are fine.
 ///
 /// # Panics
@@ -65,8 +65,36 @@ impl Default for SplitOptions {
 /// let output = assert_split_invariant(|| LineLength, b"hello\n\nworld!\n");
 /// assert_eq!(output, b"5\n0\n6\n");
 /// ```
-pub fn assert_split_invariant<H: Handler + 'static>(make_handler: impl FnMut() -> H, input: &[u8]) -> Vec<u8> {
-    assert_split_invariant_with(&Config::default(), || (), make_handler, input, &SplitOptions::default())
+///
+/// A handler with loop-wide state works the same way, the state made with
+/// `Default`:
+///
+/// ```
+/// use reactor_loop::testing::assert_split_invariant;
+/// use reactor_loop::{Context, Handler};
+///
+/// /// Numbers the lines across all connections.
+/// struct Numbered;
+///
+/// impl Handler<u64> for Numbered {
+///     fn on_input(&mut self, ctx: &mut Context<'_, u64>, input: &[u8]) -> usize {
+///         let Some(end) = input.iter().position(|&b| b == b'\n') else { return 0 };
+///         *ctx.shared() += 1;
+///         let n = *ctx.shared();
+///         ctx.write(format!("{n} ").as_bytes());
+///         ctx.write(&input[..=end]);
+///         end + 1
+///     }
+/// }
+///
+/// let output = assert_split_invariant(|| Numbered, b"a\nb\n");
+/// assert_eq!(output, b"1 a\n2 b\n");
+/// ```
+pub fn assert_split_invariant<S: Default, H: Handler<S> + 'static>(
+    make_handler: impl FnMut() -> H,
+    input: &[u8],
+) -> Vec<u8> {
+    assert_split_invariant_with(&Config::default(), S::default, make_handler, input, &SplitOptions::default())
 }
 
 /// [`assert_split_invariant`] with a config, loop-wide state (made fresh for
