@@ -30,8 +30,8 @@
 //! |---|---|---|
 //! | `handler` present | Connecting, Open, ReadClosed (absent only while its own callback runs) | not Closing |
 //! | `read_eof` (a read returned end of stream) | ReadClosed, Closing | the peer sends nothing more |
-//! | `hup_reported` (an event said the peer closed) | any but Connecting | reads go on to end of stream |
-//! | `urgent` | any but Connecting | reads go on to `WouldBlock` |
+//! | `hup_reported` (an event said the peer closed) | any | reads go on to end of stream |
+//! | `urgent` | any | reads go on to `WouldBlock` |
 //! | `reading_paused` | any | (the handler's wish; ignored once Closing) |
 //! | `backpressured` | any | queued output reached the high watermark since it was last at the low one |
 //! | `shutdown_requested` | Open, ReadClosed | no more output is taken |
