@@ -490,6 +490,34 @@ impl<S> io::Write for Context<'_, S> {
 
 /// A handler's own output, borrowed apart from the loop-wide state: see
 /// [`Context::shared_and_output`].
+///
+/// # Examples
+///
+/// Greets each client with a banner kept in the loop-wide state, and
+/// formats into the output with `write!`:
+///
+/// ```
+/// use std::io::Write as _;
+/// use reactor_loop::testing::TestKit;
+/// use reactor_loop::{Config, Context, Handler};
+///
+/// struct Greeter;
+///
+/// impl Handler<String> for Greeter {
+///     fn on_open(&mut self, ctx: &mut Context<'_, String>) {
+///         let (banner, mut out) = ctx.shared_and_output();
+///         out.write(banner.as_bytes());
+///         let _ = writeln!(out, " ({} bytes)", banner.len());
+///     }
+///     fn on_input(&mut self, _ctx: &mut Context<'_, String>, input: &[u8]) -> usize {
+///         input.len()
+///     }
+/// }
+///
+/// let mut kit = TestKit::with_config(Config::default(), "welcome".to_string());
+/// let conn = kit.open(Greeter);
+/// assert_eq!(kit.received_text(conn), "welcome (7 bytes)\n");
+/// ```
 pub struct Output<'a, S = ()> {
     inner: OutputOf<'a, S>,
 }

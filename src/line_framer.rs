@@ -2,6 +2,28 @@
 //! many protocols that speak in lines.
 
 /// One item the framer found.
+///
+/// # Examples
+///
+/// ```
+/// use reactor_loop::{Line, LineFramer};
+///
+/// let mut framer = LineFramer::new(8);
+/// let input = b"short\nfar too long for eight\nok\n";
+/// let mut at = 0;
+/// let mut seen = Vec::new();
+/// loop {
+///     let (used, line) = framer.next(&input[at..]);
+///     at += used;
+///     match line {
+///         Some(Line::Complete(text)) => seen.push(String::from_utf8_lossy(text).into_owned()),
+///         Some(Line::TooLong) => seen.push("(too long)".to_string()),
+///         None if at < input.len() => {} // skipped the rest of a long line
+///         None => break,
+///     }
+/// }
+/// assert_eq!(seen, ["short", "(too long)", "ok"]);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Line<'a> {
     /// A complete line, without its `\n` or `\r\n`.

@@ -41,6 +41,46 @@ pub(crate) fn deadline_after(now: Instant, after: Duration) -> Instant {
 ///
 /// Like [`ConnId`](crate::ConnId) it carries a generation, so cancelling a
 /// timer that already fired (and whose slot was reused) does nothing.
+///
+/// # Examples
+///
+/// A handler that answers `late` if a line does not come within a second:
+///
+/// ```
+/// use std::time::Duration;
+/// use reactor_loop::testing::TestKit;
+/// use reactor_loop::{Context, Handler, TimerId};
+///
+/// #[derive(Default)]
+/// struct Prompt {
+///     deadline: Option<TimerId>,
+/// }
+///
+/// impl Handler for Prompt {
+///     fn on_open(&mut self, ctx: &mut Context<'_>) {
+///         self.deadline = Some(ctx.set_timer(Duration::from_secs(1)));
+///     }
+///     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+///         if let Some(timer) = self.deadline.take() {
+///             ctx.cancel_timer(timer);
+///         }
+///         input.len()
+///     }
+///     fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+///         if self.deadline == Some(timer) {
+///             ctx.write(b"late\n");
+///         }
+///     }
+/// }
+///
+/// let mut kit = TestKit::new();
+/// let quick = kit.open(Prompt::default());
+/// let slow = kit.open(Prompt::default());
+/// kit.send(quick, b"hi\n");
+/// kit.advance(Duration::from_secs(1));
+/// assert!(kit.received(quick).is_empty());
+/// assert_eq!(kit.received(slow), b"late\n");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TimerId {
     key: u32,

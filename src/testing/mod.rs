@@ -88,6 +88,30 @@ const KIT_EPOCH: Duration = Duration::from_secs(1_767_225_600);
 const MAX_ROUNDS: usize = 100_000;
 
 /// Where an in-memory connection is in its life.
+///
+/// # Examples
+///
+/// ```
+/// use reactor_loop::testing::{ConnState, TestKit};
+/// use reactor_loop::{CloseReason, Context, Handler};
+///
+/// struct Echo;
+/// impl Handler for Echo {
+///     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+///         ctx.write(input);
+///         input.len()
+///     }
+/// }
+///
+/// let mut kit = TestKit::new();
+/// let conn = kit.open(Echo);
+/// assert_eq!(kit.state(conn), ConnState::Open);
+/// kit.send(conn, b"bye");
+/// kit.send_eof(conn); // the default `on_peer_closed` closes, once flushed
+/// assert_eq!(kit.received(conn), b"bye");
+/// assert_eq!(kit.state(conn), ConnState::Closed(CloseReason::PeerClosed));
+/// assert_eq!(kit.close_reason(conn), Some(CloseReason::PeerClosed));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnState {
     /// Reading and writing.
@@ -106,6 +130,39 @@ pub enum ConnState {
 /// Every action (open, send, end of stream, advance the clock, change the
 /// peer's window) runs the loop until nothing is left to do, so after it
 /// returns the handler has seen everything that action caused.
+///
+/// # Examples
+///
+/// A handler with loop-wide state, and a peer that stops reading:
+///
+/// ```
+/// use reactor_loop::testing::TestKit;
+/// use reactor_loop::{Config, Context, Handler};
+///
+/// /// Counts bytes across connections, and echoes.
+/// struct Counting;
+///
+/// impl Handler<usize> for Counting {
+///     fn on_input(&mut self, ctx: &mut Context<'_, usize>, input: &[u8]) -> usize {
+///         *ctx.shared() += input.len();
+///         ctx.write(input);
+///         input.len()
+///     }
+/// }
+///
+/// let mut kit = TestKit::with_config(Config::default(), 0_usize);
+/// let a = kit.open(Counting);
+/// let b = kit.open(Counting);
+/// kit.send(a, b"one");
+/// kit.set_peer_window(b, Some(0)); // b's peer stops reading
+/// kit.send(b, b"two");
+/// assert_eq!(*kit.shared(), 6);
+/// assert_eq!(kit.received(a), b"one");
+/// assert!(kit.received(b).is_empty());
+/// assert_eq!(kit.queued_output(b), 3);
+/// kit.set_peer_window(b, None);
+/// assert_eq!(kit.received(b), b"two");
+/// ```
 pub struct TestKit<S = ()> {
     engine: Engine<S>,
     /// Lends the engine a registry; in-memory streams never register.

@@ -13,6 +13,31 @@ use crate::config::Config;
 use crate::handler::Handler;
 
 /// How [`assert_split_invariant_with`] replays an input.
+///
+/// # Examples
+///
+/// ```
+/// use reactor_loop::testing::{assert_split_invariant_with, SplitOptions};
+/// use reactor_loop::{Config, Context, Handler};
+///
+/// /// Echoes, and says goodbye when the peer ends its stream.
+/// struct Polite;
+///
+/// impl Handler for Polite {
+///     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+///         ctx.write(input);
+///         input.len()
+///     }
+///     fn on_peer_closed(&mut self, ctx: &mut Context<'_>) {
+///         ctx.write(b"bye\n");
+///         ctx.close();
+///     }
+/// }
+///
+/// let options = SplitOptions { random_runs: 20, send_eof: true, ..SplitOptions::default() };
+/// let output = assert_split_invariant_with(&Config::default(), || (), || Polite, b"abc\n", &options);
+/// assert_eq!(output, b"abc\nbye\n");
+/// ```
 #[derive(Clone, Debug)]
 pub struct SplitOptions {
     /// Random chunkings to try after the systematic ones.
