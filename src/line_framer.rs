@@ -2,6 +2,20 @@
 //! many protocols that speak in lines.
 
 /// One item the framer found.
+///
+/// # Examples
+///
+/// ```
+/// use reactor_loop::{Line, LineFramer};
+///
+/// let mut lines = LineFramer::new(4);
+/// // A line and its `\r\n` are consumed together; the line comes without them.
+/// assert_eq!(lines.next(b"ok\r\nnext"), (4, Some(Line::Complete(b"ok"))));
+/// // A partial line consumes nothing: it is offered again with more input.
+/// assert_eq!(lines.next(b"next"), (0, None));
+/// // Past the limit, one `TooLong`; the rest of that line is skipped as it comes.
+/// assert_eq!(lines.next(b"next line\n"), (10, Some(Line::TooLong)));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Line<'a> {
     /// A complete line, without its `\n` or `\r\n`.

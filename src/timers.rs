@@ -41,6 +41,54 @@ pub(crate) fn deadline_after(now: Instant, after: Duration) -> Instant {
 ///
 /// Like [`ConnId`](crate::ConnId) it carries a generation, so cancelling a
 /// timer that already fired (and whose slot was reused) does nothing.
+///
+/// # Examples
+///
+/// A one-shot and a periodic timer, told apart by their ids:
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use reactor_loop::testing::TestKit;
+/// use reactor_loop::{Context, Handler, TimerId};
+///
+/// #[derive(Default)]
+/// struct Reminder {
+///     once: Option<TimerId>,
+///     every: Option<TimerId>,
+/// }
+///
+/// impl Handler for Reminder {
+///     fn on_open(&mut self, ctx: &mut Context<'_>) {
+///         self.once = Some(ctx.set_timer(Duration::from_secs(1)));
+///         self.every = Some(ctx.set_periodic(Duration::from_secs(2)));
+///     }
+///
+///     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+///         if let Some(every) = self.every.take() {
+///             ctx.cancel_timer(every);
+///         }
+///         input.len()
+///     }
+///
+///     fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+///         if Some(timer) == self.once {
+///             ctx.write(b"once\n");
+///         } else if Some(timer) == self.every {
+///             ctx.write(b"tick\n");
+///         }
+///     }
+/// }
+///
+/// let mut kit = TestKit::new();
+/// let conn = kit.open(Reminder::default());
+/// kit.advance(Duration::from_secs(4));
+/// assert_eq!(kit.received_text(conn), "once\ntick\ntick\n");
+///
+/// kit.send(conn, b"stop");
+/// kit.advance(Duration::from_secs(10));
+/// assert_eq!(kit.received_text(conn), "");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TimerId {
     key: u32,
