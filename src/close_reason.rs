@@ -6,6 +6,43 @@ use std::io;
 /// Why a connection closed. Every connection gets exactly one, which its
 /// handler sees in [`Handler::on_close`](crate::Handler::on_close), the loop
 /// logs with the id, the peer and the byte counts, and the stats count.
+///
+/// # Examples
+///
+/// A handler that keeps how its connections ended in the loop-wide state,
+/// driven in memory by the [test kit](crate::testing::TestKit):
+///
+/// ```
+/// use reactor_loop::testing::TestKit;
+/// use reactor_loop::{CloseReason, Config, Context, Handler};
+///
+/// struct Tally;
+///
+/// impl Handler<Vec<CloseReason>> for Tally {
+///     fn on_input(&mut self, _ctx: &mut Context<'_, Vec<CloseReason>>, input: &[u8]) -> usize {
+///         input.len()
+///     }
+///
+///     fn on_close(&mut self, ctx: &mut Context<'_, Vec<CloseReason>>, reason: CloseReason) {
+///         // The enum is non-exhaustive: a match needs a catch-all arm.
+///         match reason {
+///             CloseReason::PeerClosed | CloseReason::Handler => {}
+///             other => log::info!("{} ended: {other}", ctx.id()),
+///         }
+///         ctx.shared().push(reason);
+///     }
+/// }
+///
+/// let mut kit = TestKit::with_config(Config::default(), Vec::new());
+/// let polite = kit.open(Tally);
+/// kit.send_eof(polite); // the default `on_peer_closed` closes
+/// let rude = kit.open(Tally);
+/// kit.reset(rude);
+///
+/// assert_eq!(kit.shared(), &[CloseReason::PeerClosed, CloseReason::Reset]);
+/// assert_eq!(kit.stats().closed_for(CloseReason::Reset), 1);
+/// assert_eq!(CloseReason::Reset.to_string(), "reset by peer"); // as the close line logs it
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CloseReason {

@@ -41,6 +41,46 @@ pub trait DatagramHandler<S = ()> {
 }
 
 /// What a [`DatagramHandler`] callback can do.
+///
+/// # Examples
+///
+/// A UDP socket that answers each datagram with how many it has received,
+/// kept in the loop-wide state, and one turn of the loop over loopback:
+///
+/// ```
+/// use std::net::{SocketAddr, UdpSocket};
+/// use std::time::Duration;
+///
+/// use reactor_loop::{Config, DatagramContext, DatagramHandler, Reactor};
+///
+/// struct Counter;
+///
+/// impl DatagramHandler<u64> for Counter {
+///     fn on_datagram(&mut self, ctx: &mut DatagramContext<'_, u64>, _datagram: &[u8], from: SocketAddr) {
+///         *ctx.shared() += 1;
+///         let reply = ctx.shared().to_string();
+///         // A reply that would block is dropped and counted; other errors come back.
+///         if let Err(err) = ctx.send_to(reply.as_bytes(), from) {
+///             log::debug!("reply to {from}: {err}");
+///         }
+///     }
+/// }
+///
+/// let mut reactor = Reactor::with_config(Config::default(), 0u64)?;
+/// let socket = reactor.bind_udp("127.0.0.1:0", Counter)?;
+///
+/// let client = UdpSocket::bind("127.0.0.1:0")?;
+/// client.set_read_timeout(Some(Duration::from_secs(5)))?;
+/// client.send_to(b"hello", reactor.local_addr(socket)?)?;
+/// reactor.turn(Some(Duration::from_secs(5)))?; // receives the datagram and answers it
+///
+/// let mut reply = [0; 8];
+/// let (len, _) = client.recv_from(&mut reply)?;
+/// assert_eq!(&reply[..len], b"1");
+/// assert_eq!(*reactor.shared(), 1);
+/// assert_eq!(reactor.stats().datagrams_in, 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct DatagramContext<'a, S = ()> {
     engine: &'a mut Engine<S>,
     key: usize,

@@ -4,6 +4,40 @@ use std::fmt;
 
 /// Why a write or close addressed to a [`ConnId`](crate::ConnId) did not
 /// happen.
+///
+/// # Examples
+///
+/// Writing to a connection that has gone is normal (its peer may leave at
+/// any time) and is told apart from the errors worth a log line:
+///
+/// ```
+/// use reactor_loop::testing::TestKit;
+/// use reactor_loop::{ConnId, Context, Handler, LoopContext, SendError};
+///
+/// struct Quiet;
+///
+/// impl Handler for Quiet {
+///     fn on_input(&mut self, _ctx: &mut Context<'_>, input: &[u8]) -> usize {
+///         input.len()
+///     }
+/// }
+///
+/// fn tell(ctx: &mut LoopContext<'_>, id: ConnId, news: &[u8]) -> Result<(), SendError> {
+///     match ctx.write_to(id, news) {
+///         Err(SendError::Gone) => Ok(()), // it left: nothing to do
+///         other => other,
+///     }
+/// }
+///
+/// let mut kit = TestKit::new();
+/// let conn = kit.open(Quiet);
+/// assert_eq!(kit.with_loop(|ctx| ctx.write_to(conn, b"news\n")), Ok(()));
+/// assert_eq!(kit.received(conn), b"news\n");
+///
+/// kit.reset(conn);
+/// assert_eq!(kit.with_loop(|ctx| ctx.write_to(conn, b"news\n")), Err(SendError::Gone));
+/// assert_eq!(kit.with_loop(|ctx| tell(ctx, conn, b"news\n")), Ok(()));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SendError {
     /// No live connection has this id: it closed, or the id is stale (its
@@ -58,6 +92,29 @@ pub(crate) fn call_report(report: Option<Report>, result: Result<(), SendError>,
 }
 
 /// Why a [`Handle`](crate::Handle) could not post to the loop.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use reactor_loop::{Config, PostError, Reactor};
+///
+/// let config = Config { handle_capacity: 1, ..Config::default() };
+/// let mut reactor = Reactor::with_config(config, ())?;
+/// let handle = reactor.handle();
+///
+/// handle.run(|_ctx| {}).unwrap();
+/// // The loop has not taken the first post yet, and the queue holds one.
+/// assert_eq!(handle.run(|_ctx| {}), Err(PostError::Full));
+///
+/// reactor.turn(Some(Duration::ZERO))?; // runs the post, emptying the queue
+/// assert_eq!(handle.run(|_ctx| {}), Ok(()));
+///
+/// drop(reactor);
+/// assert_eq!(handle.run(|_ctx| {}), Err(PostError::Stopped));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PostError {
     /// The queue into the loop is full (`Config::handle_capacity`); the

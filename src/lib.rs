@@ -1,4 +1,4 @@
-//! # reactor
+//! # reactor-loop
 //!
 //! One thread runs a [`mio`] poll loop over a [`slab`] of non-blocking
 //! connections and hands each readable and writable event to that
@@ -32,8 +32,22 @@
 //! # ;Ok::<(), std::io::Error>(())
 //! ```
 //!
-//! See `docs/ARCHITECTURE.md` for how the loop works and the guarantees it
-//! keeps.
+//! ## Guides
+//!
+//! - [The architecture guide](guide::architecture): how a turn of the loop
+//!   runs, what a connection goes through from accept to close, who owns
+//!   which buffer, the limits and flow control, and a short guide to
+//!   writing a handler.
+//! - [The testing guide](guide::testing): testing a handler in memory with
+//!   [`testing::TestKit`], a clock moved by hand, and every split of an
+//!   input.
+//!
+//! ## Dependencies in the API
+//!
+//! [`ListenOptions::on_accept`] hands its hook a [`socket2::SockRef`], and
+//! the crate re-exports [`socket2`] for it, so socket2's version (0.6) is
+//! part of this crate's API: moving to a socket2 release that is not
+//! compatible with it is a breaking change of this crate.
 //!
 //! ## Panics
 //!
@@ -97,7 +111,13 @@ pub use socket2;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-/// docs/TESTING.md's complete example, run as a doc test.
-#[doc = include_str!("../docs/TESTING.md")]
-#[cfg(doctest)]
-pub struct TestingGuideDoctests;
+/// Guides to the crate, longer than the API docs: the same text as
+/// `docs/ARCHITECTURE.md` and `docs/TESTING.md` in the repository. Their
+/// Rust code blocks are compiled and run as doc tests.
+pub mod guide {
+    #[doc = include_str!("../docs/ARCHITECTURE.md")]
+    pub mod architecture {}
+
+    #[doc = include_str!("../docs/TESTING.md")]
+    pub mod testing {}
+}

@@ -8,21 +8,13 @@
 /// ```
 /// use reactor_loop::{Line, LineFramer};
 ///
-/// let mut framer = LineFramer::new(8);
-/// let input = b"short\nfar too long for eight\nok\n";
-/// let mut at = 0;
-/// let mut seen = Vec::new();
-/// loop {
-///     let (used, line) = framer.next(&input[at..]);
-///     at += used;
-///     match line {
-///         Some(Line::Complete(text)) => seen.push(String::from_utf8_lossy(text).into_owned()),
-///         Some(Line::TooLong) => seen.push("(too long)".to_string()),
-///         None if at < input.len() => {} // skipped the rest of a long line
-///         None => break,
-///     }
-/// }
-/// assert_eq!(seen, ["short", "(too long)", "ok"]);
+/// let mut lines = LineFramer::new(4);
+/// // A line and its `\r\n` are consumed together; the line comes without them.
+/// assert_eq!(lines.next(b"ok\r\nnext"), (4, Some(Line::Complete(b"ok"))));
+/// // A partial line consumes nothing: it is offered again with more input.
+/// assert_eq!(lines.next(b"next"), (0, None));
+/// // Past the limit, one `TooLong`; the rest of that line is skipped as it comes.
+/// assert_eq!(lines.next(b"next line\n"), (10, Some(Line::TooLong)));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Line<'a> {

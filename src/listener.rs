@@ -8,6 +8,34 @@ use socket2::SockRef;
 
 /// Identifies a listener or datagram socket of a reactor, e.g. to ask its
 /// bound address with [`Reactor::local_addr`](crate::Reactor::local_addr).
+///
+/// # Examples
+///
+/// ```
+/// use std::net::SocketAddr;
+///
+/// use reactor_loop::{Context, DatagramContext, DatagramHandler, Handler, Reactor};
+///
+/// struct Discard;
+///
+/// impl Handler for Discard {
+///     fn on_input(&mut self, _ctx: &mut Context<'_>, input: &[u8]) -> usize {
+///         input.len()
+///     }
+/// }
+///
+/// impl DatagramHandler for Discard {
+///     fn on_datagram(&mut self, _ctx: &mut DatagramContext<'_>, _datagram: &[u8], _from: SocketAddr) {}
+/// }
+///
+/// let mut reactor = Reactor::new()?;
+/// // Port 0: the system picks a free port, which `local_addr` tells.
+/// let tcp = reactor.listen("127.0.0.1:0", || Discard)?;
+/// let udp = reactor.bind_udp("127.0.0.1:0", Discard)?;
+/// assert_ne!(tcp, udp);
+/// println!("tcp on {}, udp on {}", reactor.local_addr(tcp)?, reactor.local_addr(udp)?);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SourceId(pub(crate) usize);
 

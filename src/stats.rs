@@ -14,6 +14,36 @@ use crate::close_reason::CloseReason;
 /// costs an increment, never a lock or an atomic. With the default config the
 /// loop also logs them at debug level every 10 s
 /// (`Config::stats_interval`).
+///
+/// # Examples
+///
+/// ```
+/// use reactor_loop::testing::TestKit;
+/// use reactor_loop::{CloseReason, Context, Handler};
+///
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+///         ctx.write(input);
+///         input.len()
+///     }
+/// }
+///
+/// let mut kit = TestKit::new();
+/// let conn = kit.open(Echo);
+/// kit.send(conn, b"hello");
+///
+/// let stats = kit.stats(); // a reactor's: `Reactor::stats`, or `ctx.stats()` in a callback
+/// assert_eq!(stats.open, 1);
+/// assert_eq!((stats.bytes_in, stats.bytes_out), (5, 5));
+/// println!("{stats}"); // the line the loop logs every `stats_interval`
+///
+/// kit.reset(conn);
+/// let stats = kit.stats();
+/// assert_eq!(stats.open, 0);
+/// assert_eq!(stats.closed_for(CloseReason::Reset), 1);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {

@@ -44,42 +44,50 @@ pub(crate) fn deadline_after(now: Instant, after: Duration) -> Instant {
 ///
 /// # Examples
 ///
-/// A handler that answers `late` if a line does not come within a second:
+/// A one-shot and a periodic timer, told apart by their ids:
 ///
 /// ```
 /// use std::time::Duration;
+///
 /// use reactor_loop::testing::TestKit;
 /// use reactor_loop::{Context, Handler, TimerId};
 ///
 /// #[derive(Default)]
-/// struct Prompt {
-///     deadline: Option<TimerId>,
+/// struct Reminder {
+///     once: Option<TimerId>,
+///     every: Option<TimerId>,
 /// }
 ///
-/// impl Handler for Prompt {
+/// impl Handler for Reminder {
 ///     fn on_open(&mut self, ctx: &mut Context<'_>) {
-///         self.deadline = Some(ctx.set_timer(Duration::from_secs(1)));
+///         self.once = Some(ctx.set_timer(Duration::from_secs(1)));
+///         self.every = Some(ctx.set_periodic(Duration::from_secs(2)));
 ///     }
+///
 ///     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
-///         if let Some(timer) = self.deadline.take() {
-///             ctx.cancel_timer(timer);
+///         if let Some(every) = self.every.take() {
+///             ctx.cancel_timer(every);
 ///         }
 ///         input.len()
 ///     }
+///
 ///     fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
-///         if self.deadline == Some(timer) {
-///             ctx.write(b"late\n");
+///         if Some(timer) == self.once {
+///             ctx.write(b"once\n");
+///         } else if Some(timer) == self.every {
+///             ctx.write(b"tick\n");
 ///         }
 ///     }
 /// }
 ///
 /// let mut kit = TestKit::new();
-/// let quick = kit.open(Prompt::default());
-/// let slow = kit.open(Prompt::default());
-/// kit.send(quick, b"hi\n");
-/// kit.advance(Duration::from_secs(1));
-/// assert!(kit.received(quick).is_empty());
-/// assert_eq!(kit.received(slow), b"late\n");
+/// let conn = kit.open(Reminder::default());
+/// kit.advance(Duration::from_secs(4));
+/// assert_eq!(kit.received_text(conn), "once\ntick\ntick\n");
+///
+/// kit.send(conn, b"stop");
+/// kit.advance(Duration::from_secs(10));
+/// assert_eq!(kit.received_text(conn), "");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TimerId {
