@@ -10,7 +10,7 @@
 //! (a header split across two reads, input a handler forgot it had not
 //! consumed).
 //!
-//! See `docs/TESTING.md` for a guide.
+//! [The testing guide](crate::guide::testing) walks through it.
 //!
 //! # Examples
 //!
