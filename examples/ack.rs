@@ -28,6 +28,9 @@
 //! count afresh; `0` disables either limit). At `--max-connections` a new
 //! client is sent `ERR server full, try later\n` and closed at once.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::io;
 use std::time::Duration;
 
@@ -99,15 +102,15 @@ fn peer(ctx: &Context<'_>) -> String {
     ctx.peer_addr().map_or_else(|| "-".to_string(), |addr| addr.to_string())
 }
 
-/// Answers each line with `OK` (seed 000's servers, framed and bounded).
+/// Acknowledging server: answers each line with `OK`, however TCP cuts the stream.
 #[derive(Parser)]
 struct Args {
     /// Address to listen on.
-    #[arg(default_value = "127.0.0.1:9090")]
+    #[arg(default_value = "127.0.0.1:9090", value_parser = common::address)]
     addr: String,
     /// Most bytes a line may have before its newline; a longer line is
     /// answered `ERR line too long` and discarded.
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    #[arg(long, value_name = "BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_line: u32,
     /// Seconds without input before a connection is closed (0: never).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
@@ -141,8 +144,8 @@ fn seconds(secs: u64) -> Option<Duration> {
 }
 
 fn main() -> io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    let args: Args = common::args();
+    common::init_logging();
     let max_line = args.max_line as usize;
 
     // Logs the limit it got.

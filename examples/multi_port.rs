@@ -24,20 +24,22 @@
 mod bot;
 #[path = "hotline/cli.rs"]
 mod cli;
+#[path = "common/mod.rs"]
+mod common;
 
 use std::io;
 
 use clap::Parser;
 use reactor_loop::{Config, ListenOptions, Reactor};
 
-/// The "10086" service bot of seed 004 on two ports at once.
+/// The hotline bot on two ports at once: one thread, two listeners, each with its share of the calls.
 #[derive(Parser, Debug)]
 struct Args {
     /// First address to listen on.
-    #[arg(default_value = "127.0.0.1:8020")]
+    #[arg(default_value = "127.0.0.1:8020", value_parser = common::address)]
     first: String,
     /// Second address to listen on.
-    #[arg(default_value = "127.0.0.1:8021")]
+    #[arg(default_value = "127.0.0.1:8021", value_parser = common::address)]
     second: String,
     #[command(flatten)]
     bot: cli::BotArgs,
@@ -63,8 +65,8 @@ fn shares(total: usize) -> [usize; 2] {
 }
 
 fn main() -> io::Result<()> {
-    cli::init_logging();
-    let args = Args::parse();
+    let args: Args = common::args();
+    common::init_logging();
 
     // Logs the limit it got.
     let _ = reactor_loop::raise_fd_limit();

@@ -46,6 +46,9 @@
 //! filter and the rate limiter are unit-tested below, and the server over
 //! loopback in `tests/udp_echo_example.rs`.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
@@ -61,26 +64,26 @@ use reactor_loop::{Config, DatagramContext, DatagramHandler, Reactor, UdpOptions
 #[command(about = "Echoes each UDP datagram to its sender; refuses sources that could start a loop")]
 struct Args {
     /// Address to bind.
-    #[arg(default_value = "127.0.0.1:9999")]
+    #[arg(default_value = "127.0.0.1:9999", value_parser = common::address)]
     addr: String,
     /// Datagrams a second echoed to one source address (IP and port), once
     /// its burst is spent.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     rate_per_source: u32,
     /// Datagrams one source address may have echoed back to back.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     burst_per_source: u32,
     /// Most source addresses whose rate is tracked at once.
-    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(2..=1_048_576))]
+    #[arg(long, value_name = "N", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(2..=1_048_576))]
     max_sources: u32,
     /// Lowest source port answered (port 0 is never answered).
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "PORT", default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..))]
     min_source_port: u16,
     /// Set SO_REUSEPORT, so that several processes can bind the same port.
     #[arg(long)]
     reuse_port: bool,
     /// Seconds between reports of dropped, refused and rate-limited datagrams.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     report_every: u64,
 }
 
@@ -275,8 +278,8 @@ impl DatagramHandler<Counts> for UdpEcho {
 }
 
 fn main() -> io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    let args: Args = common::args();
+    common::init_logging();
 
     // Logs the limit it got.
     let _ = reactor_loop::raise_fd_limit();

@@ -18,6 +18,9 @@
 //! new client is sent `error: server full, try later\n` and closed at once,
 //! instead of waiting unanswered in the kernel's backlog.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::io;
 use std::time::Duration;
 
@@ -33,7 +36,7 @@ const FULL: &[u8] = b"error: server full, try later\n";
 #[command(about = "Upper-casing server: every byte comes back, ASCII letters in capitals")]
 struct Args {
     /// Address to listen on.
-    #[arg(default_value = "127.0.0.1:8080")]
+    #[arg(default_value = "127.0.0.1:8080", value_parser = common::address)]
     addr: String,
     /// Seconds without input before a connection is closed (0: never).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
@@ -86,8 +89,8 @@ impl Handler for Upper {
 }
 
 fn main() -> io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    let args: Args = common::args();
+    common::init_logging();
 
     // Logs the limit it got.
     let _ = reactor_loop::raise_fd_limit();

@@ -20,17 +20,19 @@
 
 mod bot;
 mod cli;
+#[path = "../common/mod.rs"]
+mod common;
 
 use std::io;
 
 use clap::Parser;
 use reactor_loop::{Config, ListenOptions, Reactor};
 
-/// The "10086" service bot of seed 004.
+/// Hotline bot: a phone menu over TCP (0 for an operator, exit to hang up), every caller on one thread.
 #[derive(Parser, Debug)]
 struct Args {
     /// Address to listen on.
-    #[arg(default_value = "127.0.0.1:8009")]
+    #[arg(default_value = "127.0.0.1:8009", value_parser = common::address)]
     addr: String,
     #[command(flatten)]
     bot: cli::BotArgs,
@@ -48,8 +50,8 @@ impl Args {
 }
 
 fn main() -> io::Result<()> {
-    cli::init_logging();
-    let args = Args::parse();
+    let args: Args = common::args();
+    common::init_logging();
 
     // Logs the limit it got.
     let _ = reactor_loop::raise_fd_limit();

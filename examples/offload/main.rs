@@ -34,6 +34,8 @@
 //! Logs: RUST_LOG=debug shows each job queued, started, done, skipped, cancelled or dropped.
 
 mod client;
+#[path = "../common/mod.rs"]
+mod common;
 mod fair_queue;
 mod pool;
 mod protocol;
@@ -60,20 +62,20 @@ use crate::workers::work;
 #[command(about = "Runs `work` jobs (iterated SHA-256) on a thread pool; the loop answers `ping` at once")]
 struct Args {
     /// Address to listen on.
-    #[arg(default_value = "127.0.0.1:8989")]
+    #[arg(default_value = "127.0.0.1:8989", value_parser = common::address)]
     addr: String,
     /// Worker threads [default: available parallelism].
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
     /// Most SHA-256 rounds one job may ask for.
-    #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_rounds: u64,
     /// Most jobs queued or running at once, all clients together.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     max_jobs: u32,
     /// Most jobs queued or running at once for one connection (at most
     /// --max-jobs).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     max_jobs_per_client: u32,
     /// Seconds without input before a connection is closed, unless results
     /// are still owed to it (0: never).
@@ -111,8 +113,8 @@ fn seconds(secs: u64) -> Option<Duration> {
 }
 
 fn main() -> io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    let args: Args = common::args();
+    common::init_logging();
     let workers = args.workers.map_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
     let max_jobs = args.max_jobs as usize;
 

@@ -60,6 +60,8 @@
 //! what it lacks for this is the pool itself, a small blocking pool in the
 //! manner of tokio's `spawn_blocking`.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod protocol;
 mod transfer;
 
@@ -73,12 +75,11 @@ use reactor_loop::{Config, ListenOptions, Reactor};
 
 use transfer::{Store, Transfer};
 
-/// Upload and download files over a framed TCP protocol.
+/// File server: put and get files over a framed TCP protocol, each upload checked by SHA-256.
 #[derive(Parser, Debug)]
-#[command(about)]
 struct Args {
     /// Address to listen on.
-    #[arg(default_value = "127.0.0.1:9999")]
+    #[arg(default_value = "127.0.0.1:9999", value_parser = common::address)]
     addr: String,
     /// Directory that holds the files (created if missing).
     #[arg(long)]
@@ -122,8 +123,8 @@ fn seconds(secs: u64) -> Option<Duration> {
 }
 
 fn main() -> io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    let args: Args = common::args();
+    common::init_logging();
 
     fs::create_dir_all(&args.dir)?;
     log::info!(
