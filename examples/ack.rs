@@ -77,7 +77,8 @@ impl Handler for Ack {
                 }
                 Some(Line::TooLong) => {
                     let (id, max_line) = (ctx.id(), self.lines.max_line());
-                    debug!("conn {id} ({}): line longer than {max_line} bytes: answered ERR, discarding it", peer(ctx));
+                    let max_line = common::count(max_line, "byte", "bytes");
+                    debug!("conn {id} ({}): line longer than {max_line}: answered ERR, discarding it", peer(ctx));
                     ctx.write(TOO_LONG);
                 }
                 None => return consumed,
@@ -89,7 +90,8 @@ impl Handler for Ack {
         let left = ctx.buffered_input();
         if !left.is_empty() {
             let (id, len, tail) = (ctx.id(), left.len(), left.escape_ascii());
-            debug!("conn {id} ({}): {len} bytes without a newline at end of stream, no reply: \"{tail}\"", peer(ctx));
+            let len = common::count(len, "byte", "bytes");
+            debug!("conn {id} ({}): {len} without a newline at end of stream, no reply: \"{tail}\"", peer(ctx));
         }
         // Close once the replies owed are flushed.
         ctx.close();
@@ -153,7 +155,7 @@ fn main() -> io::Result<()> {
     let mut reactor = Reactor::with_config(args.config(), ())?;
     reactor.listen_with(args.addr.as_str(), ListenOptions::new().refusal(FULL), move || Ack::new(max_line))?;
     reactor.handle_signals()?;
-    log::info!("lines up to {max_line} bytes");
+    log::info!("lines up to {}", common::count(max_line, "byte", "bytes"));
     reactor.run()?;
     log::info!("stopped");
     Ok(())

@@ -75,7 +75,7 @@ fn main() -> io::Result<()> {
     for (addr, share) in [&args.first, &args.second].into_iter().zip(shares(args.max_connections as usize)) {
         let options = ListenOptions::new().max_connections(share).refusal(bot::ALL_BUSY);
         let id = reactor.listen_with(addr.as_str(), options, move || bot::Bot::new(settings))?;
-        log::info!("at most {share} calls at once on {}", reactor.local_addr(id)?);
+        log::info!("at most {} at once on {}", common::count(share, "call", "calls"), reactor.local_addr(id)?);
     }
     reactor.handle_signals()?;
     reactor.run()?;

@@ -259,15 +259,18 @@ impl DatagramHandler<Counts> for UdpEcho {
         let len = datagram.len();
         if let Some(why) = refusal(from, local_port, self.min_source_port) {
             ctx.shared().refused += 1;
-            debug!("udp: {len} bytes from {from} refused: {why}");
+            debug!("udp: {} from {from} refused: {why}", common::count(len, "byte", "bytes"));
             return;
         }
         if !self.limiter.allow(from, ctx.now()) {
             ctx.shared().rate_limited += 1;
-            debug!("udp: {len} bytes from {from} not echoed: over the rate for its address");
+            debug!(
+                "udp: {} from {from} not echoed: over the rate for its address",
+                common::count(len, "byte", "bytes")
+            );
             return;
         }
-        debug!("udp: {len} bytes from {from}");
+        debug!("udp: {} from {from}", common::count(len, "byte", "bytes"));
         // A full send buffer is not an error here: `send_to` drops the echo
         // and counts it, as a router would.
         if let Err(err) = ctx.send_to(datagram, from) {
@@ -306,11 +309,10 @@ fn main() -> io::Result<()> {
         if now != reported {
             let secs = every.as_secs();
             info!(
-                "udp {local}: in the last {secs} s, {} echoes dropped (send buffer full), {} datagrams refused \
-                 (source address), {} over the rate for their source",
-                now.0 - reported.0,
-                now.1 - reported.1,
-                now.2 - reported.2
+                "udp {local}: in the last {secs} s, {} (send buffer full), {} (source address), {}",
+                common::count(now.0 - reported.0, "echo dropped", "echoes dropped"),
+                common::count(now.1 - reported.1, "datagram refused", "datagrams refused"),
+                common::count(now.2 - reported.2, "over the rate for its source", "over the rate for their source"),
             );
         }
         reported = now;

@@ -73,7 +73,7 @@ const PIECE: usize = 4096;
 
 impl Handler for Upper {
     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
-        log::trace!("conn {}: {} bytes", ctx.id(), input.len());
+        log::trace!("conn {}: {}", ctx.id(), common::count(input.len(), "byte", "bytes"));
         let mut piece = [0u8; PIECE];
         for chunk in input.chunks(PIECE) {
             let out = &mut piece[..chunk.len()];

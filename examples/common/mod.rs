@@ -7,9 +7,11 @@
 //! - [`address`] is the value parser of an address argument, so that a bad
 //!   address is a bad argument like any other.
 //! - [`init_logging`]: stderr, `info` unless `RUST_LOG` says otherwise.
+//! - [`count`]: "1 job", "2 jobs" in what the examples print.
 
 #![allow(dead_code)] // each example uses a part
 
+use std::fmt;
 use std::net::ToSocketAddrs;
 
 use clap::error::ErrorKind;
@@ -52,6 +54,13 @@ pub fn init_logging() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
 }
 
+/// `n` and the noun that goes with it: `count(1, "job", "jobs")` is
+/// `1 job`, `count(2, "job", "jobs")` is `2 jobs`.
+pub fn count<N: fmt::Display + PartialEq + From<u8>>(n: N, one: &str, many: &str) -> String {
+    let noun = if n == N::from(1) { one } else { many };
+    format!("{n} {noun}")
+}
+
 #[cfg(test)]
 mod common_tests {
     use super::*;
@@ -76,5 +85,12 @@ mod common_tests {
         assert!(address("foo").unwrap_err().contains("expected IP:PORT"));
         assert!(address("127.0.0.1:99999").is_err());
         assert!(address("127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn a_count_of_one_is_singular() {
+        assert_eq!(count(0u32, "job", "jobs"), "0 jobs");
+        assert_eq!(count(1usize, "job", "jobs"), "1 job");
+        assert_eq!(count(2u64, "echo", "echoes"), "2 echoes");
     }
 }

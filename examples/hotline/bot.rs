@@ -26,7 +26,7 @@ pub fn greeting(port: u16) -> String {
 
 /// The answer to a line longer than `max_line` bytes.
 pub fn too_long(max_line: usize) -> String {
-    format!("Error: line longer than {max_line} bytes, discarded.\n")
+    format!("Error: line longer than {}, discarded.\n", crate::common::count(max_line, "byte", "bytes"))
 }
 
 /// What every call of one listener shares.

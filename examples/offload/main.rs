@@ -54,6 +54,7 @@ use log::info;
 use reactor_loop::{Config, ListenOptions, Reactor};
 
 use crate::client::Client;
+use crate::common::count;
 use crate::pool::Pool;
 use crate::protocol::{FULL, MAX_LINE};
 use crate::workers::work;
@@ -135,8 +136,10 @@ fn main() -> io::Result<()> {
     reactor.listen_with(args.addr.as_str(), ListenOptions::new().refusal(FULL), || Client::new(MAX_LINE))?;
     reactor.handle_signals()?;
     info!(
-        "{workers} workers; at most {} rounds per job, {max_jobs} jobs in flight, {per_client} per connection",
-        args.max_rounds
+        "{}; at most {} per job, {} in flight, {per_client} per connection",
+        count(workers, "worker", "workers"),
+        count(args.max_rounds, "round", "rounds"),
+        count(max_jobs, "job", "jobs"),
     );
     reactor.run()?;
     // Every connection has closed, so running jobs are cancelled and queued

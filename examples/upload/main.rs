@@ -128,9 +128,9 @@ fn main() -> io::Result<()> {
 
     fs::create_dir_all(&args.dir)?;
     log::info!(
-        "storing files in {} (max size {} bytes, overwrite {})",
+        "storing files in {} (max size {}, overwrite {})",
         args.dir.display(),
-        args.max_size,
+        common::count(args.max_size, "byte", "bytes"),
         if args.overwrite { "on" } else { "off" }
     );
     // Logs the limit it got.
