@@ -1,16 +1,16 @@
 //! Acknowledging server: logs each line a client sends and answers `OK`.
 //!
-//! The reactor version of seed 000's fork and threading servers, which took
-//! whatever one `recv(1024)` returned as a message and answered `OK` with no
-//! delimiter: three messages in one packet got one `OK`, one message split
-//! by TCP got several. Here a message is a line, each line gets exactly one
-//! reply line however the stream is cut, a line is bounded, and one thread
-//! serves every client.
+//! Message framing over a stream: a server that takes whatever one
+//! `recv(1024)` returns as a message, and answers `OK` with no delimiter,
+//! gives three messages in one packet one `OK` and one message split by TCP
+//! several. Here a message is a line, each line gets exactly one reply line
+//! however the stream is cut, a line is bounded, and one thread serves every
+//! client.
 //!
-//! Run:  cargo run --release --example ack [ADDR] [--max-line BYTES] [--idle-timeout SECS]
+//! Run:  cargo run --release --example ack -- [ADDR] [--max-line BYTES] [--idle-timeout SECS]
 //!       [--request-timeout SECS] [--max-connections N]
-//!       (default 127.0.0.1:9090, the seed's fork server; 4096 bytes, 60 s, 10 s, 10,000)
-//! Try:  nc 127.0.0.1 9090
+//!       (default 127.0.0.1:9090; 4096 bytes, 60 s, 10 s, 10,000)
+//! Try:  printf 'one\ntwo\nthree\n' | cargo run -q --release --example line_client -- 127.0.0.1:9090
 //! Logs: RUST_LOG=debug shows each message and each connection's close line.
 //!
 //! Protocol: a line of at most `--max-line` bytes before its `\n` (or
@@ -189,7 +189,7 @@ mod tests {
         assert_eq!(output, oks(6));
     }
 
-    /// Seed 000's server: one `OK` per read, whatever the read holds.
+    /// The unframed way: one `OK` per read, whatever the read holds.
     struct PerRead;
 
     impl Handler for PerRead {
@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     #[should_panic(expected = "output differs")]
-    fn the_seeds_one_reply_per_read_fails_the_split_test() {
+    fn one_reply_per_read_fails_the_split_test() {
         assert_split_invariant(|| PerRead, b"one\ntwo\n");
     }
 

@@ -1,11 +1,12 @@
 //! Echo server: every byte a client sends comes back to it.
 //!
-//! The reactor version of seed 001's thread-pool and gevent echo servers: one
-//! thread serves every client, with no thread or greenlet per connection.
+//! The smallest handler: one thread serves every client, with no thread or
+//! task per connection, and every byte reaches its client however slowly it
+//! reads.
 //!
-//! Run:  cargo run --release --example echo [ADDR] [--idle-timeout SECS] [--max-connections N]
+//! Run:  cargo run --release --example echo -- [ADDR] [--idle-timeout SECS] [--max-connections N]
 //!       (default 127.0.0.1:9000; 60 s, 10,000)
-//! Try:  nc 127.0.0.1 9000
+//! Try:  cargo run -q --release --example line_client -- 127.0.0.1:9000   (then type lines)
 //! Logs: RUST_LOG=debug shows each connection's close line.
 //!
 //! Limits: a connection with no input for `--idle-timeout` seconds is closed

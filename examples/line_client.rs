@@ -1,17 +1,16 @@
 //! Line client: stdin goes to one TCP connection and the connection goes to
 //! stdout, both in one loop, like `nc`.
 //!
-//! The reactor version of seed 004's `select()` over stdin and a socket, and
-//! the client the seeds' servers lacked: theirs loop `input()`, `send`,
-//! `recv`, so they wait for exactly one reply per line they type, and a
-//! server that says two things, or nothing, leaves them stuck or out of step.
-//! Here stdin and the connection are two sources of one loop; either may
-//! speak at any time. Use it to talk to `echo`, `hotline`, `chat` or `ack`.
+//! A client that loops `input()`, `send`, `recv` waits for exactly one reply
+//! per line it sends, and a server that says two things, or nothing, leaves
+//! it stuck or out of step. Here stdin and the connection are two sources of
+//! one loop; either may speak at any time. Use it to talk to any of the
+//! TCP examples: docs/EXAMPLES.md tries them all with it.
 //!
-//! Run:  cargo run --release --example line_client [ADDR]   (default 127.0.0.1:9000, the echo example)
+//! Run:  cargo run --release --example line_client -- [ADDR]   (default 127.0.0.1:9000, the echo example)
 //! Try:  cargo run --release --example echo, then type lines into
-//!       cargo run --release --example line_client; or
-//!       printf 'hello\n' | cargo run --release --example line_client -- 127.0.0.1:9000
+//!       cargo run -q --release --example line_client; or
+//!       printf 'hello\n' | cargo run -q --release --example line_client -- 127.0.0.1:9000
 //! Exit: 0 once the server has closed the connection; 1, with a message on
 //!       stderr, if the connect failed or the connection was reset; 2 for a
 //!       bad argument; 130 on Ctrl-C.

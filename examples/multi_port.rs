@@ -1,15 +1,15 @@
-//! Multi-port: seed 004's `select()` over two listening sockets, as one
-//! reactor with two listeners, each serving the "10086" bot of `hotline`.
+//! Multi-port: one reactor with two listeners, each serving the "10086" bot
+//! of `hotline`.
 //!
-//! The seed selects over ports 8020 and 8021 and starts a thread per caller;
-//! here one thread serves both ports and every caller. The greeting names
+//! Instead of a `select()` over two listening sockets and a thread per
+//! caller, one thread serves both ports and every caller. The greeting names
 //! the port the caller dialled.
 //!
-//! Run:  cargo run --release --example multi_port [ADDR1 ADDR2] [--operator-delay DELAY] [--max-line BYTES]
+//! Run:  cargo run --release --example multi_port -- [FIRST SECOND] [--operator-delay DELAY] [--max-line BYTES]
 //!       [--idle-timeout SECS] [--request-timeout SECS] [--max-connections N]
-//!       (default 127.0.0.1:8020 127.0.0.1:8021, the seed's ports; the bot's options and defaults
+//!       (default 127.0.0.1:8020 127.0.0.1:8021; the bot's options and defaults
 //!       are hotline's; --max-connections 10,000, half for each port)
-//! Try:  nc 127.0.0.1 8020      and, at the same time, nc 127.0.0.1 8021
+//! Try:  cargo run -q --release --example line_client -- 127.0.0.1:8020   and, at the same time, the same with 127.0.0.1:8021
 //! Logs: RUST_LOG=debug shows calls starting and ending, trace every line.
 //!
 //! Limits: hotline's idle limit and deadline for a line, on both ports. Of

@@ -1,11 +1,10 @@
 //! UDP echo server: every datagram goes back to its sender, unless echoing
 //! it could start a loop.
 //!
-//! The reactor version of seed 004's UDP demo, which printed each
-//! `recv(1024)` (silently cutting longer datagrams to 1024 bytes) and sent
-//! nothing back. Here each datagram, up to 65,507 bytes (the largest IPv4
-//! UDP payload), is logged and echoed whole; an echo that would block is
-//! dropped and counted, never waited for.
+//! A UDP socket as one more source of the loop. Each datagram, up to 65,507
+//! bytes (the largest IPv4 UDP payload), is logged and echoed whole (a
+//! `recv(1024)` would silently cut it to 1024 bytes); an echo that would
+//! block is dropped and counted, never waited for.
 //!
 //! An echo service answers whoever the source address names, and a UDP
 //! source address is whatever the sender wrote. So the server refuses, and
@@ -31,11 +30,12 @@
 //! `--max-sources` addresses; sources not seen for a while are forgotten
 //! first, so spoofed source addresses cannot grow memory.
 //!
-//! Run:  cargo run --release --example udp_echo [ADDR] [--rate-per-source N] [--burst-per-source N]
+//! Run:  cargo run --release --example udp_echo -- [ADDR] [--rate-per-source N] [--burst-per-source N]
 //!       [--max-sources N] [--min-source-port PORT] [--reuse-port] [--report-every SECS]
-//!       (default 127.0.0.1:9999, the seed's port; 1000 datagrams/s after a burst of 1000 per
+//!       (default 127.0.0.1:9999; 1000 datagrams/s after a burst of 1000 per
 //!       source, 16384 sources, source ports from 1024, a report every 10 s)
-//! Try:  nc -u 127.0.0.1 9999
+//! Try:  python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
+//!       s.settimeout(2); s.sendto(b"hello", ("127.0.0.1", 9999)); print(s.recvfrom(65535))'
 //! Logs: RUST_LOG=debug shows each datagram, and why one was refused or not
 //!       echoed; every `--report-every` seconds an info line counts the echoes
 //!       dropped, the datagrams refused and those over the rate in that time,

@@ -1,14 +1,14 @@
 //! Upper-casing server: every byte a client sends comes back, with ASCII
 //! letters in capitals.
 //!
-//! The reactor version of seed 002's concurrent socket server, which started
-//! a process per client and answered each `recv(1024)` with
-//! `send(data.upper())`, losing whatever a short `send` did not take. Here
-//! one thread serves every client and every byte is delivered.
+//! A transform of a stream with no framing: the answer does not depend on
+//! where TCP cuts the input, one thread serves every client, and every byte
+//! is delivered (a bare `send` per read would lose what a short write did
+//! not take).
 //!
-//! Run:  cargo run --release --example upper [ADDR] [--idle-timeout SECS] [--max-connections N]
-//!       (default 127.0.0.1:8080, the seed's port; 60 s, 10,000)
-//! Try:  nc 127.0.0.1 8080
+//! Run:  cargo run --release --example upper -- [ADDR] [--idle-timeout SECS] [--max-connections N]
+//!       (default 127.0.0.1:8080; 60 s, 10,000)
+//! Try:  printf 'hello, world\n' | cargo run -q --release --example line_client -- 127.0.0.1:8080
 //! Logs: RUST_LOG=debug shows each connection's close line, RUST_LOG=trace the size of each input.
 //!
 //! Limits: a connection with no input for `--idle-timeout` seconds is closed

@@ -1,16 +1,14 @@
-//! Chat: seed 003's multi-person chat, every client on one thread.
+//! Chat: one room, every client on one thread.
 //!
-//! The seed started a thread per client that sent `hello`, printed what the
-//! client sent and passed nothing on: the "multi-person chat" had no room.
-//! Here the room is the reactor's loop-wide state (`Reactor<Room>`,
+//! The room is the reactor's loop-wide state (`Reactor<Room>`,
 //! `ctx.shared()`): no threads, no locks, and each line reaches the others
 //! through write-by-id (`ctx.broadcast`).
 //!
 //! Run:  cargo run --release --example chat -- [ADDR] [--max-line BYTES] [--max-output BYTES] [--stall-timeout MS]
 //!           [--idle-timeout SECS] [--request-timeout SECS] [--max-connections N]
-//!       (default 127.0.0.1:8090, the seed's port; 1024 bytes; 8 MiB; 10000 ms;
+//!       (default 127.0.0.1:8090; 1024 bytes; 8 MiB; 10000 ms;
 //!        600 s; 60 s; 10000)
-//! Try:  nc 127.0.0.1 8090      in two terminals; type lines, then /nick alice
+//! Try:  cargo run -q --release --example line_client -- 127.0.0.1:8090   in two terminals; type lines, then /nick alice
 //! Logs: RUST_LOG=debug shows joins, renames, leaves and members that stall
 //!       the room; trace every line and every sender held back or resumed.
 //!

@@ -1,4 +1,4 @@
-//! The "10086" service bot of seed 004, as a per-connection state machine.
+//! The "10086" phone-menu bot, as a per-connection state machine.
 //!
 //! Shared by the `hotline` and `multi_port` examples (`multi_port` includes
 //! this file with `#[path]`), so it depends on nothing but the library.

@@ -1,5 +1,4 @@
-//! HTTP "Hello, World": seed 004's `handle_request` web server as real
-//! HTTP/1.1.
+//! HTTP "Hello, World", as real HTTP/1.1.
 //!
 //! `GET` and `HEAD` get `200` with `Hello, World`; connections stay open
 //! (HTTP/1.1 by default, HTTP/1.0 with `Connection: keep-alive`); pipelined
@@ -36,7 +35,7 @@
 //! With the defaults, under 88.2 KiB per connection, whatever the client
 //! sends; `max_output` (twice the watermark) is a safety net never reached.
 //!
-//! Run:  cargo run --release --example http_hello [-- ADDR] [--idle-timeout SECS] [--request-timeout SECS]
+//! Run:  cargo run --release --example http_hello -- [ADDR] [--idle-timeout SECS] [--request-timeout SECS]
 //!           [--max-connections N] [--output-high-watermark BYTES]
 //!       (default 127.0.0.1:8080, 60 s, 10 s, 10000, 65536 bytes)
 //! Try:  curl -i http://127.0.0.1:8080/

@@ -1,10 +1,8 @@
 //! Offload server: CPU-heavy jobs run on a pool of worker threads, and the
 //! loop stays free to answer everything else at once.
 //!
-//! The reactor version of the seeds' thread-pool and process-pool servers
-//! (seed 001's `ThreadPool` server on port 8989, the `Pool`s of seeds 000, 002
-//! and 003), and of seed 000's warning that IO multiplexing cannot do CPU
-//! work: here the loop does all the IO and a fixed pool of threads does the
+//! IO multiplexing alone cannot do CPU work without stalling every client:
+//! here the loop does all the IO and a fixed pool of threads does the
 //! hashing. `work <rounds> <text>` hashes the text with SHA-256, then hashes
 //! the digest, `rounds` hashes in all; the result comes back through the
 //! reactor's `Handle` to the handler of the connection that asked for it
@@ -25,12 +23,12 @@
 //! connects while `--max-connections` are connected is sent
 //! `error server full, try later\n` and closed at once.
 //!
-//! Run:  cargo run --release --example offload [ADDR] [--workers N] [--max-rounds N] [--max-jobs N]
+//! Run:  cargo run --release --example offload -- [ADDR] [--workers N] [--max-rounds N] [--max-jobs N]
 //!       [--max-jobs-per-client N] [--idle-timeout SECS] [--request-timeout SECS] [--max-connections N]
-//!       (default 127.0.0.1:8989, the seed's pool server; workers: available parallelism;
+//!       (default 127.0.0.1:8989; workers: available parallelism;
 //!       10,000,000 rounds, 64 jobs, 8 per connection; 60 s, 10 s, 10,000 connections)
-//! Try:  nc 127.0.0.1 8989, type `work 10000000 hello`, then `ping` before the result comes;
-//!       printf 'work 1000 abc\nping\nquit\n' | nc -N 127.0.0.1 8989   (`quit`: results, then close)
+//! Try:  cargo run -q --release --example line_client -- 127.0.0.1:8989, type `work 10000000 hello`, then `ping` before the result comes;
+//!       printf 'work 1000 abc\nping\nquit\n' | cargo run -q --release --example line_client -- 127.0.0.1:8989   (`quit`: results, then close)
 //! Logs: RUST_LOG=debug shows each job queued, started, done, skipped, cancelled or dropped.
 
 mod client;

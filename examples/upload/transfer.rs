@@ -343,7 +343,7 @@ mod tests {
     fn a_command_sequence_gives_the_same_answers_however_it_is_split() {
         let dir = TempDir::new("splits");
         let mut input = Vec::new();
-        // Header and data back to back, as the seed's client would send them
+        // Header and data back to back, as a client would send them
         // if it did not wait: the server must not swallow the next command.
         input.extend_from_slice(b"put|a.txt|10\n0123456789");
         input.extend_from_slice(b"put|b|3\nxyz");
