@@ -1,16 +1,16 @@
 //! Acknowledging server: logs each line a client sends and answers `OK`.
 //!
-//! The reactor version of seed 000's fork and threading servers, which took
-//! whatever one `recv(1024)` returned as a message and answered `OK` with no
-//! delimiter: three messages in one packet got one `OK`, one message split
-//! by TCP got several. Here a message is a line, each line gets exactly one
-//! reply line however the stream is cut, a line is bounded, and one thread
-//! serves every client.
+//! Message framing over a stream: a server that takes whatever one
+//! `recv(1024)` returns as a message, and answers `OK` with no delimiter,
+//! gives three messages in one packet one `OK` and one message split by TCP
+//! several. Here a message is a line, each line gets exactly one reply line
+//! however the stream is cut, a line is bounded, and one thread serves every
+//! client.
 //!
-//! Run:  cargo run --release --example ack [ADDR] [--max-line BYTES] [--idle-timeout SECS]
+//! Run:  cargo run --release --example ack -- [ADDR] [--max-line BYTES] [--idle-timeout SECS]
 //!       [--request-timeout SECS] [--max-connections N]
-//!       (default 127.0.0.1:9090, the seed's fork server; 4096 bytes, 60 s, 10 s, 10,000)
-//! Try:  nc 127.0.0.1 9090
+//!       (default 127.0.0.1:9090; 4096 bytes, 60 s, 10 s, 10,000)
+//! Try:  printf 'one\ntwo\nthree\n' | cargo run -q --release --example line_client -- 127.0.0.1:9090
 //! Logs: RUST_LOG=debug shows each message and each connection's close line.
 //!
 //! Protocol: a line of at most `--max-line` bytes before its `\n` (or
@@ -27,6 +27,9 @@
 //! trickles in, or the connection is closed (each finished line starts the
 //! count afresh; `0` disables either limit). At `--max-connections` a new
 //! client is sent `ERR server full, try later\n` and closed at once.
+
+#[path = "common/mod.rs"]
+mod common;
 
 use std::io;
 use std::time::Duration;
@@ -74,7 +77,8 @@ impl Handler for Ack {
                 }
                 Some(Line::TooLong) => {
                     let (id, max_line) = (ctx.id(), self.lines.max_line());
-                    debug!("conn {id} ({}): line longer than {max_line} bytes: answered ERR, discarding it", peer(ctx));
+                    let max_line = common::count(max_line, "byte", "bytes");
+                    debug!("conn {id} ({}): line longer than {max_line}: answered ERR, discarding it", peer(ctx));
                     ctx.write(TOO_LONG);
                 }
                 None => return consumed,
@@ -86,7 +90,8 @@ impl Handler for Ack {
         let left = ctx.buffered_input();
         if !left.is_empty() {
             let (id, len, tail) = (ctx.id(), left.len(), left.escape_ascii());
-            debug!("conn {id} ({}): {len} bytes without a newline at end of stream, no reply: \"{tail}\"", peer(ctx));
+            let len = common::count(len, "byte", "bytes");
+            debug!("conn {id} ({}): {len} without a newline at end of stream, no reply: \"{tail}\"", peer(ctx));
         }
         // Close once the replies owed are flushed.
         ctx.close();
@@ -99,15 +104,15 @@ fn peer(ctx: &Context<'_>) -> String {
     ctx.peer_addr().map_or_else(|| "-".to_string(), |addr| addr.to_string())
 }
 
-/// Answers each line with `OK` (seed 000's servers, framed and bounded).
+/// Acknowledging server: answers each line with `OK`, however TCP cuts the stream.
 #[derive(Parser)]
 struct Args {
     /// Address to listen on.
-    #[arg(default_value = "127.0.0.1:9090")]
+    #[arg(default_value = "127.0.0.1:9090", value_parser = common::address)]
     addr: String,
     /// Most bytes a line may have before its newline; a longer line is
     /// answered `ERR line too long` and discarded.
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    #[arg(long, value_name = "BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_line: u32,
     /// Seconds without input before a connection is closed (0: never).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
@@ -141,8 +146,8 @@ fn seconds(secs: u64) -> Option<Duration> {
 }
 
 fn main() -> io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    let args: Args = common::args();
+    common::init_logging();
     let max_line = args.max_line as usize;
 
     // Logs the limit it got.
@@ -150,7 +155,7 @@ fn main() -> io::Result<()> {
     let mut reactor = Reactor::with_config(args.config(), ())?;
     reactor.listen_with(args.addr.as_str(), ListenOptions::new().refusal(FULL), move || Ack::new(max_line))?;
     reactor.handle_signals()?;
-    log::info!("lines up to {max_line} bytes");
+    log::info!("lines up to {}", common::count(max_line, "byte", "bytes"));
     reactor.run()?;
     log::info!("stopped");
     Ok(())
@@ -184,7 +189,7 @@ mod tests {
         assert_eq!(output, oks(6));
     }
 
-    /// Seed 000's server: one `OK` per read, whatever the read holds.
+    /// The unframed way: one `OK` per read, whatever the read holds.
     struct PerRead;
 
     impl Handler for PerRead {
@@ -196,7 +201,7 @@ mod tests {
 
     #[test]
     #[should_panic(expected = "output differs")]
-    fn the_seeds_one_reply_per_read_fails_the_split_test() {
+    fn one_reply_per_read_fails_the_split_test() {
         assert_split_invariant(|| PerRead, b"one\ntwo\n");
     }
 

@@ -1,11 +1,12 @@
 //! Echo server: every byte a client sends comes back to it.
 //!
-//! The reactor version of seed 001's thread-pool and gevent echo servers: one
-//! thread serves every client, with no thread or greenlet per connection.
+//! The smallest handler: one thread serves every client, with no thread or
+//! task per connection, and every byte reaches its client however slowly it
+//! reads.
 //!
-//! Run:  cargo run --release --example echo [ADDR] [--idle-timeout SECS] [--max-connections N]
+//! Run:  cargo run --release --example echo -- [ADDR] [--idle-timeout SECS] [--max-connections N]
 //!       (default 127.0.0.1:9000; 60 s, 10,000)
-//! Try:  nc 127.0.0.1 9000
+//! Try:  cargo run -q --release --example line_client -- 127.0.0.1:9000   (then type lines)
 //! Logs: RUST_LOG=debug shows each connection's close line.
 //!
 //! Limits: a connection with no input for `--idle-timeout` seconds is closed
@@ -15,6 +16,9 @@
 //! clock. At `--max-connections` a new client is sent
 //! `error: server full, try later\n` and closed at once, instead of waiting
 //! unanswered in the kernel's backlog.
+
+#[path = "common/mod.rs"]
+mod common;
 
 use std::io;
 use std::time::Duration;
@@ -31,7 +35,7 @@ const FULL: &[u8] = b"error: server full, try later\n";
 #[command(about = "Echo server: every byte a client sends comes back to it")]
 struct Args {
     /// Address to listen on.
-    #[arg(default_value = "127.0.0.1:9000")]
+    #[arg(default_value = "127.0.0.1:9000", value_parser = common::address)]
     addr: String,
     /// Seconds without input before a connection is closed (0: never).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
@@ -66,8 +70,8 @@ impl Handler for Echo {
 }
 
 fn main() -> io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    let args: Args = common::args();
+    common::init_logging();
 
     // Logs the limit it got.
     let _ = reactor_loop::raise_fd_limit();

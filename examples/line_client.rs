@@ -1,20 +1,23 @@
 //! Line client: stdin goes to one TCP connection and the connection goes to
 //! stdout, both in one loop, like `nc`.
 //!
-//! The reactor version of seed 004's `select()` over stdin and a socket, and
-//! the client the seeds' servers lacked: theirs loop `input()`, `send`,
-//! `recv`, so they wait for exactly one reply per line they type, and a
-//! server that says two things, or nothing, leaves them stuck or out of step.
-//! Here stdin and the connection are two sources of one loop; either may
-//! speak at any time. Use it to talk to `echo`, `hotline`, `chat` or `ack`.
+//! A client that loops `input()`, `send`, `recv` waits for exactly one reply
+//! per line it sends, and a server that says two things, or nothing, leaves
+//! it stuck or out of step. Here stdin and the connection are two sources of
+//! one loop; either may speak at any time. Use it to talk to any of the
+//! TCP examples: docs/EXAMPLES.md tries them all with it.
 //!
-//! Run:  cargo run --release --example line_client [ADDR]   (default 127.0.0.1:9000, the echo example)
+//! Run:  cargo run --release --example line_client -- [ADDR]   (default 127.0.0.1:9000, the echo example)
 //! Try:  cargo run --release --example echo, then type lines into
-//!       cargo run --release --example line_client; or
-//!       printf 'hello\n' | cargo run --release --example line_client -- 127.0.0.1:9000
+//!       cargo run -q --release --example line_client; or
+//!       printf 'hello\n' | cargo run -q --release --example line_client -- 127.0.0.1:9000
 //! Exit: 0 once the server has closed the connection; 1, with a message on
-//!       stderr, if the connect failed or the connection was reset; 130 on Ctrl-C.
+//!       stderr, if the connect failed or the connection was reset; 2 for a
+//!       bad argument; 130 on Ctrl-C.
 //!       End of stdin (Ctrl-D) half-closes the connection and waits for the server.
+
+#[path = "common/mod.rs"]
+mod common;
 
 use std::fs::File;
 use std::io::{self, PipeReader, Write};
@@ -24,8 +27,17 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::process::ExitCode;
 use std::thread;
 
+use clap::Parser;
 use log::{debug, info, warn};
 use reactor_loop::{CloseReason, Config, ConnId, Context, Handler, Reactor};
+
+#[derive(Parser, Debug)]
+#[command(about = "Line client, like nc: stdin goes to a TCP server, and what the server sends goes to stdout")]
+struct Args {
+    /// Address of the server.
+    #[arg(default_value = "127.0.0.1:9000", value_parser = common::address)]
+    addr: String,
+}
 
 /// How the session ended.
 enum Ending {
@@ -216,11 +228,11 @@ fn session(target: &str) -> Result<Ending, String> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let target = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9000".to_string());
+    let args: Args = common::args();
+    common::init_logging();
     // The stdin thread, if any, may still be blocked in `read`; returning
     // from main ends it with the process.
-    match session(&target) {
+    match session(&args.addr) {
         Ok(Ending::Closed) => ExitCode::SUCCESS,
         Ok(Ending::Interrupted) => {
             eprintln!("line_client: interrupted");

@@ -1,15 +1,15 @@
-//! Multi-port: seed 004's `select()` over two listening sockets, as one
-//! reactor with two listeners, each serving the "10086" bot of `hotline`.
+//! Multi-port: one reactor with two listeners, each serving the "10086" bot
+//! of `hotline`.
 //!
-//! The seed selects over ports 8020 and 8021 and starts a thread per caller;
-//! here one thread serves both ports and every caller. The greeting names
+//! Instead of a `select()` over two listening sockets and a thread per
+//! caller, one thread serves both ports and every caller. The greeting names
 //! the port the caller dialled.
 //!
-//! Run:  cargo run --release --example multi_port [ADDR1 ADDR2] [--operator-delay DELAY] [--max-line BYTES]
+//! Run:  cargo run --release --example multi_port -- [FIRST SECOND] [--operator-delay DELAY] [--max-line BYTES]
 //!       [--idle-timeout SECS] [--request-timeout SECS] [--max-connections N]
-//!       (default 127.0.0.1:8020 127.0.0.1:8021, the seed's ports; the bot's options and defaults
+//!       (default 127.0.0.1:8020 127.0.0.1:8021; the bot's options and defaults
 //!       are hotline's; --max-connections 10,000, half for each port)
-//! Try:  nc 127.0.0.1 8020      and, at the same time, nc 127.0.0.1 8021
+//! Try:  cargo run -q --release --example line_client -- 127.0.0.1:8020   and, at the same time, the same with 127.0.0.1:8021
 //! Logs: RUST_LOG=debug shows calls starting and ending, trace every line.
 //!
 //! Limits: hotline's idle limit and deadline for a line, on both ports. Of
@@ -24,20 +24,22 @@
 mod bot;
 #[path = "hotline/cli.rs"]
 mod cli;
+#[path = "common/mod.rs"]
+mod common;
 
 use std::io;
 
 use clap::Parser;
 use reactor_loop::{Config, ListenOptions, Reactor};
 
-/// The "10086" service bot of seed 004 on two ports at once.
+/// The hotline bot on two ports at once: one thread, two listeners, each with its share of the calls.
 #[derive(Parser, Debug)]
 struct Args {
     /// First address to listen on.
-    #[arg(default_value = "127.0.0.1:8020")]
+    #[arg(default_value = "127.0.0.1:8020", value_parser = common::address)]
     first: String,
     /// Second address to listen on.
-    #[arg(default_value = "127.0.0.1:8021")]
+    #[arg(default_value = "127.0.0.1:8021", value_parser = common::address)]
     second: String,
     #[command(flatten)]
     bot: cli::BotArgs,
@@ -63,8 +65,8 @@ fn shares(total: usize) -> [usize; 2] {
 }
 
 fn main() -> io::Result<()> {
-    cli::init_logging();
-    let args = Args::parse();
+    let args: Args = common::args();
+    common::init_logging();
 
     // Logs the limit it got.
     let _ = reactor_loop::raise_fd_limit();
@@ -73,7 +75,7 @@ fn main() -> io::Result<()> {
     for (addr, share) in [&args.first, &args.second].into_iter().zip(shares(args.max_connections as usize)) {
         let options = ListenOptions::new().max_connections(share).refusal(bot::ALL_BUSY);
         let id = reactor.listen_with(addr.as_str(), options, move || bot::Bot::new(settings))?;
-        log::info!("at most {share} calls at once on {}", reactor.local_addr(id)?);
+        log::info!("at most {} at once on {}", common::count(share, "call", "calls"), reactor.local_addr(id)?);
     }
     reactor.handle_signals()?;
     reactor.run()?;

@@ -1,11 +1,10 @@
 //! UDP echo server: every datagram goes back to its sender, unless echoing
 //! it could start a loop.
 //!
-//! The reactor version of seed 004's UDP demo, which printed each
-//! `recv(1024)` (silently cutting longer datagrams to 1024 bytes) and sent
-//! nothing back. Here each datagram, up to 65,507 bytes (the largest IPv4
-//! UDP payload), is logged and echoed whole; an echo that would block is
-//! dropped and counted, never waited for.
+//! A UDP socket as one more source of the loop. Each datagram, up to 65,507
+//! bytes (the largest IPv4 UDP payload), is logged and echoed whole (a
+//! `recv(1024)` would silently cut it to 1024 bytes); an echo that would
+//! block is dropped and counted, never waited for.
 //!
 //! An echo service answers whoever the source address names, and a UDP
 //! source address is whatever the sender wrote. So the server refuses, and
@@ -31,11 +30,12 @@
 //! `--max-sources` addresses; sources not seen for a while are forgotten
 //! first, so spoofed source addresses cannot grow memory.
 //!
-//! Run:  cargo run --release --example udp_echo [ADDR] [--rate-per-source N] [--burst-per-source N]
+//! Run:  cargo run --release --example udp_echo -- [ADDR] [--rate-per-source N] [--burst-per-source N]
 //!       [--max-sources N] [--min-source-port PORT] [--reuse-port] [--report-every SECS]
-//!       (default 127.0.0.1:9999, the seed's port; 1000 datagrams/s after a burst of 1000 per
+//!       (default 127.0.0.1:9999; 1000 datagrams/s after a burst of 1000 per
 //!       source, 16384 sources, source ports from 1024, a report every 10 s)
-//! Try:  nc -u 127.0.0.1 9999
+//! Try:  python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
+//!       s.settimeout(2); s.sendto(b"hello", ("127.0.0.1", 9999)); print(s.recvfrom(65535))'
 //! Logs: RUST_LOG=debug shows each datagram, and why one was refused or not
 //!       echoed; every `--report-every` seconds an info line counts the echoes
 //!       dropped, the datagrams refused and those over the rate in that time,
@@ -45,6 +45,9 @@
 //! handlers; a `DatagramHandler` has no stream to split, so the source
 //! filter and the rate limiter are unit-tested below, and the server over
 //! loopback in `tests/udp_echo_example.rs`.
+
+#[path = "common/mod.rs"]
+mod common;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -61,26 +64,26 @@ use reactor_loop::{Config, DatagramContext, DatagramHandler, Reactor, UdpOptions
 #[command(about = "Echoes each UDP datagram to its sender; refuses sources that could start a loop")]
 struct Args {
     /// Address to bind.
-    #[arg(default_value = "127.0.0.1:9999")]
+    #[arg(default_value = "127.0.0.1:9999", value_parser = common::address)]
     addr: String,
     /// Datagrams a second echoed to one source address (IP and port), once
     /// its burst is spent.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     rate_per_source: u32,
     /// Datagrams one source address may have echoed back to back.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     burst_per_source: u32,
     /// Most source addresses whose rate is tracked at once.
-    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(2..=1_048_576))]
+    #[arg(long, value_name = "N", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(2..=1_048_576))]
     max_sources: u32,
     /// Lowest source port answered (port 0 is never answered).
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "PORT", default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..))]
     min_source_port: u16,
     /// Set SO_REUSEPORT, so that several processes can bind the same port.
     #[arg(long)]
     reuse_port: bool,
     /// Seconds between reports of dropped, refused and rate-limited datagrams.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     report_every: u64,
 }
 
@@ -256,15 +259,18 @@ impl DatagramHandler<Counts> for UdpEcho {
         let len = datagram.len();
         if let Some(why) = refusal(from, local_port, self.min_source_port) {
             ctx.shared().refused += 1;
-            debug!("udp: {len} bytes from {from} refused: {why}");
+            debug!("udp: {} from {from} refused: {why}", common::count(len, "byte", "bytes"));
             return;
         }
         if !self.limiter.allow(from, ctx.now()) {
             ctx.shared().rate_limited += 1;
-            debug!("udp: {len} bytes from {from} not echoed: over the rate for its address");
+            debug!(
+                "udp: {} from {from} not echoed: over the rate for its address",
+                common::count(len, "byte", "bytes")
+            );
             return;
         }
-        debug!("udp: {len} bytes from {from}");
+        debug!("udp: {} from {from}", common::count(len, "byte", "bytes"));
         // A full send buffer is not an error here: `send_to` drops the echo
         // and counts it, as a router would.
         if let Err(err) = ctx.send_to(datagram, from) {
@@ -275,8 +281,8 @@ impl DatagramHandler<Counts> for UdpEcho {
 }
 
 fn main() -> io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    let args: Args = common::args();
+    common::init_logging();
 
     // Logs the limit it got.
     let _ = reactor_loop::raise_fd_limit();
@@ -303,11 +309,10 @@ fn main() -> io::Result<()> {
         if now != reported {
             let secs = every.as_secs();
             info!(
-                "udp {local}: in the last {secs} s, {} echoes dropped (send buffer full), {} datagrams refused \
-                 (source address), {} over the rate for their source",
-                now.0 - reported.0,
-                now.1 - reported.1,
-                now.2 - reported.2
+                "udp {local}: in the last {secs} s, {} (send buffer full), {} (source address), {}",
+                common::count(now.0 - reported.0, "echo dropped", "echoes dropped"),
+                common::count(now.1 - reported.1, "datagram refused", "datagrams refused"),
+                common::count(now.2 - reported.2, "over the rate for its source", "over the rate for their source"),
             );
         }
         reported = now;

@@ -1,14 +1,14 @@
 //! Upper-casing server: every byte a client sends comes back, with ASCII
 //! letters in capitals.
 //!
-//! The reactor version of seed 002's concurrent socket server, which started
-//! a process per client and answered each `recv(1024)` with
-//! `send(data.upper())`, losing whatever a short `send` did not take. Here
-//! one thread serves every client and every byte is delivered.
+//! A transform of a stream with no framing: the answer does not depend on
+//! where TCP cuts the input, one thread serves every client, and every byte
+//! is delivered (a bare `send` per read would lose what a short write did
+//! not take).
 //!
-//! Run:  cargo run --release --example upper [ADDR] [--idle-timeout SECS] [--max-connections N]
-//!       (default 127.0.0.1:8080, the seed's port; 60 s, 10,000)
-//! Try:  nc 127.0.0.1 8080
+//! Run:  cargo run --release --example upper -- [ADDR] [--idle-timeout SECS] [--max-connections N]
+//!       (default 127.0.0.1:8080; 60 s, 10,000)
+//! Try:  printf 'hello, world\n' | cargo run -q --release --example line_client -- 127.0.0.1:8080
 //! Logs: RUST_LOG=debug shows each connection's close line, RUST_LOG=trace the size of each input.
 //!
 //! Limits: a connection with no input for `--idle-timeout` seconds is closed
@@ -17,6 +17,9 @@
 //! never applies: the idle limit is the only clock. At `--max-connections` a
 //! new client is sent `error: server full, try later\n` and closed at once,
 //! instead of waiting unanswered in the kernel's backlog.
+
+#[path = "common/mod.rs"]
+mod common;
 
 use std::io;
 use std::time::Duration;
@@ -33,7 +36,7 @@ const FULL: &[u8] = b"error: server full, try later\n";
 #[command(about = "Upper-casing server: every byte comes back, ASCII letters in capitals")]
 struct Args {
     /// Address to listen on.
-    #[arg(default_value = "127.0.0.1:8080")]
+    #[arg(default_value = "127.0.0.1:8080", value_parser = common::address)]
     addr: String,
     /// Seconds without input before a connection is closed (0: never).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
@@ -70,7 +73,7 @@ const PIECE: usize = 4096;
 
 impl Handler for Upper {
     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
-        log::trace!("conn {}: {} bytes", ctx.id(), input.len());
+        log::trace!("conn {}: {}", ctx.id(), common::count(input.len(), "byte", "bytes"));
         let mut piece = [0u8; PIECE];
         for chunk in input.chunks(PIECE) {
             let out = &mut piece[..chunk.len()];
@@ -86,8 +89,8 @@ impl Handler for Upper {
 }
 
 fn main() -> io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    let args: Args = common::args();
+    common::init_logging();
 
     // Logs the limit it got.
     let _ = reactor_loop::raise_fd_limit();

@@ -24,7 +24,7 @@ const IDLE_GOODBYE: &str = "No input for too long. Goodbye.\n";
 const ALL_BUSY: &str = "All lines are busy. Please call again later.\n";
 
 fn welcome(port: u16) -> String {
-    format!("Welcome to 10086 on port {port}. Enter 1xxx for services, 0 for an operator, exit to hang up.\n")
+    format!("Welcome to 10086 on port {port}. Enter 0 for an operator, exit to hang up.\n")
 }
 
 /// One caller: a socket with timeouts, read line by line.

@@ -1,16 +1,14 @@
-//! Chat: seed 003's multi-person chat, every client on one thread.
+//! Chat: one room, every client on one thread.
 //!
-//! The seed started a thread per client that sent `hello`, printed what the
-//! client sent and passed nothing on: the "multi-person chat" had no room.
-//! Here the room is the reactor's loop-wide state (`Reactor<Room>`,
+//! The room is the reactor's loop-wide state (`Reactor<Room>`,
 //! `ctx.shared()`): no threads, no locks, and each line reaches the others
 //! through write-by-id (`ctx.broadcast`).
 //!
 //! Run:  cargo run --release --example chat -- [ADDR] [--max-line BYTES] [--max-output BYTES] [--stall-timeout MS]
 //!           [--idle-timeout SECS] [--request-timeout SECS] [--max-connections N]
-//!       (default 127.0.0.1:8090, the seed's port; 1024 bytes; 8 MiB; 10000 ms;
+//!       (default 127.0.0.1:8090; 1024 bytes; 8 MiB; 10000 ms;
 //!        600 s; 60 s; 10000)
-//! Try:  nc 127.0.0.1 8090      in two terminals; type lines, then /nick alice
+//! Try:  cargo run -q --release --example line_client -- 127.0.0.1:8090   in two terminals; type lines, then /nick alice
 //! Logs: RUST_LOG=debug shows joins, renames, leaves and members that stall
 //!       the room; trace every line and every sender held back or resumed.
 //!
@@ -62,6 +60,8 @@
 //! - on leaving, for any reason: the others get `* <nick> left\n`;
 //! - on shutdown (Ctrl-C): `* server shutting down\n`, then the close (and
 
+#[path = "../common/mod.rs"]
+mod common;
 mod member;
 mod room;
 mod sanitize;
@@ -82,12 +82,11 @@ use crate::room::Room;
 /// the slowest reading the room waits for.
 const MAX_HIGH_WATERMARK: usize = 256 * 1024;
 
-/// A chat room over TCP.
+/// Chat room over TCP: each line goes to every other client, with the sender's nick.
 #[derive(Parser, Debug)]
-#[command(about)]
 struct Args {
     /// Address to listen on.
-    #[arg(default_value = "127.0.0.1:8090")]
+    #[arg(default_value = "127.0.0.1:8090", value_parser = common::address)]
     addr: String,
     /// Longest line a client may send, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536))]
@@ -111,7 +110,8 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     request_timeout: u64,
     /// Most members at once; a newcomer past it is told and disconnected.
-    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(u32::MAX / 2)))]
     max_connections: u32,
 }
 
@@ -132,8 +132,8 @@ fn config(max_output: usize) -> Config {
 }
 
 fn main() -> io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    let args: Args = common::args();
+    common::init_logging();
 
     // Logs the limit it got.
     let _ = reactor_loop::raise_fd_limit();

@@ -9,6 +9,7 @@ use std::time::Instant;
 use log::{debug, trace};
 use reactor_loop::{CloseReason, ConnId, Context, Handler, Line, LineFramer, TimerId};
 
+use crate::common::count;
 use crate::room::{broadcast, resume_all, Room, Seat};
 use crate::sanitize::push_clean;
 
@@ -38,7 +39,7 @@ impl Member {
             return;
         }
         if line[0] != b'/' {
-            trace!(target: "chat", "conn {} {}: {} bytes", ctx.id(), self.nick, line.len());
+            trace!(target: "chat", "conn {} {}: {}", ctx.id(), self.nick, count(line.len(), "byte", "bytes"));
             let mut message = Vec::with_capacity(self.nick.len() + line.len() + 3);
             message.extend_from_slice(self.nick.as_bytes());
             message.extend_from_slice(b": ");
@@ -149,7 +150,9 @@ impl Handler<Room> for Member {
         match line {
             Some(Line::Complete(line)) => self.line(ctx, line),
             Some(Line::TooLong) => {
-                ctx.write(format!("! line too long (max {} bytes)\n", self.lines.max_line()).as_bytes());
+                ctx.write(
+                    format!("! line too long (max {})\n", count(self.lines.max_line(), "byte", "bytes")).as_bytes(),
+                );
             }
             None => {} // a partial line (or the rest of a long one, skipped): wait for more
         }

@@ -1,4 +1,4 @@
-//! The "10086" service bot of seed 004, as a per-connection state machine.
+//! The "10086" phone-menu bot, as a per-connection state machine.
 //!
 //! Shared by the `hotline` and `multi_port` examples (`multi_port` includes
 //! this file with `#[path]`), so it depends on nothing but the library.
@@ -19,14 +19,15 @@ pub const IDLE_GOODBYE: &[u8] = b"No input for too long. Goodbye.\n";
 /// (`--max-connections`) is taken; the call is then closed.
 pub const ALL_BUSY: &[u8] = b"All lines are busy. Please call again later.\n";
 
-/// The greeting, naming the port the caller dialled.
+/// The greeting, naming the port the caller dialled and the choices the
+/// menu accepts (`answer`); any other line is asked for again.
 pub fn greeting(port: u16) -> String {
-    format!("Welcome to 10086 on port {port}. Enter 1xxx for services, 0 for an operator, exit to hang up.\n")
+    format!("Welcome to 10086 on port {port}. Enter 0 for an operator, exit to hang up.\n")
 }
 
 /// The answer to a line longer than `max_line` bytes.
 pub fn too_long(max_line: usize) -> String {
-    format!("Error: line longer than {max_line} bytes, discarded.\n")
+    format!("Error: line longer than {}, discarded.\n", crate::common::count(max_line, "byte", "bytes"))
 }
 
 /// What every call of one listener shares.
@@ -153,8 +154,7 @@ mod tests {
 
     use super::*;
 
-    const WELCOME: &str =
-        "Welcome to 10086 on port 9000. Enter 1xxx for services, 0 for an operator, exit to hang up.\n";
+    const WELCOME: &str = "Welcome to 10086 on port 9000. Enter 0 for an operator, exit to hang up.\n";
 
     /// An idle limit (the phase timer, which `TestKit::timers` does not
     /// count: it counts the handler's own timers).
@@ -348,6 +348,34 @@ mod tests {
         assert_eq!(kit.state(call), ConnState::Open);
     }
 
+    /// The choices the greeting offers: the first word of each item after
+    /// "Enter ", up to the full stop.
+    fn offered(greeting: &str) -> Vec<String> {
+        let menu = greeting.split_once("Enter ").expect("a menu in the greeting").1;
+        let menu = menu.split_once('.').expect("a full stop after the menu").0;
+        menu.split(", ").map(|item| item.split(' ').next().unwrap().to_string()).collect()
+    }
+
+    #[test]
+    fn every_choice_the_greeting_offers_is_accepted_and_nothing_else() {
+        let offered = offered(&greeting(9000));
+        assert_eq!(offered, ["0", "exit"]);
+        for choice in offered {
+            let mut kit = kit();
+            let call = kit.open(Bot::new(settings()));
+            kit.received(call);
+            kit.send(call, format!("{choice}\n").as_bytes());
+            let answer = kit.received_text(call);
+            assert!(!answer.is_empty() && answer != "Please enter again.\n", "{choice:?} answered {answer:?}");
+        }
+        // Lines the greeting does not offer, at the menu.
+        let mut kit = kit();
+        let call = kit.open(Bot::new(settings()));
+        kit.received(call);
+        kit.send(call, b"1000\n1\n00\n");
+        assert_eq!(kit.received_text(call), "Please enter again.\n".repeat(3));
+    }
+
     #[test]
     fn the_greeting_names_the_port_dialled() {
         let mut kit = kit();
@@ -356,7 +384,7 @@ mod tests {
         let call = kit.open_with(peer, local, Bot::new(Settings::default()));
         assert_eq!(
             kit.received_text(call),
-            "Welcome to 10086 on port 8021. Enter 1xxx for services, 0 for an operator, exit to hang up.\n"
+            "Welcome to 10086 on port 8021. Enter 0 for an operator, exit to hang up.\n"
         );
     }
 }

@@ -1,5 +1,5 @@
-//! The bot's command-line options and the examples' start-up, shared by
-//! `hotline` and `multi_port` (included there with `#[path]`).
+//! The bot's command-line options, shared by `hotline` and `multi_port`
+//! (included there with `#[path]`).
 
 use std::time::Duration;
 
@@ -69,9 +69,4 @@ fn parse_delay(text: &str) -> Result<Duration, String> {
         .ok()
         .and_then(|value| Duration::try_from_secs_f64(value * unit).ok())
         .ok_or_else(|| format!("`{text}` is not a delay: give milliseconds (1500) or a unit (1500ms, 2s)"))
-}
-
-/// Logging to stderr, `info` unless `RUST_LOG` says otherwise.
-pub fn init_logging() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
 }

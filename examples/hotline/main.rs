@@ -1,14 +1,14 @@
-//! Hotline: seed 004's "10086" service bot, every caller on one thread.
+//! Hotline: a "10086" phone-menu bot, every caller on one thread.
 //!
-//! The seed serves each caller with a thread (`SocketServer.ThreadingTCPServer`)
-//! that compares raw `recv(1024)` chunks with `exit` and `0`. Here each call
-//! is a state machine in `bot.rs`: line framing, an operator that answers
-//! from a timer, a goodbye for silent callers, an error for over-long lines.
+//! Each call is a state machine in `bot.rs`, instead of a thread per caller
+//! comparing raw `recv(1024)` chunks with `exit` and `0`: line framing, an
+//! operator who answers from a timer, a goodbye for silent callers, an error
+//! for over-long lines.
 //!
-//! Run:  cargo run --release --example hotline [ADDR] [--operator-delay DELAY] [--max-line BYTES]
+//! Run:  cargo run --release --example hotline -- [ADDR] [--operator-delay DELAY] [--max-line BYTES]
 //!       [--idle-timeout SECS] [--request-timeout SECS] [--max-connections N]
-//!       (default 127.0.0.1:8009, the seed's port; 1 s, 1024 bytes, 60 s, 10 s, 10,000)
-//! Try:  nc 127.0.0.1 8009      then type 0, wait a second, then exit
+//!       (default 127.0.0.1:8009; 1 s, 1024 bytes, 60 s, 10 s, 10,000)
+//! Try:  cargo run -q --release --example line_client -- 127.0.0.1:8009   then type 0, wait a second, then exit
 //! Logs: RUST_LOG=debug shows calls starting and ending, trace every line.
 //!
 //! Limits: a caller silent for `--idle-timeout` seconds is told goodbye and
@@ -20,17 +20,19 @@
 
 mod bot;
 mod cli;
+#[path = "../common/mod.rs"]
+mod common;
 
 use std::io;
 
 use clap::Parser;
 use reactor_loop::{Config, ListenOptions, Reactor};
 
-/// The "10086" service bot of seed 004.
+/// Hotline bot: a phone menu over TCP (0 for an operator, exit to hang up), every caller on one thread.
 #[derive(Parser, Debug)]
 struct Args {
     /// Address to listen on.
-    #[arg(default_value = "127.0.0.1:8009")]
+    #[arg(default_value = "127.0.0.1:8009", value_parser = common::address)]
     addr: String,
     #[command(flatten)]
     bot: cli::BotArgs,
@@ -48,8 +50,8 @@ impl Args {
 }
 
 fn main() -> io::Result<()> {
-    cli::init_logging();
-    let args = Args::parse();
+    let args: Args = common::args();
+    common::init_logging();
 
     // Logs the limit it got.
     let _ = reactor_loop::raise_fd_limit();

@@ -1,5 +1,4 @@
-//! HTTP "Hello, World": seed 004's `handle_request` web server as real
-//! HTTP/1.1.
+//! HTTP "Hello, World", as real HTTP/1.1.
 //!
 //! `GET` and `HEAD` get `200` with `Hello, World`; connections stay open
 //! (HTTP/1.1 by default, HTTP/1.0 with `Connection: keep-alive`); pipelined
@@ -36,13 +35,15 @@
 //! With the defaults, under 88.2 KiB per connection, whatever the client
 //! sends; `max_output` (twice the watermark) is a safety net never reached.
 //!
-//! Run:  cargo run --release --example http_hello [-- ADDR] [--idle-timeout SECS] [--request-timeout SECS]
+//! Run:  cargo run --release --example http_hello -- [ADDR] [--idle-timeout SECS] [--request-timeout SECS]
 //!           [--max-connections N] [--output-high-watermark BYTES]
 //!       (default 127.0.0.1:8080, 60 s, 10 s, 10000, 65536 bytes)
 //! Try:  curl -i http://127.0.0.1:8080/
 //!       wrk -t1 -c100 -d10s http://127.0.0.1:8080/
 //! Logs: RUST_LOG=debug shows refused requests and each connection's close line.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod date;
 mod request;
 mod response;
@@ -67,18 +68,19 @@ const READ_BUFFER: usize = 16 * 1024;
 #[command(about = "HTTP/1.1 server that answers every GET and HEAD with \"Hello, World\"")]
 struct Args {
     /// Address to listen on.
-    #[arg(default_value = "127.0.0.1:8080")]
+    #[arg(default_value = "127.0.0.1:8080", value_parser = common::address)]
     addr: String,
     /// Seconds without input before a connection is closed (0: never).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
     idle_timeout: u64,
     /// Seconds a request head may take to arrive whole, from its first byte
     /// (0: no limit).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
     request_timeout: u64,
     /// Most connections at once; past it a new client gets a 503 and is
     /// closed.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(u32::MAX / 2)))]
     max_connections: u32,
     /// Bytes of answers queued for a client at which its requests stop being
     /// answered and read, until the queue falls to a quarter of it.
@@ -220,8 +222,8 @@ impl Handler<DateCache> for HelloHttp {
 }
 
 fn main() -> io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    let args: Args = common::args();
+    common::init_logging();
 
     // Logs the limit it got.
     let _ = reactor_loop::raise_fd_limit();

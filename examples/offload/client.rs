@@ -10,6 +10,7 @@ use std::sync::Arc;
 use log::debug;
 use reactor_loop::{CloseReason, Context, Handler, IdleAction, Line, LineFramer};
 
+use crate::common::count;
 use crate::pool::{Job, Pool};
 use crate::protocol::{parse, Request};
 use crate::workers::Finished;
@@ -85,7 +86,8 @@ impl Handler<Pool> for Client {
     /// `--max-rounds`, and their number by `--max-jobs-per-client`).
     fn on_idle(&mut self, ctx: &mut Context<'_, Pool>) -> IdleAction {
         if self.owed > 0 {
-            debug!(target: "offload", "conn {}: no input, but {} results owed; keeping it", ctx.id(), self.owed);
+            let owed = count(self.owed, "result", "results");
+            debug!(target: "offload", "conn {}: no input, but {owed} owed; keeping it", ctx.id());
             return IdleAction::Keep;
         }
         IdleAction::Close
@@ -103,7 +105,8 @@ impl Handler<Pool> for Client {
     fn on_close(&mut self, ctx: &mut Context<'_, Pool>, reason: CloseReason) {
         let id = ctx.id();
         if self.owed > 0 {
-            debug!(target: "offload", "conn {id}: {reason} with {} jobs owed; they are cancelled", self.owed);
+            let owed = count(self.owed, "job owed; it is", "jobs owed; they are");
+            debug!(target: "offload", "conn {id}: {reason} with {owed} cancelled");
         }
         let pool = ctx.shared();
         for job in pool.queue.remove_waiting(id) {
@@ -134,7 +137,8 @@ impl Client {
             ctx.close();
         } else {
             self.close_when_done = true;
-            debug!(target: "offload", "conn {}: closing once its {} owed results are written", ctx.id(), self.owed);
+            let owed = count(self.owed, "owed result is", "owed results are");
+            debug!(target: "offload", "conn {}: closing once its {owed} written", ctx.id());
         }
     }
 
@@ -146,15 +150,18 @@ impl Client {
         let refusal = if rounds == 0 || rounds > pool.max_rounds {
             format!("error {number} rounds must be between 1 and {}\n", pool.max_rounds)
         } else if pool.queue.jobs_of(id) >= pool.max_jobs_per_client {
-            format!("error {number} busy: {} jobs in flight on this connection\n", pool.max_jobs_per_client)
+            format!(
+                "error {number} busy: {} in flight on this connection\n",
+                count(pool.max_jobs_per_client, "job", "jobs")
+            )
         } else if pool.in_flight >= pool.max_jobs {
-            format!("error {number} busy: {} jobs in flight\n", pool.max_jobs)
+            format!("error {number} busy: {} in flight\n", count(pool.max_jobs, "job", "jobs"))
         } else {
             let job = Job { conn: id, number, rounds, text: text.to_vec(), cancelled: Arc::clone(&self.cancelled) };
             pool.queue.push(job);
             pool.in_flight += 1;
             self.owed += 1;
-            debug!(target: "offload", "conn {id}: job {number} queued ({rounds} rounds)");
+            debug!(target: "offload", "conn {id}: job {number} queued ({})", count(rounds, "round", "rounds"));
             pool.dispatch();
             return;
         };

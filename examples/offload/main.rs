@@ -1,10 +1,8 @@
 //! Offload server: CPU-heavy jobs run on a pool of worker threads, and the
 //! loop stays free to answer everything else at once.
 //!
-//! The reactor version of the seeds' thread-pool and process-pool servers
-//! (seed 001's `ThreadPool` server on port 8989, the `Pool`s of seeds 000, 002
-//! and 003), and of seed 000's warning that IO multiplexing cannot do CPU
-//! work: here the loop does all the IO and a fixed pool of threads does the
+//! IO multiplexing alone cannot do CPU work without stalling every client:
+//! here the loop does all the IO and a fixed pool of threads does the
 //! hashing. `work <rounds> <text>` hashes the text with SHA-256, then hashes
 //! the digest, `rounds` hashes in all; the result comes back through the
 //! reactor's `Handle` to the handler of the connection that asked for it
@@ -25,15 +23,17 @@
 //! connects while `--max-connections` are connected is sent
 //! `error server full, try later\n` and closed at once.
 //!
-//! Run:  cargo run --release --example offload [ADDR] [--workers N] [--max-rounds N] [--max-jobs N]
+//! Run:  cargo run --release --example offload -- [ADDR] [--workers N] [--max-rounds N] [--max-jobs N]
 //!       [--max-jobs-per-client N] [--idle-timeout SECS] [--request-timeout SECS] [--max-connections N]
-//!       (default 127.0.0.1:8989, the seed's pool server; workers: available parallelism;
+//!       (default 127.0.0.1:8989; workers: available parallelism;
 //!       10,000,000 rounds, 64 jobs, 8 per connection; 60 s, 10 s, 10,000 connections)
-//! Try:  nc 127.0.0.1 8989, type `work 10000000 hello`, then `ping` before the result comes;
-//!       printf 'work 1000 abc\nping\nquit\n' | nc -N 127.0.0.1 8989   (`quit`: results, then close)
+//! Try:  cargo run -q --release --example line_client -- 127.0.0.1:8989, type `work 10000000 hello`, then `ping` before the result comes;
+//!       printf 'work 1000 abc\nping\nquit\n' | cargo run -q --release --example line_client -- 127.0.0.1:8989   (`quit`: results, then close)
 //! Logs: RUST_LOG=debug shows each job queued, started, done, skipped, cancelled or dropped.
 
 mod client;
+#[path = "../common/mod.rs"]
+mod common;
 mod fair_queue;
 mod pool;
 mod protocol;
@@ -52,6 +52,7 @@ use log::info;
 use reactor_loop::{Config, ListenOptions, Reactor};
 
 use crate::client::Client;
+use crate::common::count;
 use crate::pool::Pool;
 use crate::protocol::{FULL, MAX_LINE};
 use crate::workers::work;
@@ -60,20 +61,20 @@ use crate::workers::work;
 #[command(about = "Runs `work` jobs (iterated SHA-256) on a thread pool; the loop answers `ping` at once")]
 struct Args {
     /// Address to listen on.
-    #[arg(default_value = "127.0.0.1:8989")]
+    #[arg(default_value = "127.0.0.1:8989", value_parser = common::address)]
     addr: String,
     /// Worker threads [default: available parallelism].
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
     /// Most SHA-256 rounds one job may ask for.
-    #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_rounds: u64,
     /// Most jobs queued or running at once, all clients together.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     max_jobs: u32,
     /// Most jobs queued or running at once for one connection (at most
     /// --max-jobs).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     max_jobs_per_client: u32,
     /// Seconds without input before a connection is closed, unless results
     /// are still owed to it (0: never).
@@ -111,8 +112,8 @@ fn seconds(secs: u64) -> Option<Duration> {
 }
 
 fn main() -> io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    let args: Args = common::args();
+    common::init_logging();
     let workers = args.workers.map_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
     let max_jobs = args.max_jobs as usize;
 
@@ -133,8 +134,10 @@ fn main() -> io::Result<()> {
     reactor.listen_with(args.addr.as_str(), ListenOptions::new().refusal(FULL), || Client::new(MAX_LINE))?;
     reactor.handle_signals()?;
     info!(
-        "{workers} workers; at most {} rounds per job, {max_jobs} jobs in flight, {per_client} per connection",
-        args.max_rounds
+        "{}; at most {} per job, {} in flight, {per_client} per connection",
+        count(workers, "worker", "workers"),
+        count(args.max_rounds, "round", "rounds"),
+        count(max_jobs, "job", "jobs"),
     );
     reactor.run()?;
     // Every connection has closed, so running jobs are cancelled and queued

@@ -12,6 +12,7 @@ use log::debug;
 use reactor_loop::{ConnId, Handle, LoopContext};
 use sha2::{Digest, Sha256};
 
+use crate::common::count;
 use crate::pool::{Job, Pool};
 
 /// A worker looks at its job's cancel flag every this many rounds: a third
@@ -50,7 +51,8 @@ pub fn work(name: &str, queue: &Mutex<Receiver<Job>>, handle: &Handle<Pool>) {
         let outcome = if job.cancelled.load(Ordering::Relaxed) {
             Outcome::Skipped
         } else {
-            debug!(target: "offload", "{name}: conn {} job {} started ({} rounds)", job.conn, job.number, job.rounds);
+            let rounds = count(job.rounds, "round", "rounds");
+            debug!(target: "offload", "{name}: conn {} job {} started ({rounds})", job.conn, job.number);
             hash(&job)
         };
         let (conn, number) = (job.conn, job.number);
@@ -91,7 +93,8 @@ pub fn deliver(ctx: &mut LoopContext<'_, Pool>, conn: ConnId, number: u64, outco
         // Only a dropped handler cancels its jobs: there is no one to tell.
         Outcome::Skipped => debug!(target: "offload", "conn {conn}: job {number} skipped: its connection closed"),
         Outcome::Cancelled(after) => {
-            debug!(target: "offload", "conn {conn}: job {number} cancelled after {after} rounds: its connection closed")
+            let after = count(after, "round", "rounds");
+            debug!(target: "offload", "conn {conn}: job {number} cancelled after {after}: its connection closed");
         }
     }
 }

@@ -1,18 +1,17 @@
-//! File upload and download: seed 004's "FTP upload" server, done safely.
+//! File upload and download over a framed protocol, done safely.
 //!
-//! The seed's server (a thread per client) split `recv(1024)` on `|`, sent
-//! `nothing` "against sticky packets", wrote to `os.path.join(base, name)`
-//! whatever the name, and read data with `recv(1024)` until it had *at least*
-//! the size, so the next command could be swallowed as file data. Here the
-//! protocol is framed by a line and an exact byte count, names cannot leave
+//! A server that splits one `recv(1024)` on `|` for its header, writes to
+//! `os.path.join(base, name)` whatever the name, and reads data until it
+//! has *at least* the size can swallow the next command as file data and
+//! write anywhere. Here the protocol is framed by a line and an exact byte count, names cannot leave
 //! the directory, files stream through a hidden part file (never whole in
 //! memory) and are renamed only when complete.
 //!
 //! Run:  cargo run --release --example upload -- [ADDR] --dir DIR [--overwrite] [--max-size BYTES]
 //!       [--idle-timeout SECS] [--request-timeout SECS] [--max-connections N]
-//!       (default 127.0.0.1:9999, the seed's port; --max-size 1 GiB; 60 s, 10 s, 10,000)
-//! Try:  printf 'put|hello.txt|6\nhello\n' | nc 127.0.0.1 9999
-//!       printf 'get|hello.txt\n' | nc 127.0.0.1 9999
+//!       (default 127.0.0.1:9999; --max-size 1 GiB; 60 s, 10 s, 10,000)
+//! Try:  printf 'put|hello.txt|6\nhello\n' | cargo run -q --release --example line_client -- 127.0.0.1:9999
+//!       printf 'get|hello.txt\n' | cargo run -q --release --example line_client -- 127.0.0.1:9999
 //! Logs: RUST_LOG=debug shows every transfer and each connection's close.
 //!
 //! # Protocol
@@ -60,6 +59,8 @@
 //! what it lacks for this is the pool itself, a small blocking pool in the
 //! manner of tokio's `spawn_blocking`.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod protocol;
 mod transfer;
 
@@ -73,12 +74,11 @@ use reactor_loop::{Config, ListenOptions, Reactor};
 
 use transfer::{Store, Transfer};
 
-/// Upload and download files over a framed TCP protocol.
+/// File server: put and get files over a framed TCP protocol, each upload checked by SHA-256.
 #[derive(Parser, Debug)]
-#[command(about)]
 struct Args {
     /// Address to listen on.
-    #[arg(default_value = "127.0.0.1:9999")]
+    #[arg(default_value = "127.0.0.1:9999", value_parser = common::address)]
     addr: String,
     /// Directory that holds the files (created if missing).
     #[arg(long)]
@@ -122,14 +122,14 @@ fn seconds(secs: u64) -> Option<Duration> {
 }
 
 fn main() -> io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    let args: Args = common::args();
+    common::init_logging();
 
     fs::create_dir_all(&args.dir)?;
     log::info!(
-        "storing files in {} (max size {} bytes, overwrite {})",
+        "storing files in {} (max size {}, overwrite {})",
         args.dir.display(),
-        args.max_size,
+        common::count(args.max_size, "byte", "bytes"),
         if args.overwrite { "on" } else { "off" }
     );
     // Logs the limit it got.

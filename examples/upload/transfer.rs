@@ -10,6 +10,7 @@ use log::{debug, warn};
 use reactor_loop::{CloseReason, Context, Handler, IdleAction, Line, LineFramer};
 use sha2::{Digest, Sha256};
 
+use crate::common::count;
 use crate::protocol::{self, Command, Refusal, MAX_LINE};
 
 /// Bytes read from a file at a time when sending.
@@ -87,7 +88,7 @@ impl Transfer {
                 return self.refuse(ctx, Refusal::Io, true);
             }
         };
-        debug!("conn {}: put {name} ({size} bytes) into {}", ctx.id(), part.path.display());
+        debug!("conn {}: put {name} ({}) into {}", ctx.id(), count(size, "byte", "bytes"), part.path.display());
         ctx.write(b"ready\n");
         self.state = State::Receiving { part, name: name.to_string(), size, remaining: size, hasher: Sha256::new() };
         if size == 0 {
@@ -131,7 +132,7 @@ impl Transfer {
             return self.refuse(ctx, Refusal::Io, true);
         }
         let digest = protocol::hex(&hasher.finalize());
-        debug!("conn {}: stored {name} ({size} bytes, sha256 {digest})", ctx.id());
+        debug!("conn {}: stored {name} ({}, sha256 {digest})", ctx.id(), count(size, "byte", "bytes"));
         ctx.write(format!("done {size} {digest}\n").as_bytes());
     }
 
@@ -145,7 +146,7 @@ impl Transfer {
         };
         match opened {
             Ok((file, size)) => {
-                debug!("conn {}: get {name} ({size} bytes)", ctx.id());
+                debug!("conn {}: get {name} ({})", ctx.id(), count(size, "byte", "bytes"));
                 ctx.write(format!("size {size}\n").as_bytes());
                 self.state = State::Sending { file, remaining: size };
                 self.send(ctx);
@@ -171,7 +172,7 @@ impl Transfer {
             let n = match file.read(&mut chunk[..want]) {
                 Ok(0) => {
                     // The file shrank under us; the promised size cannot be kept.
-                    warn!("conn {}: file ended {remaining} bytes early; aborting", ctx.id());
+                    warn!("conn {}: file ended {} early; aborting", ctx.id(), count(*remaining, "byte", "bytes"));
                     return ctx.abort();
                 }
                 Ok(n) => n,
@@ -236,7 +237,11 @@ impl Handler<Store> for Transfer {
 
     fn on_close(&mut self, ctx: &mut Context<'_, Store>, reason: CloseReason) {
         if let State::Receiving { name, size, remaining, .. } = &self.state {
-            debug!("conn {}: put {name} abandoned with {remaining} of {size} bytes missing ({reason})", ctx.id());
+            debug!(
+                "conn {}: put {name} abandoned with {remaining} of {} missing ({reason})",
+                ctx.id(),
+                count(*size, "byte", "bytes")
+            );
         }
         self.state = State::Command; // drops (removes) an unfinished part file
     }
@@ -338,7 +343,7 @@ mod tests {
     fn a_command_sequence_gives_the_same_answers_however_it_is_split() {
         let dir = TempDir::new("splits");
         let mut input = Vec::new();
-        // Header and data back to back, as the seed's client would send them
+        // Header and data back to back, as a client would send them
         // if it did not wait: the server must not swallow the next command.
         input.extend_from_slice(b"put|a.txt|10\n0123456789");
         input.extend_from_slice(b"put|b|3\nxyz");
