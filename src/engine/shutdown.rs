@@ -14,12 +14,12 @@ impl<S> Engine<S> {
     /// everything at once.
     pub(crate) fn begin_shutdown(&mut self) {
         if self.shutdown == Shutdown::Draining {
-            warn!("shutdown requested again: closing {} connections now", self.conns.len());
+            warn!("shutdown requested again: closing {} now", Connections(self.conns.len()));
             self.force_close_all();
             return;
         }
         self.shutdown = Shutdown::Draining;
-        info!("shutting down: {} connections to close within {:?}", self.conns.len(), self.config.shutdown_grace);
+        info!("shutting down: {} to close within {:?}", Connections(self.conns.len()), self.config.shutdown_grace);
         // Stop accepting: closing a listener refuses what waits in its backlog.
         self.sources.retain(|_, source| !matches!(source, Source::Listener(_)));
         let deadline = deadline_after(self.now, self.config.shutdown_grace);
@@ -44,7 +44,7 @@ impl<S> Engine<S> {
     /// The grace period is over.
     pub(super) fn shutdown_deadline(&mut self) {
         if self.shutdown == Shutdown::Draining && !self.conns.is_empty() {
-            warn!("shutdown grace passed: aborting {} connections", self.conns.len());
+            warn!("shutdown grace passed: aborting {}", Connections(self.conns.len()));
             self.force_close_all();
         }
     }
@@ -73,5 +73,17 @@ impl<S> Engine<S> {
         }
         self.dirty.clear();
         self.stopped = true;
+    }
+}
+
+/// "1 connection", "2 connections", for the log.
+struct Connections(usize);
+
+impl std::fmt::Display for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            1 => f.write_str("1 connection"),
+            n => write!(f, "{n} connections"),
+        }
     }
 }
