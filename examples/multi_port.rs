@@ -64,7 +64,12 @@ fn shares(total: usize) -> [usize; 2] {
     [total - total / 2, total / 2]
 }
 
-fn main() -> io::Result<()> {
+fn main() -> std::process::ExitCode {
+    common::finish(run())
+}
+
+/// Starts the server and runs it until a shutdown.
+fn run() -> io::Result<()> {
     let args: Args = common::args();
     common::init_logging();
 

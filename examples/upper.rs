@@ -88,7 +88,12 @@ impl Handler for Upper {
     // that half-closes (`nc -N`) gets all of it, then end of stream.
 }
 
-fn main() -> io::Result<()> {
+fn main() -> std::process::ExitCode {
+    common::finish(run())
+}
+
+/// Starts the server and runs it until a shutdown.
+fn run() -> io::Result<()> {
     let args: Args = common::args();
     common::init_logging();
 

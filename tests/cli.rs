@@ -137,3 +137,18 @@ fn a_missing_required_option_is_named_on_one_line_with_exit_2() {
     assert_refused("upload", &[], "--dir");
     assert_refused("upload", &["--dir"], "--dir");
 }
+
+#[test]
+fn a_server_that_cannot_start_says_why_on_one_line_with_exit_1() {
+    // Its port is taken (by this test) for every TCP server.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for name in ["echo", "upper", "ack", "hotline", "http_hello", "offload", "chat"] {
+        let run = run(name, &[&addr]);
+        let what = format!("{name} {addr}");
+        assert_eq!(run.code, Some(1), "{what}: exit status; stderr: {:?}", run.stderr);
+        let last = run.stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("error: ") && last.contains("in use"), "{what}: {last:?}");
+        assert!(!run.stderr.contains("Os {"), "{what}: no Debug form: {:?}", run.stderr);
+    }
+}

@@ -131,7 +131,12 @@ fn config(max_output: usize) -> Config {
     Config { max_output, output_high_watermark: high, output_low_watermark: high / 4, ..defaults }
 }
 
-fn main() -> io::Result<()> {
+fn main() -> std::process::ExitCode {
+    common::finish(run())
+}
+
+/// Starts the server and runs it until a shutdown.
+fn run() -> io::Result<()> {
     let args: Args = common::args();
     common::init_logging();
 

@@ -7,6 +7,8 @@
 //! - [`address`] is the value parser of an address argument, so that a bad
 //!   address is a bad argument like any other.
 //! - [`init_logging`]: stderr, `info` unless `RUST_LOG` says otherwise.
+//! - [`finish`]: the exit status and one readable line when a server fails
+//!   to start or stops on an error.
 //! - [`count`]: "1 job", "2 jobs" in what the examples print.
 
 #![allow(dead_code)] // each example uses a part
@@ -45,6 +47,19 @@ pub fn address(text: &str) -> Result<String, String> {
         Ok(Some(_)) => Ok(text.to_string()),
         Ok(None) => Err("it resolves to no address".to_string()),
         Err(err) => Err(format!("{err} (expected IP:PORT or HOST:PORT, like 127.0.0.1:9000)")),
+    }
+}
+
+/// The exit of a server whose arguments were good: 0 after a clean
+/// shutdown; 1 after an error that stopped it (a port already in use, a
+/// directory it cannot make), printed as one line that says what failed.
+pub fn finish(result: std::io::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

@@ -221,7 +221,12 @@ impl Handler<DateCache> for HelloHttp {
     }
 }
 
-fn main() -> io::Result<()> {
+fn main() -> std::process::ExitCode {
+    common::finish(run())
+}
+
+/// Starts the server and runs it until a shutdown.
+fn run() -> io::Result<()> {
     let args: Args = common::args();
     common::init_logging();
 

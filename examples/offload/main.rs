@@ -111,7 +111,12 @@ fn seconds(secs: u64) -> Option<Duration> {
     (secs > 0).then(|| Duration::from_secs(secs))
 }
 
-fn main() -> io::Result<()> {
+fn main() -> std::process::ExitCode {
+    common::finish(run())
+}
+
+/// Starts the server and runs it until a shutdown.
+fn run() -> io::Result<()> {
     let args: Args = common::args();
     common::init_logging();
     let workers = args.workers.map_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
