@@ -195,12 +195,13 @@ fn run_info(args: &LoadArgs, target: SocketAddr, plan: &Plan) -> RunInfo {
     RunInfo {
         target: target.to_string(),
         embedded: args.target.is_none(),
-        mode: args.mode.name().to_string(),
+        mode: args.mode,
         connections: args.connections,
         request_bytes: plan.payload.request_len(),
         depth: plan.depth,
         rate: args.rate,
         warmup: plan.warmup,
+        greeting: plan.greeting.is_some(),
     }
 }
 
@@ -329,6 +330,9 @@ fn plan(args: &LoadArgs, target: SocketAddr) -> Result<Plan, String> {
     };
     if args.messages == Some(0) {
         return Err("--messages must be at least 1".into());
+    }
+    if args.mode == Mode::Hold && args.messages.is_some() {
+        return Err("--messages does not apply to --mode hold (it sends one probe per connection)".into());
     }
     Ok(Plan {
         target,

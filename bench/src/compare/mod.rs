@@ -294,7 +294,10 @@ fn run_one(
     let measure_from = load_began + args.warmup;
     let offset = |t: Instant| t.saturating_duration_since(measure_from).as_secs_f64();
     let overlap = overlap((0.0, summary.measured_s), (offset(t_start), offset(t_end)));
-    let window_messages = summary.messages_per_s * overlap;
+    // Ping-pong: the message figures are always there (0 if none came back).
+    let messages_per_s = summary.messages_per_s.unwrap_or(0.0);
+    let latency = summary.latency.clone().unwrap_or_default();
+    let window_messages = messages_per_s * overlap;
     let server_cpu = cpu_end.saturating_sub(cpu_start);
     let per_message = |total: f64| (window_messages >= 1.0).then(|| total / window_messages);
     let client_busy = summary.client_cpu_share.iter().copied().fold(0.0, f64::max);
@@ -302,10 +305,10 @@ fn run_one(
         round,
         position,
         peer: peer.name(),
-        messages_per_s: summary.messages_per_s,
-        p50_us: summary.latency.p50_us,
-        p99_us: summary.latency.p99_us,
-        measured: summary.measured,
+        messages_per_s,
+        p50_us: latency.p50_us,
+        p99_us: latency.p99_us,
+        measured: summary.measured.unwrap_or(0),
         measured_s: summary.measured_s,
         server_cpu_s: server_cpu.as_secs_f64(),
         window_messages,
