@@ -219,6 +219,9 @@ struct Client<'a> {
     /// Sending has stopped (duration over, budget spent or stopped); waiting
     /// for the last replies.
     draining: bool,
+    /// This thread's CPU time when the measured window opened and when
+    /// sending stopped (its end), as this thread saw those moments.
+    window_cpu: (Option<Duration>, Option<Duration>),
 }
 
 /// Runs one client thread over the connections numbered `ids` and returns
@@ -267,15 +270,22 @@ pub fn run(plan: &Plan, shared: &Shared, thread: usize, ids: Vec<u32>) -> io::Re
             latency: histogram(),
             connect_time: histogram(),
             cpu: Duration::ZERO,
+            window_cpu: Duration::ZERO,
         },
         draining: false,
+        window_cpu: (None, None),
     };
     for index in 0..client.conns.len() {
         client.connect(index, now);
     }
     client.run_loop()?;
     client.finish();
-    client.report.cpu = cpu::this_thread().saturating_sub(cpu_start);
+    let cpu_end = cpu::this_thread();
+    client.report.cpu = cpu_end.saturating_sub(cpu_start);
+    client.report.window_cpu = match client.window_cpu {
+        (Some(from), until) => until.unwrap_or(cpu_end).saturating_sub(from),
+        (None, _) => Duration::ZERO,
+    };
     Ok(client.report)
 }
 
@@ -285,8 +295,14 @@ impl Client<'_> {
         let mut drain_deadline = None;
         loop {
             let now = Instant::now();
+            if self.window_cpu.0.is_none() && now >= self.plan.measure_from() {
+                self.window_cpu.0 = Some(cpu::this_thread());
+            }
             if !self.draining && self.should_stop(now) {
                 self.draining = true;
+                if self.window_cpu.0.is_some() {
+                    self.window_cpu.1 = Some(cpu::this_thread());
+                }
                 drain_deadline = Some(now + self.plan.reply_timeout);
             }
             if let Some(deadline) = drain_deadline {
@@ -296,6 +312,9 @@ impl Client<'_> {
                 }
             }
             let mut wake = now + Duration::from_millis(50);
+            if self.window_cpu.0.is_none() {
+                wake = wake.min(self.plan.measure_from());
+            }
             if let Some(end) = self.plan.end().filter(|_| !self.draining) {
                 wake = wake.min(end);
             }

@@ -103,6 +103,8 @@ pub struct ThreadReport {
     pub connect_time: Histogram<u64>,
     /// CPU time this thread used.
     pub cpu: Duration,
+    /// CPU time this thread used in the measured window.
+    pub window_cpu: Duration,
 }
 
 /// A histogram of nanoseconds from 1 ns to 100 s with 3 significant digits.
@@ -189,6 +191,17 @@ pub struct Summary {
     pub error_total: u64,
     pub client_cpu_s: Vec<f64>,
     pub client_cpu_share: Vec<f64>,
+    /// All client threads' CPU time in the measured window.
+    pub client_window_cpu_s: f64,
+    /// That per message measured; `None` in hold mode or with none measured.
+    pub client_cpu_us_per_msg: Option<f64>,
+    /// The embedded server thread's CPU time in the measured window, and
+    /// its share of that window; `None` when loading a target.
+    pub server_cpu_s: Option<f64>,
+    pub server_cpu_share: Option<f64>,
+    /// The embedded server's CPU time per message; `None` when loading a
+    /// target, in hold mode, or with none measured.
+    pub server_cpu_us_per_msg: Option<f64>,
     pub ok: bool,
 }
 
@@ -206,11 +219,23 @@ pub struct RunInfo {
     pub greeting: bool,
 }
 
+/// The embedded server thread's CPU time, sampled on that thread at the
+/// edges of the measured window.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerCpu {
+    /// CPU time between the two samples.
+    pub cpu: Duration,
+    /// Wall time between the two samples.
+    pub span: Duration,
+    /// Seconds of the measured window between the two samples.
+    pub overlap_s: f64,
+}
+
 impl Summary {
     /// Merges the threads' reports. `measured` is the length of the
     /// measured window as it really ran (the run may end early with
-    /// `--messages`).
-    pub fn new(info: RunInfo, reports: &[ThreadReport], measured: Duration) -> Summary {
+    /// `--messages`); `server`, the embedded server's CPU time.
+    pub fn new(info: RunInfo, reports: &[ThreadReport], measured: Duration, server: Option<ServerCpu>) -> Summary {
         let mut latency = histogram();
         let mut connect_time = histogram();
         let mut errors = Errors::default();
@@ -230,6 +255,8 @@ impl Summary {
         let wall = (info.warmup + measured).as_secs_f64().max(1e-9);
         let exchanges = info.mode != Mode::Hold;
         let messages_per_s = measured_count as f64 / seconds;
+        let per_message = |cpu_s: f64, messages: f64| (exchanges && messages >= 1.0).then(|| cpu_s * 1e6 / messages);
+        let client_window_cpu_s = reports.iter().map(|r| r.window_cpu.as_secs_f64()).sum::<f64>();
         Summary {
             target: info.target,
             embedded: info.embedded,
@@ -262,6 +289,11 @@ impl Summary {
             error_total: errors.total(),
             client_cpu_s: reports.iter().map(|r| r.cpu.as_secs_f64()).collect(),
             client_cpu_share: reports.iter().map(|r| r.cpu.as_secs_f64() / wall).collect(),
+            client_window_cpu_s,
+            client_cpu_us_per_msg: per_message(client_window_cpu_s, measured_count as f64),
+            server_cpu_s: server.map(|s| s.cpu.as_secs_f64()),
+            server_cpu_share: server.map(|s| s.cpu.as_secs_f64() / s.span.as_secs_f64().max(1e-9)),
+            server_cpu_us_per_msg: server.and_then(|s| per_message(s.cpu.as_secs_f64(), messages_per_s * s.overlap_s)),
             ok: errors.total() == 0,
         }
     }
@@ -323,6 +355,9 @@ impl Summary {
             let _ = writeln!(out, "  never up    {}", self.never_up_line());
         }
         let _ = writeln!(out, "  errors      {}", self.errors_line());
+        if let Some(line) = self.cpu_line() {
+            let _ = writeln!(out, "  {line}");
+        }
         let cpu: Vec<String> = self
             .client_cpu_s
             .iter()
@@ -421,6 +456,30 @@ impl Summary {
             group(e.never_up)
         )
     }
+
+    /// CPU time per message, the server's (embedded) and the client's; in
+    /// hold mode, the embedded server's CPU time.
+    fn cpu_line(&self) -> Option<String> {
+        let share = |s: f64| format!("{:.0}% of a core", s * 100.0);
+        match (self.client_cpu_us_per_msg, self.server_cpu_us_per_msg, self.server_cpu_s) {
+            (Some(client), Some(server), _) => Some(format!(
+                "cpu/msg     server {} ({}), client {}: CPU time per message in the measured window",
+                micros_fine(server),
+                share(self.server_cpu_share.unwrap_or(0.0)),
+                micros_fine(client),
+            )),
+            (Some(client), None, _) => Some(format!(
+                "cpu/msg     client {}: client CPU time per message in the measured window{}",
+                micros_fine(client),
+                if self.embedded { "" } else { " (the server's is not seen from here; `compare` measures it)" }
+            )),
+            (None, _, Some(server)) => Some(format!(
+                "server cpu  {server:.3} s in the measured window ({})",
+                share(self.server_cpu_share.unwrap_or(0.0))
+            )),
+            (None, _, None) => None,
+        }
+    }
 }
 
 /// `n` and the noun, in the plural unless `n` is 1: "1 connection",
@@ -440,6 +499,17 @@ pub fn group(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// Microseconds, with more figures for small values (CPU per message).
+fn micros_fine(us: f64) -> String {
+    if us < 10.0 {
+        format!("{us:.2} µs")
+    } else if us < 100.0 {
+        format!("{us:.1} µs")
+    } else {
+        micros(us)
+    }
 }
 
 /// Microseconds, in the unit that reads best.

@@ -65,6 +65,19 @@ fn assert_schema(json: &Value) {
         assert!(json["never_up"][field].is_u64(), "never_up.{field} in {json}");
     }
     assert!(json["client_cpu_s"].is_array() && json["client_cpu_share"].is_array());
+    assert!(json["client_window_cpu_s"].is_number(), "client_window_cpu_s in {json}");
+    // CPU per message: the client's except in hold mode, the server's only
+    // for the embedded server (its CPU time in hold mode too).
+    let embedded = json["embedded"] == true;
+    if hold {
+        assert!(json["client_cpu_us_per_msg"].is_null(), "{json}");
+    }
+    assert!(json["client_cpu_us_per_msg"].is_null() || json["client_cpu_us_per_msg"].is_number(), "{json}");
+    assert!(hold || embedded || json["server_cpu_us_per_msg"].is_null(), "{json}");
+    assert!(!hold || json["server_cpu_us_per_msg"].is_null(), "{json}");
+    for field in ["server_cpu_s", "server_cpu_share"] {
+        assert_eq!(json[field].is_number(), embedded, "{field} in {json}");
+    }
     assert!(json["ok"].is_boolean() && json["embedded"].is_boolean());
     assert!(json["rate"].is_null() || json["rate"].is_number());
 }
@@ -91,6 +104,13 @@ fn ping_pong_against_the_embedded_echo_is_clean() {
     assert!(json["latency"]["p50_us"].as_f64().unwrap() > 0.0);
     assert_eq!(u(&json, "connects"), 8);
     assert_eq!(u(&json, "up_at_end"), 8);
+    // The embedded server's CPU time per message, next to the client's.
+    for field in ["server_cpu_us_per_msg", "client_cpu_us_per_msg", "server_cpu_share"] {
+        let value = json[field].as_f64().unwrap_or_else(|| panic!("{field} in {json:#}"));
+        assert!(value > 0.0, "{field} in {json:#}");
+    }
+    let server_cpu = json["server_cpu_s"].as_f64().unwrap();
+    assert!(server_cpu > 0.0 && server_cpu <= 1.5 * json["measured_s"].as_f64().unwrap(), "{json:#}");
 }
 
 #[test]
@@ -430,7 +450,7 @@ fn hold_prints_only_what_hold_measures() {
     let (code, out) = bench_text(&[&QUICK[..], &["-c", "1", "--mode", "hold"]].concat());
     assert_eq!(code, Some(0), "{out}");
     let heads: Vec<&str> = out.lines().skip(1).map(|line| line.split_whitespace().next().unwrap_or_default()).collect();
-    assert_eq!(heads, ["connect", "up", "errors", "client"], "{out}");
+    assert_eq!(heads, ["connect", "up", "errors", "server", "client"], "{out}");
     let header = out.lines().next().unwrap();
     assert!(header.contains("hold, 1 connection, one 64 B probe message each, 1 thread,"), "{out}");
     assert!(out.contains("  connect     1 connect, p50"), "{out}");
@@ -449,7 +469,16 @@ fn hold_prints_only_what_hold_measures() {
     );
     assert!(out.contains("  never up    3 connections never came up: 3 still unanswered at the end\n"), "{out}");
     assert!(out.contains("never up 3"), "{out}");
-    for absent in ["messages", "throughput", "latency", "cpu/msg"] {
+    for absent in ["messages", "throughput", "latency", "cpu/msg", "server cpu"] {
         assert!(!out.contains(absent), "`{absent}` in\n{out}");
     }
+}
+
+#[test]
+fn the_embedded_run_prints_the_server_cpu_per_message() {
+    let (code, out) = bench_text(&[&QUICK[..], &["-c", "2"]].concat());
+    assert_eq!(code, Some(0), "{out}");
+    let line = out.lines().find(|line| line.starts_with("  cpu/msg")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("server ") && line.contains(", client ") && line.contains("µs"), "{out}");
+    assert!(line.ends_with("CPU time per message in the measured window"), "{out}");
 }
