@@ -425,7 +425,7 @@ fn show_progress(bar: &indicatif::ProgressBar, shared: &Shared, measure_from: In
     let since = now.saturating_duration_since(measure_from).as_secs_f64();
     let rate = if since > 0.0 { done as f64 / since } else { 0.0 };
     let phase = if now < measure_from { "warming up" } else { "measuring" };
-    bar.set_message(format!("{phase}: {:.0} msg/s, {errors} errors", rate));
+    bar.set_message(format!("{phase}: {:.0} msg/s, {}", rate, report::count(errors, "error")));
 }
 
 #[cfg(test)]

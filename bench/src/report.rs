@@ -534,4 +534,11 @@ mod tests {
         assert_eq!(micros(12.4), "12 µs");
         assert_eq!(micros(2500.0), "2.50 ms");
     }
+
+    #[test]
+    fn counts_take_the_plural_unless_one() {
+        assert_eq!(count(0, "connection"), "0 connections");
+        assert_eq!(count(1, "connection"), "1 connection");
+        assert_eq!(count(2000, "connect"), "2,000 connects");
+    }
 }

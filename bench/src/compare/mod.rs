@@ -59,6 +59,7 @@ use crate::cli::{parse_duration, LoadArgs};
 use crate::client::Mode;
 use crate::cpu;
 use crate::peers::Peer;
+use crate::report::count;
 use crate::Window;
 
 use self::perf::{perf_probe, PerfStat};
@@ -204,12 +205,20 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
     if failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!("reactor-bench compare: {} run(s) had errors:", failed.len());
+    eprintln!("reactor-bench compare: {} had errors:", count(failed.len() as u64, "run"));
     for run in failed {
         let e = &run.errors;
         eprintln!(
-            "  round {} {}: {} errors (connect {}, reset {}, closed {}, mismatch {}, missing {})",
-            run.round, run.peer, run.error_total, e.connect, e.reset, e.closed, e.mismatch, e.missing
+            "  round {} {}: {} (connect {}, reset {}, closed {}, mismatch {}, missing {}, never up {})",
+            run.round,
+            run.peer,
+            count(run.error_total, "error"),
+            e.connect,
+            e.reset,
+            e.closed,
+            e.mismatch,
+            e.missing,
+            e.never_up
         );
     }
     Ok(ExitCode::from(1))

@@ -56,14 +56,14 @@ pub(super) fn render(report: &Report) -> String {
     };
     let _ = writeln!(
         out,
-        "medians of {} round{} ({} s measured + {} s warm-up per run, order rotating); {}, {} connections, {} B; \
+        "medians of {} round{} ({} s measured + {} s warm-up per run, order rotating); {}, {}, {} B; \
          server core {}, client core{} {} ({} thread{})",
         report.rounds,
         plural(report.rounds),
         report.duration_s,
         report.warmup_s,
         report.mode,
-        report.connections,
+        crate::report::count(report.connections as u64, "connection"),
         report.size,
         report.server_core.map_or_else(|| "unpinned".into(), |c| c.to_string()),
         plural(report.client_cores.as_ref().map_or(1, Vec::len)),
