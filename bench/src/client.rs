@@ -18,7 +18,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::cpu;
 use crate::payload::{Framed, Payload};
-use crate::report::{histogram, Errors, ThreadReport};
+use crate::report::{histogram, Errors, NeverUp, ThreadReport};
 
 /// How connections send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -31,7 +31,9 @@ pub enum Mode {
     /// Open loop: `--rate` messages per second over all connections,
     /// latency measured from when each message was due.
     Rate,
-    /// Connect, stay idle for the duration, count who stayed up.
+    /// Connect, show the server serves the connection (its greeting, or
+    /// the reply to one probe message), then stay idle for the duration;
+    /// count who came up and stayed up.
     Hold,
     /// Connect, one exchange, close, again.
     Churn,
@@ -132,6 +134,21 @@ enum Phase {
     Active,
 }
 
+/// When a connection counts as up: the server has shown that it serves it,
+/// which a completed connect does not (a connection waiting in the server's
+/// listen backlog is connected, but nobody reads it).
+///
+/// In hold mode a connection is up once its greeting has arrived
+/// (`--greeting`), or else the reply to the one probe message it sends on
+/// connecting; in every other mode once its first reply has arrived.
+pub fn up_rule(mode: Mode, greeting: bool) -> &'static str {
+    match (mode, greeting) {
+        (Mode::Hold, true) => "up = its greeting arrived",
+        (Mode::Hold, false) => "up = its probe message was answered",
+        _ => "up = its first reply arrived",
+    }
+}
+
 /// What a timer entry is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Due {
@@ -152,6 +169,8 @@ struct Conn {
     epoch: u32,
     stream: Option<TcpStream>,
     phase: Phase,
+    /// The server has shown that it serves this socket (see `up_rule`).
+    up: bool,
     connect_started: Instant,
     /// Bytes to send; `out[sent..]` is still unsent.
     out: Vec<u8>,
@@ -165,6 +184,14 @@ struct Conn {
     reply_seq: u64,
     /// Rate mode: when the next message is due.
     next_due: Instant,
+}
+
+impl Conn {
+    /// Whether the server owes this connection something: a reply, or its
+    /// greeting.
+    fn owed(&self) -> bool {
+        self.stream.is_some() && (!self.in_flight.is_empty() || self.phase == Phase::Greeting)
+    }
 }
 
 /// A token carries the connection's index and its epoch.
@@ -192,6 +219,9 @@ struct Client<'a> {
     /// Sending has stopped (duration over, budget spent or stopped); waiting
     /// for the last replies.
     draining: bool,
+    /// This thread's CPU time when the measured window opened and when
+    /// sending stopped (its end), as this thread saw those moments.
+    window_cpu: (Option<Duration>, Option<Duration>),
 }
 
 /// Runs one client thread over the connections numbered `ids` and returns
@@ -211,6 +241,7 @@ pub fn run(plan: &Plan, shared: &Shared, thread: usize, ids: Vec<u32>) -> io::Re
                 epoch: 0,
                 stream: None,
                 phase: Phase::Down,
+                up: false,
                 connect_started: now,
                 out: Vec::new(),
                 sent: 0,
@@ -231,20 +262,30 @@ pub fn run(plan: &Plan, shared: &Shared, thread: usize, ids: Vec<u32>) -> io::Re
             bytes_out: 0,
             bytes_in: 0,
             connects: 0,
+            came_up: 0,
             up_at_end: 0,
+            unconfirmed_at_end: 0,
+            never_up: NeverUp::default(),
             errors: Errors::default(),
             latency: histogram(),
             connect_time: histogram(),
             cpu: Duration::ZERO,
+            window_cpu: Duration::ZERO,
         },
         draining: false,
+        window_cpu: (None, None),
     };
     for index in 0..client.conns.len() {
         client.connect(index, now);
     }
     client.run_loop()?;
     client.finish();
-    client.report.cpu = cpu::this_thread().saturating_sub(cpu_start);
+    let cpu_end = cpu::this_thread();
+    client.report.cpu = cpu_end.saturating_sub(cpu_start);
+    client.report.window_cpu = match client.window_cpu {
+        (Some(from), until) => until.unwrap_or(cpu_end).saturating_sub(from),
+        (None, _) => Duration::ZERO,
+    };
     Ok(client.report)
 }
 
@@ -254,17 +295,26 @@ impl Client<'_> {
         let mut drain_deadline = None;
         loop {
             let now = Instant::now();
+            if self.window_cpu.0.is_none() && now >= self.plan.measure_from() {
+                self.window_cpu.0 = Some(cpu::this_thread());
+            }
             if !self.draining && self.should_stop(now) {
                 self.draining = true;
+                if self.window_cpu.0.is_some() {
+                    self.window_cpu.1 = Some(cpu::this_thread());
+                }
                 drain_deadline = Some(now + self.plan.reply_timeout);
             }
             if let Some(deadline) = drain_deadline {
-                let waiting = self.conns.iter().any(|c| !c.in_flight.is_empty() && c.stream.is_some());
+                let waiting = self.conns.iter().any(Conn::owed);
                 if !waiting || now >= deadline {
                     return Ok(());
                 }
             }
             let mut wake = now + Duration::from_millis(50);
+            if self.window_cpu.0.is_none() {
+                wake = wake.min(self.plan.measure_from());
+            }
             if let Some(end) = self.plan.end().filter(|_| !self.draining) {
                 wake = wake.min(end);
             }
@@ -333,6 +383,7 @@ impl Client<'_> {
         let conn = &mut self.conns[index];
         conn.epoch = conn.epoch.wrapping_add(1);
         conn.connect_started = now;
+        conn.up = false;
         conn.out.clear();
         conn.sent = 0;
         conn.input.clear();
@@ -420,6 +471,12 @@ impl Client<'_> {
                 conn.next_due = now + Duration::from_secs_f64(offset);
                 let (due, epoch) = (conn.next_due, conn.epoch);
                 self.timers.push(Reverse((due, index, epoch, Due::Send)));
+            }
+            // One probe message, to see the server serve the connection;
+            // with a greeting, the greeting has shown it.
+            Mode::Hold if self.plan.greeting.is_none() => {
+                self.send(index, now);
+                self.flush(index, now);
             }
             Mode::Hold => {}
         }
@@ -511,6 +568,9 @@ impl Client<'_> {
                 conn.phase = Phase::Active;
                 conn.input.drain(..used);
                 used = 0;
+                if plan.mode == Mode::Hold {
+                    self.came_up(index);
+                }
                 self.start_sending(index, now);
                 continue;
             }
@@ -532,6 +592,9 @@ impl Client<'_> {
             let correct = plan.payload.check(reply, conn.id, conn.reply_seq);
             conn.reply_seq += 1;
             used += len;
+            if !conn.up {
+                self.came_up(index);
+            }
             self.report.received += 1;
             if correct {
                 self.report.verified += 1;
@@ -567,19 +630,29 @@ impl Client<'_> {
         self.conns[index].stream.is_some()
     }
 
+    /// The connection has come up (see `up_rule`).
+    fn came_up(&mut self, index: usize) {
+        self.conns[index].up = true;
+        self.report.came_up += 1;
+    }
+
     /// Counts a failure, closes the connection, and reconnects after a short
-    /// pause (unless the run is ending).
+    /// pause (unless the run is ending). A connection the server ends before
+    /// it came up counts as never up, not as closed or reset.
     fn fail(&mut self, index: usize, now: Instant, failure: Failure) {
-        let errors = &mut self.report.errors;
+        let report = &mut self.report;
         let conn = &self.conns[index];
-        let counted = match failure {
-            Failure::Connect => Some(&mut errors.connect),
-            Failure::Broken => Some(&mut errors.reset),
+        let counted = match (failure, conn.up) {
+            (Failure::Connect, _) => Some(&mut report.errors.connect),
+            (Failure::Broken, true) => Some(&mut report.errors.reset),
+            (Failure::Broken, false) => Some(&mut report.never_up.reset),
             // A close is an error while the run goes on, and later if
-            // something was still expected (a reply, the rest of one).
-            Failure::Closed => {
-                let expected = !self.draining || !conn.in_flight.is_empty() || !conn.input.is_empty();
-                expected.then_some(&mut errors.closed)
+            // something was still expected (a reply, the rest of one, a
+            // greeting).
+            (Failure::Closed, up) => {
+                let expected = !self.draining || conn.owed() || !conn.input.is_empty();
+                let counter = if up { &mut report.errors.closed } else { &mut report.never_up.closed };
+                expected.then_some(counter)
             }
         };
         if let Some(counter) = counted {
@@ -615,14 +688,21 @@ impl Client<'_> {
         conn.phase = Phase::Down;
     }
 
-    /// The run is over: what is still in flight is missing; count who is up.
+    /// The run is over: count who is up. On a connection that is up, what
+    /// is still in flight is missing; one that is not, but was owed an
+    /// answer (a reply or its greeting), never came up.
     fn finish(&mut self) {
-        for conn in &mut self.conns {
-            if conn.stream.is_some() {
+        for conn in &self.conns {
+            if conn.stream.is_none() {
+                continue;
+            }
+            if conn.up {
+                self.report.up_at_end += 1;
                 self.report.errors.missing += conn.in_flight.len() as u64;
-                if conn.phase == Phase::Active {
-                    self.report.up_at_end += 1;
-                }
+            } else if conn.owed() {
+                self.report.never_up.waiting += 1;
+            } else {
+                self.report.unconfirmed_at_end += 1;
             }
         }
         let indexes: Vec<usize> = (0..self.conns.len()).collect();

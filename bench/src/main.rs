@@ -25,7 +25,7 @@ use std::io::{self, Write as _};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,7 @@ use clap::Parser;
 use crate::cli::{Cli, Command, LoadArgs};
 use crate::client::{Mode, Plan, Shared};
 use crate::payload::{Payload, Reply};
-use crate::report::{RunInfo, Summary, ThreadReport};
+use crate::report::{RunInfo, ServerCpu, Summary, ThreadReport};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
@@ -71,8 +71,8 @@ fn run_load(args: &LoadArgs) -> io::Result<ExitCode> {
 
 /// Runs a load and returns its summary. `measured` is told when the
 /// measured window starts and ends (compare mode samples the server's CPU
-/// then).
-pub fn load(args: &LoadArgs, measured: impl FnMut(Window)) -> io::Result<Summary> {
+/// then); the embedded server's CPU time is sampled then too.
+pub fn load(args: &LoadArgs, mut measured: impl FnMut(Window)) -> io::Result<Summary> {
     if let Err(err) = reactor_loop::raise_fd_limit() {
         log::warn!("cannot raise the descriptor limit: {err}");
     }
@@ -81,14 +81,56 @@ pub fn load(args: &LoadArgs, measured: impl FnMut(Window)) -> io::Result<Summary
     let threads = args.threads.unwrap_or_else(default_threads).clamp(1, args.connections);
     let shared = Arc::new(Shared::new(threads));
     let clients = spawn_clients(args, &plan, &shared, threads)?;
-    let mut window = MeasuredWindow::new(&plan, measured);
+    let mut server_samples: Vec<Option<CpuSample>> = Vec::with_capacity(2);
+    let mut window = MeasuredWindow::new(&plan, |edge| {
+        measured(edge);
+        if let Some((handle, _)) = &embedded {
+            server_samples.push(sample_server_cpu(handle));
+        }
+    });
     watch(&clients, &shared, &mut window, (!args.quiet && !args.json).then(progress_bar));
     let (reports, finished) = join_clients(clients, window.from)?;
     window.finish();
     let measured_time = window.length(finished);
+    let measure_from = window.from;
     shared.stop.store(true, Ordering::Relaxed);
     stop_embedded(embedded)?;
-    Ok(Summary::new(run_info(args, target, &plan), &reports, measured_time))
+    let server = server_cpu(&server_samples, measure_from, measured_time);
+    Ok(Summary::new(run_info(args, target, &plan), &reports, measured_time, server))
+}
+
+/// A thread's CPU time, and when it was read.
+type CpuSample = (Instant, Duration);
+
+/// The embedded server thread's CPU time, read on that thread (its
+/// `CLOCK_THREAD_CPUTIME_ID`) by a job posted to its loop; `None` (and a
+/// warning) if the job cannot be posted or does not answer within a second.
+fn sample_server_cpu(handle: &reactor_loop::Handle) -> Option<CpuSample> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    let posted = handle.run(move |_| {
+        let _ = tx.send((Instant::now(), cpu::this_thread()));
+    });
+    let sample = posted.ok().and_then(|()| rx.recv_timeout(Duration::from_secs(1)).ok());
+    if sample.is_none() {
+        log::warn!("cannot sample the embedded server's CPU time");
+    }
+    sample
+}
+
+/// The embedded server's CPU time between its samples at the start and the
+/// end of the measured window (`measure_from`, lasting `measured`), if both
+/// were taken.
+fn server_cpu(samples: &[Option<CpuSample>], measure_from: Instant, measured: Duration) -> Option<ServerCpu> {
+    let (Some(Some((t_start, cpu_start))), Some(Some((t_end, cpu_end)))) = (samples.first(), samples.get(1)) else {
+        return None;
+    };
+    let offset = |t: Instant| t.saturating_duration_since(measure_from).as_secs_f64();
+    let overlap_s = (measured.as_secs_f64().min(offset(*t_end)) - offset(*t_start)).max(0.0);
+    Some(ServerCpu {
+        cpu: cpu_end.saturating_sub(*cpu_start),
+        span: t_end.saturating_duration_since(*t_start),
+        overlap_s,
+    })
 }
 
 /// The embedded echo server: its handle, to shut it down, and its thread.
@@ -195,12 +237,13 @@ fn run_info(args: &LoadArgs, target: SocketAddr, plan: &Plan) -> RunInfo {
     RunInfo {
         target: target.to_string(),
         embedded: args.target.is_none(),
-        mode: args.mode.name().to_string(),
+        mode: args.mode,
         connections: args.connections,
         request_bytes: plan.payload.request_len(),
         depth: plan.depth,
         rate: args.rate,
         warmup: plan.warmup,
+        greeting: plan.greeting.is_some(),
     }
 }
 
@@ -330,6 +373,9 @@ fn plan(args: &LoadArgs, target: SocketAddr) -> Result<Plan, String> {
     if args.messages == Some(0) {
         return Err("--messages must be at least 1".into());
     }
+    if args.mode == Mode::Hold && args.messages.is_some() {
+        return Err("--messages does not apply to --mode hold (it sends one probe per connection)".into());
+    }
     Ok(Plan {
         target,
         sources: args.source.clone().map(|s| s.0).unwrap_or_default(),
@@ -379,5 +425,25 @@ fn show_progress(bar: &indicatif::ProgressBar, shared: &Shared, measure_from: In
     let since = now.saturating_duration_since(measure_from).as_secs_f64();
     let rate = if since > 0.0 { done as f64 / since } else { 0.0 };
     let phase = if now < measure_from { "warming up" } else { "measuring" };
-    bar.set_message(format!("{phase}: {:.0} msg/s, {errors} errors", rate));
+    bar.set_message(format!("{phase}: {:.0} msg/s, {}", rate, report::count(errors, "error")));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_cpu_is_taken_between_its_samples_over_the_window() {
+        let from = Instant::now();
+        let at = |ms: u64| from + Duration::from_millis(ms);
+        let cpu = Duration::from_millis;
+        // Sampled 2 ms into the window and 3 ms after its end.
+        let samples = [Some((at(2), cpu(100))), Some((at(1003), cpu(400)))];
+        let server = server_cpu(&samples, from, Duration::from_secs(1)).unwrap();
+        assert_eq!((server.cpu, server.span), (cpu(300), cpu(1001)));
+        assert!((server.overlap_s - 0.998).abs() < 1e-9);
+        // A sample that could not be taken: no figure.
+        assert!(server_cpu(&[Some((at(0), cpu(1))), None], from, Duration::from_secs(1)).is_none());
+        assert!(server_cpu(&[], from, Duration::from_secs(1)).is_none());
+    }
 }

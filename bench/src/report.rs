@@ -7,27 +7,33 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::client::{up_rule, Mode};
+
 /// Errors by kind. Any of them makes the run fail (non-zero exit status).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Errors {
     /// Connects that failed or timed out.
     pub connect: u64,
-    /// Connections reset by the server (`ECONNRESET`, `EPIPE`).
+    /// Connections that had come up and were then reset by the server
+    /// (`ECONNRESET`, `EPIPE`).
     pub reset: u64,
-    /// Connections the server closed while the client still expected
-    /// something (a reply, a greeting, or, in hold mode, to stay up).
+    /// Connections that had come up and that the server then closed while
+    /// the client still expected something (a reply, or, in hold mode, to
+    /// stay up).
     pub closed: u64,
     /// Replies (or greetings) that differed from what was expected, and
     /// bytes that arrived when no reply was due.
     pub mismatch: u64,
     /// Messages still without a reply when the run ended (after waiting
-    /// `--reply-timeout` for stragglers).
+    /// `--reply-timeout` for stragglers), on connections that had come up.
     pub missing: u64,
+    /// Connections that connected but never came up (`NeverUp` says how).
+    pub never_up: u64,
 }
 
 impl Errors {
     pub fn total(&self) -> u64 {
-        self.connect + self.reset + self.closed + self.mismatch + self.missing
+        self.connect + self.reset + self.closed + self.mismatch + self.missing + self.never_up
     }
 
     fn add(&mut self, other: &Errors) {
@@ -36,6 +42,32 @@ impl Errors {
         self.closed += other.closed;
         self.mismatch += other.mismatch;
         self.missing += other.missing;
+        self.never_up += other.never_up;
+    }
+}
+
+/// Connections that connected but never came up (see `client::up_rule`),
+/// by what happened to them. Each is an error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NeverUp {
+    /// The server closed it first (FIN).
+    pub closed: u64,
+    /// The server reset it first, or a read or write on it failed.
+    pub reset: u64,
+    /// Still waiting for the server's first answer when the run ended: a
+    /// connection in the server's listen backlog, never accepted, ends here.
+    pub waiting: u64,
+}
+
+impl NeverUp {
+    pub fn total(&self) -> u64 {
+        self.closed + self.reset + self.waiting
+    }
+
+    fn add(&mut self, other: &NeverUp) {
+        self.closed += other.closed;
+        self.reset += other.reset;
+        self.waiting += other.waiting;
     }
 }
 
@@ -54,8 +86,16 @@ pub struct ThreadReport {
     pub bytes_in: u64,
     /// Connections established (reconnects and churn included).
     pub connects: u64,
+    /// Connections that came up (reconnects and churn included).
+    pub came_up: u64,
     /// Connections up when the run ended.
     pub up_at_end: u64,
+    /// Connections open when the run ended that had not come up and were
+    /// owed nothing yet: a connect in progress, or no message sent yet.
+    pub unconfirmed_at_end: u64,
+    /// Connections that connected and never came up; `errors.never_up` is
+    /// left at 0 (the summary adds these up into it).
+    pub never_up: NeverUp,
     pub errors: Errors,
     /// Round-trip times of measured replies, in nanoseconds.
     pub latency: Histogram<u64>,
@@ -63,6 +103,8 @@ pub struct ThreadReport {
     pub connect_time: Histogram<u64>,
     /// CPU time this thread used.
     pub cpu: Duration,
+    /// CPU time this thread used in the measured window.
+    pub window_cpu: Duration,
 }
 
 /// A histogram of nanoseconds from 1 ns to 100 s with 3 significant digits.
@@ -83,12 +125,13 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(hist: &Histogram<u64>) -> Percentiles {
+    /// `None` for an empty histogram: there is nothing to report.
+    fn of(hist: &Histogram<u64>) -> Option<Percentiles> {
         if hist.is_empty() {
-            return Percentiles::default();
+            return None;
         }
         let us = |ns: u64| ns as f64 / 1000.0;
-        Percentiles {
+        Some(Percentiles {
             min_us: us(hist.min()),
             p50_us: us(hist.value_at_quantile(0.50)),
             p90_us: us(hist.value_at_quantile(0.90)),
@@ -96,12 +139,13 @@ impl Percentiles {
             p999_us: us(hist.value_at_quantile(0.999)),
             max_us: us(hist.max()),
             mean_us: hist.mean() / 1000.0,
-        }
+        })
     }
 }
 
 /// The whole run, as printed and as `--json` emits it (see docs/BENCH.md
-/// for the schema).
+/// for the schema). A figure that means nothing for the run's mode, or for
+/// this run, is `None` (`null` in JSON), and its line is not printed.
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
     pub target: String,
@@ -109,7 +153,9 @@ pub struct Summary {
     pub mode: String,
     pub connections: usize,
     pub threads: usize,
-    pub request_bytes: usize,
+    /// Bytes per message (in hold mode, of the probe); `None` in hold mode
+    /// with a greeting, where no message is sent.
+    pub request_bytes: Option<usize>,
     pub depth: usize,
     pub rate: Option<f64>,
     pub warmup_s: f64,
@@ -117,18 +163,45 @@ pub struct Summary {
     pub sent: u64,
     pub received: u64,
     pub verified: u64,
-    pub measured: u64,
-    pub messages_per_s: f64,
-    pub mb_per_s_out: f64,
-    pub mb_per_s_in: f64,
-    pub latency: Percentiles,
+    /// Replies in the measured window, and the rates that follow from them;
+    /// `None` in hold mode.
+    pub measured: Option<u64>,
+    pub messages_per_s: Option<f64>,
+    pub mb_per_s_out: Option<f64>,
+    pub mb_per_s_in: Option<f64>,
+    /// `None` in hold mode, and when no reply was measured.
+    pub latency: Option<Percentiles>,
     pub connects: u64,
-    pub connect_time: Percentiles,
-    pub up_at_end: u64,
+    /// `None` when no connect completed.
+    pub connect_time: Option<Percentiles>,
+    /// When a connection counts as up, in this run.
+    pub up_rule: &'static str,
+    /// Connections that came up (reconnects and churn included).
+    pub came_up: u64,
+    /// `None` in churn mode, where each connection closes after its
+    /// exchange.
+    pub up_at_end: Option<u64>,
+    pub unconfirmed_at_end: u64,
+    /// Connections with no socket when the run ended: ended (by the server,
+    /// or by the client after an error) and not reconnected yet, or, in
+    /// churn, closed after their exchange.
+    pub down_at_end: u64,
+    pub never_up: NeverUp,
     pub errors: Errors,
     pub error_total: u64,
     pub client_cpu_s: Vec<f64>,
     pub client_cpu_share: Vec<f64>,
+    /// All client threads' CPU time in the measured window.
+    pub client_window_cpu_s: f64,
+    /// That per message measured; `None` in hold mode or with none measured.
+    pub client_cpu_us_per_msg: Option<f64>,
+    /// The embedded server thread's CPU time in the measured window, and
+    /// its share of that window; `None` when loading a target.
+    pub server_cpu_s: Option<f64>,
+    pub server_cpu_share: Option<f64>,
+    /// The embedded server's CPU time per message; `None` when loading a
+    /// target, in hold mode, or with none measured.
+    pub server_cpu_us_per_msg: Option<f64>,
     pub ok: bool,
 }
 
@@ -136,40 +209,61 @@ pub struct Summary {
 pub struct RunInfo {
     pub target: String,
     pub embedded: bool,
-    pub mode: String,
+    pub mode: Mode,
     pub connections: usize,
     pub request_bytes: usize,
     pub depth: usize,
     pub rate: Option<f64>,
     pub warmup: Duration,
+    /// The server greets first (`--greeting`).
+    pub greeting: bool,
+}
+
+/// The embedded server thread's CPU time, sampled on that thread at the
+/// edges of the measured window.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerCpu {
+    /// CPU time between the two samples.
+    pub cpu: Duration,
+    /// Wall time between the two samples.
+    pub span: Duration,
+    /// Seconds of the measured window between the two samples.
+    pub overlap_s: f64,
 }
 
 impl Summary {
     /// Merges the threads' reports. `measured` is the length of the
     /// measured window as it really ran (the run may end early with
-    /// `--messages`).
-    pub fn new(info: RunInfo, reports: &[ThreadReport], measured: Duration) -> Summary {
+    /// `--messages`); `server`, the embedded server's CPU time.
+    pub fn new(info: RunInfo, reports: &[ThreadReport], measured: Duration, server: Option<ServerCpu>) -> Summary {
         let mut latency = histogram();
         let mut connect_time = histogram();
         let mut errors = Errors::default();
+        let mut never_up = NeverUp::default();
         let sum = |f: fn(&ThreadReport) -> u64| reports.iter().map(f).sum::<u64>();
         let (sent, received, verified) = (sum(|r| r.sent), sum(|r| r.received), sum(|r| r.verified));
         let (measured_count, bytes_out, bytes_in) = (sum(|r| r.measured), sum(|r| r.bytes_out), sum(|r| r.bytes_in));
-        let (connects, up_at_end) = (sum(|r| r.connects), sum(|r| r.up_at_end));
+        let (connects, came_up, up_at_end) = (sum(|r| r.connects), sum(|r| r.came_up), sum(|r| r.up_at_end));
         for report in reports {
             latency.add(&report.latency).expect("same bounds");
             connect_time.add(&report.connect_time).expect("same bounds");
             errors.add(&report.errors);
+            never_up.add(&report.never_up);
         }
+        errors.never_up = never_up.total();
         let seconds = measured.as_secs_f64().max(1e-9);
         let wall = (info.warmup + measured).as_secs_f64().max(1e-9);
+        let exchanges = info.mode != Mode::Hold;
+        let messages_per_s = measured_count as f64 / seconds;
+        let per_message = |cpu_s: f64, messages: f64| (exchanges && messages >= 1.0).then(|| cpu_s * 1e6 / messages);
+        let client_window_cpu_s = reports.iter().map(|r| r.window_cpu.as_secs_f64()).sum::<f64>();
         Summary {
             target: info.target,
             embedded: info.embedded,
-            mode: info.mode,
+            mode: info.mode.name().to_string(),
             connections: info.connections,
             threads: reports.len(),
-            request_bytes: info.request_bytes,
+            request_bytes: (exchanges || !info.greeting).then_some(info.request_bytes),
             depth: info.depth,
             rate: info.rate,
             warmup_s: info.warmup.as_secs_f64(),
@@ -177,87 +271,92 @@ impl Summary {
             sent,
             received,
             verified,
-            measured: measured_count,
-            messages_per_s: measured_count as f64 / seconds,
-            mb_per_s_out: bytes_out as f64 / seconds / 1e6,
-            mb_per_s_in: bytes_in as f64 / seconds / 1e6,
-            latency: Percentiles::of(&latency),
+            measured: exchanges.then_some(measured_count),
+            messages_per_s: exchanges.then_some(messages_per_s),
+            mb_per_s_out: exchanges.then(|| bytes_out as f64 / seconds / 1e6),
+            mb_per_s_in: exchanges.then(|| bytes_in as f64 / seconds / 1e6),
+            latency: Percentiles::of(&latency).filter(|_| exchanges),
             connects,
             connect_time: Percentiles::of(&connect_time),
-            up_at_end,
+            up_rule: up_rule(info.mode, info.greeting),
+            came_up,
+            up_at_end: (info.mode != Mode::Churn).then_some(up_at_end),
+            unconfirmed_at_end: sum(|r| r.unconfirmed_at_end),
+            down_at_end: (info.connections as u64)
+                .saturating_sub(up_at_end + never_up.waiting + sum(|r| r.unconfirmed_at_end)),
+            never_up,
             errors,
             error_total: errors.total(),
             client_cpu_s: reports.iter().map(|r| r.cpu.as_secs_f64()).collect(),
             client_cpu_share: reports.iter().map(|r| r.cpu.as_secs_f64() / wall).collect(),
+            client_window_cpu_s,
+            client_cpu_us_per_msg: per_message(client_window_cpu_s, measured_count as f64),
+            server_cpu_s: server.map(|s| s.cpu.as_secs_f64()),
+            server_cpu_share: server.map(|s| s.cpu.as_secs_f64() / s.span.as_secs_f64().max(1e-9)),
+            server_cpu_us_per_msg: server.and_then(|s| per_message(s.cpu.as_secs_f64(), messages_per_s * s.overlap_s)),
             ok: errors.total() == 0,
         }
     }
 
-    /// The human-readable summary.
+    /// The human-readable summary: only the lines that mean something for
+    /// the run's mode.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let target =
-            if self.embedded { format!("{} (embedded reactor echo)", self.target) } else { self.target.clone() };
-        let shape = match self.mode.as_str() {
-            "pipelined" => format!("pipelined x{}", self.depth),
-            "rate" => format!("rate {}/s", self.rate.unwrap_or(0.0)),
-            other => other.to_string(),
-        };
-        let _ = writeln!(
-            out,
-            "reactor-bench {target}: {shape}, {} connections, {} B messages, {} thread{}, {:.1} s (+{:.1} s warm-up)",
-            self.connections,
-            self.request_bytes,
-            self.threads,
-            if self.threads == 1 { "" } else { "s" },
-            self.measured_s,
-            self.warmup_s
-        );
-        let _ = writeln!(
-            out,
-            "  messages    {} measured, {}/s   (whole run: sent {}, received {}, verified {})",
-            group(self.measured),
-            group(self.messages_per_s.round() as u64),
-            group(self.sent),
-            group(self.received),
-            group(self.verified)
-        );
-        let _ = writeln!(out, "  throughput  out {:.2} MB/s, in {:.2} MB/s", self.mb_per_s_out, self.mb_per_s_in);
-        let l = &self.latency;
-        let _ = writeln!(
-            out,
-            "  latency     min {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-            micros(l.min_us),
-            micros(l.p50_us),
-            micros(l.p90_us),
-            micros(l.p99_us),
-            micros(l.p999_us),
-            micros(l.max_us)
-        );
-        let c = &self.connect_time;
-        let _ = writeln!(
-            out,
-            "  connect     {} connects, p50 {}  p99 {}  max {}; {} up at the end",
-            group(self.connects),
-            micros(c.p50_us),
-            micros(c.p99_us),
-            micros(c.max_us),
-            self.up_at_end
-        );
-        let e = &self.errors;
-        if e.total() == 0 {
-            let _ = writeln!(out, "  errors      none");
-        } else {
+        let _ = writeln!(out, "{}", self.header());
+        if let (Some(measured), Some(rate)) = (self.measured, self.messages_per_s) {
             let _ = writeln!(
                 out,
-                "  errors      {} in all: connect {}, reset {}, closed {}, mismatch {}, missing {}",
-                e.total(),
-                e.connect,
-                e.reset,
-                e.closed,
-                e.mismatch,
-                e.missing
+                "  messages    {} measured, {}/s   (whole run: sent {}, received {}, verified {})",
+                group(measured),
+                group(rate.round() as u64),
+                group(self.sent),
+                group(self.received),
+                group(self.verified)
             );
+        }
+        if let (Some(mb_out), Some(mb_in)) = (self.mb_per_s_out, self.mb_per_s_in) {
+            let _ = writeln!(out, "  throughput  out {mb_out:.2} MB/s, in {mb_in:.2} MB/s");
+        }
+        match (&self.latency, self.measured) {
+            (Some(l), _) => {
+                let _ = writeln!(
+                    out,
+                    "  latency     min {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+                    micros(l.min_us),
+                    micros(l.p50_us),
+                    micros(l.p90_us),
+                    micros(l.p99_us),
+                    micros(l.p999_us),
+                    micros(l.max_us)
+                );
+            }
+            (None, Some(_)) => {
+                let _ = writeln!(out, "  latency     no reply in the measured window");
+            }
+            (None, None) => {}
+        }
+        match &self.connect_time {
+            Some(c) => {
+                let _ = writeln!(
+                    out,
+                    "  connect     {}, p50 {}  p99 {}  max {}",
+                    count(self.connects, "connect"),
+                    micros(c.p50_us),
+                    micros(c.p99_us),
+                    micros(c.max_us)
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  connect     no connect completed");
+            }
+        }
+        let _ = writeln!(out, "  up          {}", self.up_line());
+        if self.never_up.total() > 0 {
+            let _ = writeln!(out, "  never up    {}", self.never_up_line());
+        }
+        let _ = writeln!(out, "  errors      {}", self.errors_line());
+        if let Some(line) = self.cpu_line() {
+            let _ = writeln!(out, "  {line}");
         }
         let cpu: Vec<String> = self
             .client_cpu_s
@@ -274,6 +373,119 @@ impl Summary {
         );
         out
     }
+
+    /// `reactor-bench <target>: <mode and load>, <connections>, ...`
+    fn header(&self) -> String {
+        let target =
+            if self.embedded { format!("{} (embedded reactor echo)", self.target) } else { self.target.clone() };
+        let what = match (self.mode.as_str(), self.request_bytes) {
+            ("hold", Some(bytes)) => format!("hold, {}, one {bytes} B probe message each", self.connections()),
+            ("hold", None) => format!("hold, {}, greeting checked", self.connections()),
+            (mode, bytes) => {
+                let shape = match mode {
+                    "pipelined" => format!("pipelined x{}", self.depth),
+                    "rate" => format!("rate {}/s", self.rate.unwrap_or(0.0)),
+                    other => other.to_string(),
+                };
+                format!("{shape}, {}, {} B messages", self.connections(), bytes.unwrap_or(0))
+            }
+        };
+        format!(
+            "reactor-bench {target}: {what}, {}, {:.1} s (+{:.1} s warm-up)",
+            count(self.threads as u64, "thread"),
+            self.measured_s,
+            self.warmup_s
+        )
+    }
+
+    fn connections(&self) -> String {
+        count(self.connections as u64, "connection")
+    }
+
+    /// Where the connections were at the end, by the run's rule for "up";
+    /// in churn, how many came up.
+    fn up_line(&self) -> String {
+        let Some(up) = self.up_at_end else {
+            return format!("{} came up ({}), each closed after its exchange", group(self.came_up), self.up_rule);
+        };
+        let mut line = format!("{} of {} at the end ({})", group(up), group(self.connections as u64), self.up_rule);
+        let others: Vec<String> = [
+            (self.never_up.waiting, "connected but never answered"),
+            (self.unconfirmed_at_end, "not asked yet (connecting, or no message due yet)"),
+            (self.down_at_end, "down (ended, not reconnected yet)"),
+        ]
+        .into_iter()
+        .filter(|&(n, _)| n > 0)
+        .map(|(n, what)| format!("{} {what}", group(n)))
+        .collect();
+        if !others.is_empty() {
+            let _ = write!(line, "; {}", others.join(", "));
+        }
+        line
+    }
+
+    /// Connections that connected but never came up, over the whole run,
+    /// by what happened to them.
+    fn never_up_line(&self) -> String {
+        let n = &self.never_up;
+        let parts: Vec<String> = [
+            (n.closed, "closed by the server first"),
+            (n.reset, "reset first"),
+            (n.waiting, "still unanswered at the end"),
+        ]
+        .into_iter()
+        .filter(|&(k, _)| k > 0)
+        .map(|(k, what)| format!("{} {what}", group(k)))
+        .collect();
+        format!("{} never came up: {}", count(n.total(), "connection"), parts.join(", "))
+    }
+
+    fn errors_line(&self) -> String {
+        let e = &self.errors;
+        if e.total() == 0 {
+            return "none".into();
+        }
+        format!(
+            "{} in all: connect {}, reset {}, closed {}, mismatch {}, missing {}, never up {}",
+            group(e.total()),
+            group(e.connect),
+            group(e.reset),
+            group(e.closed),
+            group(e.mismatch),
+            group(e.missing),
+            group(e.never_up)
+        )
+    }
+
+    /// CPU time per message, the server's (embedded) and the client's; in
+    /// hold mode, the embedded server's CPU time.
+    fn cpu_line(&self) -> Option<String> {
+        let share = |s: f64| format!("{:.0}% of a core", s * 100.0);
+        match (self.client_cpu_us_per_msg, self.server_cpu_us_per_msg, self.server_cpu_s) {
+            (Some(client), Some(server), _) => Some(format!(
+                "cpu/msg     server {} ({}), client {}: CPU time per message in the measured window",
+                micros_fine(server),
+                share(self.server_cpu_share.unwrap_or(0.0)),
+                micros_fine(client),
+            )),
+            (Some(client), None, _) => Some(format!(
+                "cpu/msg     client {}: client CPU time per message in the measured window{}",
+                micros_fine(client),
+                if self.embedded { "" } else { " (the server's is not seen from here; `compare` measures it)" }
+            )),
+            (None, _, Some(server)) => Some(format!(
+                "server cpu  {server:.3} s in the measured window ({})",
+                share(self.server_cpu_share.unwrap_or(0.0))
+            )),
+            (None, _, None) => None,
+        }
+    }
+}
+
+/// `n` and the noun, in the plural unless `n` is 1: "1 connection",
+/// "2,000 connections".
+pub fn count(n: u64, noun: &str) -> String {
+    format!("{} {noun}{}", group(n), if n == 1 { "" } else { "s" })
 }
 
 /// 1234567 as "1,234,567".
@@ -287,6 +499,17 @@ pub fn group(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// Microseconds, with more figures for small values (CPU per message).
+fn micros_fine(us: f64) -> String {
+    if us < 10.0 {
+        format!("{us:.2} µs")
+    } else if us < 100.0 {
+        format!("{us:.1} µs")
+    } else {
+        micros(us)
+    }
 }
 
 /// Microseconds, in the unit that reads best.
@@ -310,5 +533,12 @@ mod tests {
         assert_eq!(group(1234567), "1,234,567");
         assert_eq!(micros(12.4), "12 µs");
         assert_eq!(micros(2500.0), "2.50 ms");
+    }
+
+    #[test]
+    fn counts_take_the_plural_unless_one() {
+        assert_eq!(count(0, "connection"), "0 connections");
+        assert_eq!(count(1, "connection"), "1 connection");
+        assert_eq!(count(2000, "connect"), "2,000 connects");
     }
 }

@@ -25,7 +25,7 @@ use socket2::SockRef;
 use crate::cli::{parse_duration, parse_sources, Sources};
 use crate::client::open_socket;
 use crate::escapes;
-use crate::report::group;
+use crate::report::{count, group};
 
 /// Trickles request heads over many connections, or holds silent ones.
 #[derive(Args, Debug, Clone)]
@@ -584,9 +584,9 @@ impl SlowlorisReport {
         let what = if self.silent { "silent".to_string() } else { format!("a byte every {:.3} s", self.interval_s) };
         let _ = writeln!(
             out,
-            "reactor-bench slowloris {}: {} connections, {what}, {:.0} s{}",
+            "reactor-bench slowloris {}: {}, {what}, {:.0} s{}",
             self.target,
-            group(self.connections as u64),
+            count(self.connections as u64, "connection"),
             self.duration_s,
             if self.reconnect { ", reconnecting" } else { "" }
         );
@@ -619,7 +619,7 @@ impl SlowlorisReport {
         for (line, count) in &self.replies {
             let _ = writeln!(out, "  reply       {} x {line:?}", group(*count));
         }
-        let _ = writeln!(out, "  sent        {} bytes of heads", group(self.bytes_sent));
+        let _ = writeln!(out, "  sent        {} of heads", count(self.bytes_sent, "byte"));
         let timeline: Vec<String> =
             self.timeline.iter().map(|s| format!("{:.0}s:{}/{}", s.t_s, s.open, s.closed)).collect();
         let _ = writeln!(out, "  open/closed {}", timeline.join(" "));

@@ -25,7 +25,7 @@ use socket2::SockRef;
 use crate::cli::{parse_duration, parse_sources, Sources};
 use crate::client::open_socket;
 use crate::escapes;
-use crate::report::group;
+use crate::report::{count, group};
 
 /// A burst of connects, each with one request; outcomes counted by kind.
 #[derive(Args, Debug, Clone)]
@@ -555,9 +555,9 @@ impl StormReport {
         let o = &self.outcomes;
         let _ = writeln!(
             out,
-            "reactor-bench storm {}: {} connections, {} connected, all outcomes in {:.2} s",
+            "reactor-bench storm {}: {}, {} connected, all outcomes in {:.2} s",
             self.target,
-            group(self.connections as u64),
+            count(self.connections as u64, "connection"),
             group(self.connected),
             self.storm_s
         );

@@ -3,8 +3,10 @@
 //! run is a second or so.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
@@ -26,36 +28,56 @@ fn u(json: &Value, field: &str) -> u64 {
     json[field].as_u64().unwrap_or_else(|| panic!("`{field}` missing or not a number in {json}"))
 }
 
-/// The documented fields are all there, with the right types.
+/// The documented fields are all there, with the right types; those that
+/// mean nothing in the run's mode are null (docs/BENCH.md says which).
 fn assert_schema(json: &Value) {
-    for field in [
-        "target",
-        "mode",
-        "connections",
-        "threads",
-        "request_bytes",
-        "depth",
-        "sent",
-        "received",
-        "verified",
-        "measured",
-        "connects",
-        "up_at_end",
-        "error_total",
-    ] {
+    let hold = json["mode"] == "hold";
+    for field in
+        ["target", "mode", "connections", "threads", "depth", "sent", "received", "verified", "connects", "came_up"]
+    {
         assert!(json[field].is_u64() || json[field].is_string(), "field `{field}` in {json}");
     }
-    for field in ["warmup_s", "measured_s", "messages_per_s", "mb_per_s_out", "mb_per_s_in"] {
-        assert!(json[field].is_f64() || json[field].is_u64(), "field `{field}` in {json}");
+    for field in ["unconfirmed_at_end", "down_at_end", "error_total"] {
+        assert!(json[field].is_u64(), "field `{field}` in {json}");
+    }
+    assert!(json["up_rule"].as_str().is_some_and(|rule| rule.starts_with("up = ")), "up_rule in {json}");
+    assert_eq!(json["up_at_end"].is_null(), json["mode"] == "churn", "up_at_end in {json}");
+    assert!(json["up_at_end"].is_null() || json["up_at_end"].is_u64(), "up_at_end in {json}");
+    assert!(json["request_bytes"].is_u64() || hold && json["request_bytes"].is_null(), "request_bytes in {json}");
+    for field in ["warmup_s", "measured_s"] {
+        assert!(json[field].is_number(), "field `{field}` in {json}");
+    }
+    // The message figures mean nothing in hold mode.
+    for field in ["measured", "messages_per_s", "mb_per_s_out", "mb_per_s_in"] {
+        assert_eq!(json[field].is_number(), !hold, "field `{field}` in {json}");
     }
     for field in ["min_us", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us"] {
-        assert!(json["latency"][field].is_number(), "latency.{field} in {json}");
+        assert!(json["latency"].is_null() || json["latency"][field].is_number(), "latency.{field} in {json}");
         assert!(json["connect_time"][field].is_number(), "connect_time.{field} in {json}");
     }
-    for field in ["connect", "reset", "closed", "mismatch", "missing"] {
+    if hold {
+        assert!(json["latency"].is_null(), "latency in {json}");
+    }
+    for field in ["connect", "reset", "closed", "mismatch", "missing", "never_up"] {
         assert!(json["errors"][field].is_u64(), "errors.{field} in {json}");
     }
+    for field in ["closed", "reset", "waiting"] {
+        assert!(json["never_up"][field].is_u64(), "never_up.{field} in {json}");
+    }
     assert!(json["client_cpu_s"].is_array() && json["client_cpu_share"].is_array());
+    assert!(json["client_window_cpu_s"].is_number(), "client_window_cpu_s in {json}");
+    // CPU per message: the client's except in hold mode, the server's only
+    // for the embedded server (its CPU time in hold mode too).
+    let embedded = json["embedded"] == true;
+    if hold {
+        assert!(json["client_cpu_us_per_msg"].is_null(), "{json}");
+    }
+    assert!(json["client_cpu_us_per_msg"].is_null() || json["client_cpu_us_per_msg"].is_number(), "{json}");
+    assert!(hold || embedded || json["server_cpu_us_per_msg"].is_null(), "{json}");
+    assert!(!hold || json["server_cpu_us_per_msg"].is_null(), "{json}");
+    for field in ["server_cpu_s", "server_cpu_share"] {
+        assert_eq!(json[field].is_number(), embedded, "{field} in {json}");
+    }
     assert!(json["ok"].is_boolean() && json["embedded"].is_boolean());
     assert!(json["rate"].is_null() || json["rate"].is_number());
 }
@@ -82,6 +104,13 @@ fn ping_pong_against_the_embedded_echo_is_clean() {
     assert!(json["latency"]["p50_us"].as_f64().unwrap() > 0.0);
     assert_eq!(u(&json, "connects"), 8);
     assert_eq!(u(&json, "up_at_end"), 8);
+    // The embedded server's CPU time per message, next to the client's.
+    for field in ["server_cpu_us_per_msg", "client_cpu_us_per_msg", "server_cpu_share"] {
+        let value = json[field].as_f64().unwrap_or_else(|| panic!("{field} in {json:#}"));
+        assert!(value > 0.0, "{field} in {json:#}");
+    }
+    let server_cpu = json["server_cpu_s"].as_f64().unwrap();
+    assert!(server_cpu > 0.0 && server_cpu <= 1.5 * json["measured_s"].as_f64().unwrap(), "{json:#}");
 }
 
 #[test]
@@ -106,7 +135,9 @@ fn hold_keeps_every_connection_up() {
     let (code, json) = bench(&[&SHORT[..], &["-c", "200", "--mode", "hold"]].concat());
     assert_clean(code, &json);
     assert_eq!(u(&json, "up_at_end"), 200);
-    assert_eq!(u(&json, "sent"), 0);
+    // One probe message each, answered.
+    assert_eq!(u(&json, "sent"), 200);
+    assert_eq!(u(&json, "came_up"), 200);
 }
 
 #[test]
@@ -263,4 +294,191 @@ fn usage_errors_exit_with_two_and_say_why() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--rate"), "{output:?}");
+}
+
+/// Runs reactor-bench with `args` (no `--json`, no progress line) and
+/// returns its exit code and what it printed.
+fn bench_text(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_reactor-bench")).args(args).arg("-q").output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.code().is_some_and(|c| c < 2),
+        "{stdout}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), stdout)
+}
+
+/// A loopback server on port 0 that accepts at most `limit` connections
+/// (the others wait in its listen backlog, connected but never accepted)
+/// and hands each to `serve` on the accept thread. Dropping it stops it:
+/// the accept thread ends, and the listener with it.
+struct Server {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    release: Option<mpsc::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(limit: usize, serve: impl Fn(TcpStream) + Send + 'static) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (release, released) = mpsc::channel::<()>();
+        let stopping = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            for _ in 0..limit {
+                let Ok((stream, _)) = listener.accept() else { return };
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                serve(stream);
+            }
+            // Keep the listener, and its backlog, until told to stop.
+            let _ = released.recv();
+        });
+        Server { addr, stop, release: Some(release), thread: Some(thread) }
+    }
+
+    fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Ends a thread waiting with its backlog; one blocked in accept is
+        // woken by a connect of our own.
+        drop(self.release.take());
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+/// Echoes on its own thread until the client closes.
+fn echo(mut stream: TcpStream) {
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            if stream.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+const QUICK: [&str; 8] = ["--duration", "300ms", "--warmup", "100ms", "--threads", "1", "--reply-timeout", "300ms"];
+
+#[test]
+fn connections_in_the_backlog_never_come_up() {
+    // 5 of 20 connections accepted; the other 15 complete their connect in
+    // the kernel but wait in the backlog: connected, never up.
+    for mode in ["hold", "ping-pong"] {
+        let server = Server::start(5, echo);
+        let (code, json) = bench(&[&QUICK[..], &[&server.addr(), "-c", "20", "--mode", mode]].concat());
+        assert_schema(&json);
+        assert_eq!(code, Some(1), "{json:#}");
+        assert_eq!(u(&json, "connects"), 20, "{json:#}");
+        assert_eq!(u(&json, "up_at_end"), 5, "{json:#}");
+        assert_eq!(u(&json, "came_up"), 5, "{json:#}");
+        assert_eq!(u(&json["never_up"], "waiting"), 15, "{json:#}");
+        assert_eq!(u(&json["errors"], "never_up"), 15, "{json:#}");
+        // Their unanswered messages are the never-up errors, not missing
+        // replies, and nothing that came up was closed.
+        for kind in ["missing", "closed", "reset", "connect", "mismatch"] {
+            assert_eq!(u(&json["errors"], kind), 0, "{kind} in {json:#}");
+        }
+        drop(server);
+    }
+}
+
+#[test]
+fn a_close_before_the_first_answer_is_never_up_and_after_it_is_closed() {
+    // Closes every connection at once, unanswered.
+    let server = Server::start(usize::MAX, drop);
+    let (code, json) = bench(&[&QUICK[..], &[&server.addr(), "-c", "3", "--mode", "hold"]].concat());
+    drop(server);
+    assert_eq!(code, Some(1), "{json:#}");
+    assert_eq!(u(&json, "up_at_end"), 0, "{json:#}");
+    assert_eq!(u(&json, "came_up"), 0, "{json:#}");
+    let never_up = &json["never_up"];
+    assert!(u(never_up, "closed") + u(never_up, "reset") >= 3, "{json:#}");
+    assert_eq!(u(&json["errors"], "never_up"), u(never_up, "closed") + u(never_up, "reset") + u(never_up, "waiting"));
+    assert_eq!(u(&json["errors"], "closed") + u(&json["errors"], "reset"), 0, "{json:#}");
+
+    // Answers the probe, then closes: up, then closed.
+    let server = Server::start(usize::MAX, |mut stream| {
+        thread::spawn(move || {
+            let mut probe = [0u8; 64];
+            if stream.read_exact(&mut probe).is_ok() {
+                let _ = stream.write_all(&probe);
+            }
+        });
+    });
+    let (code, json) = bench(&[&QUICK[..], &[&server.addr(), "-c", "3", "--mode", "hold"]].concat());
+    drop(server);
+    assert_eq!(code, Some(1), "{json:#}");
+    assert!(u(&json, "came_up") >= 3, "{json:#}");
+    assert!(u(&json["errors"], "closed") >= 3, "{json:#}");
+    assert_eq!(u(&json["errors"], "never_up"), 0, "{json:#}");
+}
+
+#[test]
+fn a_greeting_shows_a_held_connection_up() {
+    let server = Server::start(2, |mut stream| {
+        stream.write_all(b"hi\n").unwrap();
+        echo(stream);
+    });
+    let (code, json) =
+        bench(&[&QUICK[..], &[&server.addr(), "-c", "3", "--mode", "hold", "--greeting", r"hi\n"]].concat());
+    drop(server);
+    assert_schema(&json);
+    assert_eq!(code, Some(1), "{json:#}");
+    assert_eq!(json["up_rule"], "up = its greeting arrived");
+    // No probe with a greeting: nothing sent, and no message size.
+    assert_eq!(u(&json, "sent"), 0, "{json:#}");
+    assert!(json["request_bytes"].is_null(), "{json:#}");
+    assert_eq!((u(&json, "up_at_end"), u(&json["never_up"], "waiting")), (2, 1), "{json:#}");
+}
+
+#[test]
+fn hold_prints_only_what_hold_measures() {
+    let (code, out) = bench_text(&[&QUICK[..], &["-c", "1", "--mode", "hold"]].concat());
+    assert_eq!(code, Some(0), "{out}");
+    let heads: Vec<&str> = out.lines().skip(1).map(|line| line.split_whitespace().next().unwrap_or_default()).collect();
+    assert_eq!(heads, ["connect", "up", "errors", "server", "client"], "{out}");
+    let header = out.lines().next().unwrap();
+    assert!(header.contains("hold, 1 connection, one 64 B probe message each, 1 thread,"), "{out}");
+    assert!(out.contains("  connect     1 connect, p50"), "{out}");
+    assert!(out.contains("  up          1 of 1 at the end (up = its probe message was answered)\n"), "{out}");
+
+    // Against the backlog: who never came up, and why, on a line of its own.
+    let server = Server::start(2, echo);
+    let (code, out) = bench_text(&[&QUICK[..], &[&server.addr(), "-c", "5", "--mode", "hold"]].concat());
+    drop(server);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "  up          2 of 5 at the end (up = its probe message was answered); 3 connected but never answered\n"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("  never up    3 connections never came up: 3 still unanswered at the end\n"), "{out}");
+    assert!(out.contains("never up 3"), "{out}");
+    for absent in ["messages", "throughput", "latency", "cpu/msg", "server cpu"] {
+        assert!(!out.contains(absent), "`{absent}` in\n{out}");
+    }
+}
+
+#[test]
+fn the_embedded_run_prints_the_server_cpu_per_message() {
+    let (code, out) = bench_text(&[&QUICK[..], &["-c", "2"]].concat());
+    assert_eq!(code, Some(0), "{out}");
+    let line = out.lines().find(|line| line.starts_with("  cpu/msg")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("server ") && line.contains(", client ") && line.contains("µs"), "{out}");
+    assert!(line.ends_with("CPU time per message in the measured window"), "{out}");
 }

@@ -59,6 +59,7 @@ use crate::cli::{parse_duration, LoadArgs};
 use crate::client::Mode;
 use crate::cpu;
 use crate::peers::Peer;
+use crate::report::count;
 use crate::Window;
 
 use self::perf::{perf_probe, PerfStat};
@@ -204,12 +205,20 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
     if failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!("reactor-bench compare: {} run(s) had errors:", failed.len());
+    eprintln!("reactor-bench compare: {} had errors:", count(failed.len() as u64, "run"));
     for run in failed {
         let e = &run.errors;
         eprintln!(
-            "  round {} {}: {} errors (connect {}, reset {}, closed {}, mismatch {}, missing {})",
-            run.round, run.peer, run.error_total, e.connect, e.reset, e.closed, e.mismatch, e.missing
+            "  round {} {}: {} (connect {}, reset {}, closed {}, mismatch {}, missing {}, never up {})",
+            run.round,
+            run.peer,
+            count(run.error_total, "error"),
+            e.connect,
+            e.reset,
+            e.closed,
+            e.mismatch,
+            e.missing,
+            e.never_up
         );
     }
     Ok(ExitCode::from(1))
@@ -294,7 +303,10 @@ fn run_one(
     let measure_from = load_began + args.warmup;
     let offset = |t: Instant| t.saturating_duration_since(measure_from).as_secs_f64();
     let overlap = overlap((0.0, summary.measured_s), (offset(t_start), offset(t_end)));
-    let window_messages = summary.messages_per_s * overlap;
+    // Ping-pong: the message figures are always there (0 if none came back).
+    let messages_per_s = summary.messages_per_s.unwrap_or(0.0);
+    let latency = summary.latency.clone().unwrap_or_default();
+    let window_messages = messages_per_s * overlap;
     let server_cpu = cpu_end.saturating_sub(cpu_start);
     let per_message = |total: f64| (window_messages >= 1.0).then(|| total / window_messages);
     let client_busy = summary.client_cpu_share.iter().copied().fold(0.0, f64::max);
@@ -302,10 +314,10 @@ fn run_one(
         round,
         position,
         peer: peer.name(),
-        messages_per_s: summary.messages_per_s,
-        p50_us: summary.latency.p50_us,
-        p99_us: summary.latency.p99_us,
-        measured: summary.measured,
+        messages_per_s,
+        p50_us: latency.p50_us,
+        p99_us: latency.p99_us,
+        measured: summary.measured.unwrap_or(0),
         measured_s: summary.measured_s,
         server_cpu_s: server_cpu.as_secs_f64(),
         window_messages,

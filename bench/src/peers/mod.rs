@@ -49,6 +49,16 @@ impl Peer {
             Peer::Epoll => "epoll",
         }
     }
+
+    /// What it is, in a few words (for compare's legend).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Peer::Reactor => "reactor's echo example",
+            Peer::Tokio => "tokio, a task per connection",
+            Peer::Mio => "a minimal mio loop",
+            Peer::Epoll => "a bare epoll loop on raw syscalls, the floor",
+        }
+    }
 }
 
 /// `reactor-bench serve`.
