@@ -144,13 +144,22 @@ fn invalid_input(what: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, what)
 }
 
+/// A target that does not parse or resolve, named in the error.
+pub(crate) fn bad_address(target: &str, err: io::Error) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("invalid address `{target}`: {err} (expected IP:PORT or HOST:PORT, like 127.0.0.1:9000)"),
+    )
+}
+
 /// The address to load: `--target`, resolved; without it, the embedded
 /// reactor echo server's, started on a free port.
 fn resolve_target(args: &LoadArgs) -> io::Result<(SocketAddr, Option<Embedded>)> {
     match &args.target {
         Some(target) => {
             let addr = target
-                .to_socket_addrs()?
+                .to_socket_addrs()
+                .map_err(|err| bad_address(&target, err))?
                 .next()
                 .ok_or_else(|| invalid_input(format!("`{target}` resolves to no address")))?;
             Ok((addr, None))

@@ -208,7 +208,8 @@ pub fn storm(args: &StormArgs) -> io::Result<StormReport> {
     let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
     let target: SocketAddr = args
         .target
-        .to_socket_addrs()?
+        .to_socket_addrs()
+        .map_err(|err| crate::bad_address(&args.target, err))?
         .next()
         .ok_or_else(|| invalid(format!("`{}` resolves to no address", args.target)))?;
     if args.connections == 0 || args.connections > u32::MAX as usize {

@@ -482,3 +482,37 @@ fn the_embedded_run_prints_the_server_cpu_per_message() {
     assert!(line.contains("server ") && line.contains(", client ") && line.contains("µs"), "{out}");
     assert!(line.ends_with("CPU time per message in the measured window"), "{out}");
 }
+
+/// Runs reactor-bench with `args` (no `--json`); returns its exit status,
+/// stdout and stderr.
+fn bench_cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_reactor-bench")).args(args).output().expect("run reactor-bench");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_and_usage_errors_behave_like_the_examples() {
+    for args in [&["--help"][..], &["compare", "--help"], &["slowloris", "--help"], &["storm", "--help"]] {
+        let (code, stdout, _) = bench_cli(args);
+        assert_eq!(code, Some(0), "{args:?}");
+        assert!(stdout.contains("Usage: reactor-bench"), "{args:?}: {stdout}");
+    }
+    for (args, named) in [
+        (&["no-such-address", "-D", "1s"][..], "no-such-address"),
+        (&["storm", "nowhere"], "nowhere"),
+        (&["slowloris", "nowhere"], "nowhere"),
+        (&["127.0.0.1:1", "-c", "many"], "many"),
+        (&["--no-such-option"], "--no-such-option"),
+    ] {
+        let (code, stdout, stderr) = bench_cli(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert_eq!(stdout, "", "{args:?}");
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(first.contains(named), "{args:?}: the first line names {named:?}: {stderr}");
+    }
+}
