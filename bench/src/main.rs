@@ -159,7 +159,7 @@ fn resolve_target(args: &LoadArgs) -> io::Result<(SocketAddr, Option<Embedded>)>
         Some(target) => {
             let addr = target
                 .to_socket_addrs()
-                .map_err(|err| bad_address(&target, err))?
+                .map_err(|err| bad_address(target, err))?
                 .next()
                 .ok_or_else(|| invalid_input(format!("`{target}` resolves to no address")))?;
             Ok((addr, None))

@@ -486,8 +486,7 @@ fn the_embedded_run_prints_the_server_cpu_per_message() {
 /// Runs reactor-bench with `args` (no `--json`); returns its exit status,
 /// stdout and stderr.
 fn bench_cli(args: &[&str]) -> (Option<i32>, String, String) {
-    let output =
-        Command::new(env!("CARGO_BIN_EXE_reactor-bench")).args(args).output().expect("run reactor-bench");
+    let output = Command::new(env!("CARGO_BIN_EXE_reactor-bench")).args(args).output().expect("run reactor-bench");
     (
         output.status.code(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
