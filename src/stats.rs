@@ -127,11 +127,16 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "open {} accepted {} closed {} in {} B out {} B reads {} writes {} polls {} events {} \
-             stale {} yields {} queued {} B timers {} lag {:?} (max {:?}) datagrams in {} out {} dropped {}",
+            "open {} accepted {} closed {} refused {} accept errors {} pauses {} sheds {} in {} B out {} B \
+             reads {} writes {} polls {} events {} stale {} yields {} queued {} B timers {} lag {:?} (max {:?}) \
+             datagrams in {} out {} dropped {}",
             self.open,
             self.accepted,
             self.closed,
+            self.refused,
+            self.accept_errors,
+            self.accept_pauses,
+            self.accept_sheds,
             self.bytes_in,
             self.bytes_out,
             self.reads,

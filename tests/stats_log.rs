@@ -67,6 +67,11 @@ fn counters_follow_the_traffic_and_are_logged_periodically() {
             .cloned()
     });
     assert!(logged.1.contains("accepted"), "{}", logged.1);
+    // Everything a listener did with its clients, so that accepted = closed
+    // + open + refused can be read off the log.
+    for counter in ["refused 0", "accept errors 0", "pauses 0", "sheds 0"] {
+        assert!(logged.1.contains(counter), "{counter:?} in {}", logged.1);
+    }
     // And the connection's close line carries the reason and byte counts.
     let closes: Vec<String> =
         LINES.lock().unwrap().iter().filter(|(_, line)| line.contains(" closed: ")).map(|(_, l)| l.clone()).collect();
