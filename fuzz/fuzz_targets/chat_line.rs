@@ -26,6 +26,9 @@ use reactor_fuzz::{reference_lines, Cuts, Params, RefLine};
 
 // Declared at the root under their own names, as in the example, whose
 // files refer to each other as `crate::room` and `crate::sanitize`.
+#[path = "../../examples/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
 #[path = "../../examples/chat/member.rs"]
 #[allow(dead_code)]
 mod member;

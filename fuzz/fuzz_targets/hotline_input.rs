@@ -23,6 +23,9 @@ use reactor_loop::testing::{ConnState, TestKit};
 use reactor_loop::{CloseReason, Config};
 use reactor_fuzz::{reference_lines, Cuts, Params, RefLine};
 
+#[path = "../../examples/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
 #[path = "../../examples/hotline/bot.rs"]
 #[allow(dead_code)]
 mod bot;
