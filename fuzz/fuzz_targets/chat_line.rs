@@ -114,7 +114,8 @@ fn model(max_line: usize, data: &[u8]) -> Heard {
     for line in reference_lines(data, max_line) {
         let line = match line {
             RefLine::TooLong => {
-                talker.extend(format!("! line too long (max {max_line} bytes)\n").as_bytes());
+                let bytes = if max_line == 1 { "byte" } else { "bytes" };
+                talker.extend(format!("! line too long (max {max_line} {bytes})\n").as_bytes());
                 continue;
             }
             RefLine::Complete(line) => line,
