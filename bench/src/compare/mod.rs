@@ -102,7 +102,7 @@ pub struct CompareArgs {
     pub client_cores: Option<Vec<usize>>,
 
     /// Servers to compare (comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Peer::ALL)]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Peer::DEFAULT)]
     pub peers: Vec<Peer>,
 
     /// Count the server's syscalls per message with `perf stat` during the
@@ -357,7 +357,7 @@ mod tests {
         let a = args(&[]);
         assert_eq!((a.rounds, a.connections, a.size, a.server_core), (3, 100, 64, 0));
         assert_eq!((a.duration, a.warmup), (Duration::from_secs(5), Duration::from_secs(1)));
-        assert_eq!(a.peers, Peer::ALL);
+        assert_eq!(a.peers, Peer::DEFAULT);
         assert!(a.client_cores.is_none() && !a.syscalls && !a.json);
         let a = args(&["--peers", "mio,reactor", "--client-cores", "2,3", "--duration", "1s", "--warmup", "0s"]);
         assert_eq!(a.peers, [Peer::Mio, Peer::Reactor]);
