@@ -54,6 +54,11 @@ impl Client {
     }
 }
 
+/// Accepts at most this many clients per turn of the loop before serving
+/// the others: connects arriving without pause would otherwise keep the
+/// accept loop going, and the clients already there would wait.
+pub(super) const ACCEPTS_PER_TURN: usize = 16;
+
 /// The outcome of one `accept`.
 pub(super) enum Accepted {
     Client(TcpStream),

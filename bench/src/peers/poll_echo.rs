@@ -10,7 +10,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 
-use super::classic::{accept, Accepted, Client};
+use super::classic::{accept, Accepted, Client, ACCEPTS_PER_TURN};
 use super::READ_BUFFER;
 
 /// Serves until the process is killed.
@@ -65,16 +65,16 @@ pub fn serve(addr: SocketAddr) -> io::Result<()> {
         }
         // Accepted after the scan, so that `fds` and `clients` stay in step.
         if fds[0].revents != 0 {
-            accepting = accept_all(&listener, &mut clients);
+            accepting = accept_some(&listener, &mut clients);
         }
     }
 }
 
-/// Accepts every pending client. Returns whether to keep watching the
-/// listener: false when out of descriptors (it would be readable at once
-/// again, and the loop would spin), until a client closes.
-fn accept_all(listener: &TcpListener, clients: &mut Vec<Client>) -> bool {
-    loop {
+/// Accepts the pending clients, up to ACCEPTS_PER_TURN. Returns whether to
+/// keep watching the listener: false when out of descriptors (it would be
+/// readable at once again, and the loop would spin), until a client closes.
+fn accept_some(listener: &TcpListener, clients: &mut Vec<Client>) -> bool {
+    for _ in 0..ACCEPTS_PER_TURN {
         match accept(listener) {
             Accepted::Client(stream) => clients.push(Client { stream, pending: Vec::new() }),
             Accepted::Drained => return true,
@@ -85,4 +85,5 @@ fn accept_all(listener: &TcpListener, clients: &mut Vec<Client>) -> bool {
             Accepted::Failed(_) => return true, // a client that vanished: go on with the others
         }
     }
+    true // more may wait: after the others are served
 }

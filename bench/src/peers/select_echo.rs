@@ -19,7 +19,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 
-use super::classic::{accept, Accepted, Client};
+use super::classic::{accept, Accepted, Client, ACCEPTS_PER_TURN};
 use super::READ_BUFFER;
 
 /// The first descriptor an `fd_set` cannot hold.
@@ -104,7 +104,7 @@ pub fn serve(addr: SocketAddr) -> io::Result<()> {
             return Err(err);
         }
         if readable.contains(listen_fd) {
-            accepting = accept_all(&listener, &mut clients, &mut refusals);
+            accepting = accept_some(&listener, &mut clients, &mut refusals);
         }
         // The classic scan: every descriptor up to the highest.
         for fd in 0..=max_fd {
@@ -127,12 +127,13 @@ pub fn serve(addr: SocketAddr) -> io::Result<()> {
     }
 }
 
-/// Accepts every pending client, refusing those at or past FD_SETSIZE.
+/// Accepts the pending clients, up to ACCEPTS_PER_TURN, refusing those at
+/// or past FD_SETSIZE.
 /// Returns whether to keep watching the listener: false when out of
 /// descriptors (it would be readable at once again, and the loop would spin),
 /// until a client closes.
-fn accept_all(listener: &TcpListener, clients: &mut [Option<Client>], refusals: &mut Refusals) -> bool {
-    loop {
+fn accept_some(listener: &TcpListener, clients: &mut [Option<Client>], refusals: &mut Refusals) -> bool {
+    for _ in 0..ACCEPTS_PER_TURN {
         match accept(listener) {
             Accepted::Client(stream) => {
                 let fd = stream.as_raw_fd();
@@ -151,6 +152,7 @@ fn accept_all(listener: &TcpListener, clients: &mut [Option<Client>], refusals: 
             Accepted::Failed(_) => return true, // a client that vanished: go on with the others
         }
     }
+    true // more may wait: after the others are served
 }
 
 /// Clients refused for a descriptor past FD_SETSIZE: logged once when an
