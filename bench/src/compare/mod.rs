@@ -1,6 +1,7 @@
 //! `reactor-bench compare`: reactor's echo server against a tokio echo
 //! server, a minimal mio loop and a bare epoll loop on raw system calls (the
-//! C-style floor), on the same pinned cores, in one command.
+//! C-style floor), on the same pinned cores, in one command; with
+//! `--peers`, also the classic select and poll loops.
 //!
 //! Each run starts one server as a child process of this binary
 //! (`reactor-bench serve <peer> 127.0.0.1:0 --core <server core>`), puts a
@@ -363,6 +364,9 @@ mod tests {
         assert_eq!(a.peers, [Peer::Mio, Peer::Reactor]);
         assert_eq!(a.client_cores, Some(vec![2, 3]));
         assert_eq!(a.warmup, Duration::ZERO);
+        // The classic peers run only when asked for.
+        assert_eq!(args(&["--peers", "epoll,poll,select"]).peers, [Peer::Epoll, Peer::Poll, Peer::Select]);
+        assert!(!Peer::DEFAULT.contains(&Peer::Select) && !Peer::DEFAULT.contains(&Peer::Poll));
     }
 
     #[test]
