@@ -1,6 +1,7 @@
 //! `reactor-bench compare`: reactor's echo server against a tokio echo
 //! server, a minimal mio loop and a bare epoll loop on raw system calls (the
-//! C-style floor), on the same pinned cores, in one command.
+//! C-style floor), on the same pinned cores, in one command; with
+//! `--peers`, also the classic select and poll loops.
 //!
 //! Each run starts one server as a child process of this binary
 //! (`reactor-bench serve <peer> 127.0.0.1:0 --core <server core>`), puts a
@@ -102,7 +103,7 @@ pub struct CompareArgs {
     pub client_cores: Option<Vec<usize>>,
 
     /// Servers to compare (comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Peer::ALL)]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Peer::DEFAULT)]
     pub peers: Vec<Peer>,
 
     /// Count the server's syscalls per message with `perf stat` during the
@@ -357,12 +358,15 @@ mod tests {
         let a = args(&[]);
         assert_eq!((a.rounds, a.connections, a.size, a.server_core), (3, 100, 64, 0));
         assert_eq!((a.duration, a.warmup), (Duration::from_secs(5), Duration::from_secs(1)));
-        assert_eq!(a.peers, Peer::ALL);
+        assert_eq!(a.peers, Peer::DEFAULT);
         assert!(a.client_cores.is_none() && !a.syscalls && !a.json);
         let a = args(&["--peers", "mio,reactor", "--client-cores", "2,3", "--duration", "1s", "--warmup", "0s"]);
         assert_eq!(a.peers, [Peer::Mio, Peer::Reactor]);
         assert_eq!(a.client_cores, Some(vec![2, 3]));
         assert_eq!(a.warmup, Duration::ZERO);
+        // The classic peers run only when asked for.
+        assert_eq!(args(&["--peers", "epoll,poll,select"]).peers, [Peer::Epoll, Peer::Poll, Peer::Select]);
+        assert!(!Peer::DEFAULT.contains(&Peer::Select) && !Peer::DEFAULT.contains(&Peer::Poll));
     }
 
     #[test]

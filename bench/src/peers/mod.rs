@@ -5,9 +5,12 @@
 //! and read into a 64 KiB buffer (reactor's default read size), so that they
 //! differ only in how their loops are built.
 
+mod classic;
 mod epoll_echo;
 mod mio_echo;
+mod poll_echo;
 mod reactor_echo;
+mod select_echo;
 mod tokio_echo;
 
 use std::io;
@@ -35,11 +38,22 @@ pub enum Peer {
     /// A bare epoll loop on raw system calls, as a C server would be written:
     /// edge-triggered, stops at a short read. The floor to measure against.
     Epoll,
+    /// A classic select(2) loop on raw system calls: the fd_sets rebuilt and
+    /// every descriptor tested each turn; refuses clients whose descriptor is
+    /// at or past FD_SETSIZE (1024). Not in compare's default set.
+    Select,
+    /// A classic poll(2) loop on raw system calls: a pollfd array rebuilt
+    /// and every entry's revents scanned each turn. Not in compare's default
+    /// set.
+    Poll,
 }
 
 impl Peer {
-    /// Every peer, in the order compare runs them by default.
-    pub const ALL: [Peer; 4] = [Peer::Reactor, Peer::Tokio, Peer::Mio, Peer::Epoll];
+    /// The peers compare runs by default, in that order.
+    pub const DEFAULT: [Peer; 4] = [Peer::Reactor, Peer::Tokio, Peer::Mio, Peer::Epoll];
+
+    /// Every peer.
+    pub const ALL: [Peer; 6] = [Peer::Reactor, Peer::Tokio, Peer::Mio, Peer::Epoll, Peer::Select, Peer::Poll];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -47,6 +61,8 @@ impl Peer {
             Peer::Tokio => "tokio",
             Peer::Mio => "mio",
             Peer::Epoll => "epoll",
+            Peer::Select => "select",
+            Peer::Poll => "poll",
         }
     }
 
@@ -57,6 +73,8 @@ impl Peer {
             Peer::Tokio => "tokio, a task per connection",
             Peer::Mio => "a minimal mio loop",
             Peer::Epoll => "a bare epoll loop on raw syscalls, the floor",
+            Peer::Select => "a classic select loop, every descriptor tested per call, none past 1024",
+            Peer::Poll => "a classic poll loop, every pollfd scanned per call",
         }
     }
 }
@@ -86,5 +104,7 @@ pub fn serve(args: &ServeArgs) -> io::Result<()> {
         Peer::Tokio => tokio_echo::serve(args.addr),
         Peer::Mio => mio_echo::serve(args.addr),
         Peer::Epoll => epoll_echo::serve(args.addr),
+        Peer::Select => select_echo::serve(args.addr),
+        Peer::Poll => poll_echo::serve(args.addr),
     }
 }
