@@ -177,9 +177,11 @@ struct Conn {
     sent: usize,
     /// Bytes received and not yet matched to a reply.
     input: Vec<u8>,
-    /// When each message in flight was sent (or due, in rate mode), oldest
-    /// first.
-    in_flight: VecDeque<Instant>,
+    /// The messages in flight, oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// Rate mode: how many of the newest messages in flight have bytes not
+    /// yet written to the socket (their write time is not known yet).
+    unwritten: usize,
     next_seq: u64,
     reply_seq: u64,
     /// Rate mode: when the next message is due.
@@ -192,6 +194,17 @@ impl Conn {
     fn owed(&self) -> bool {
         self.stream.is_some() && (!self.in_flight.is_empty() || self.phase == Phase::Greeting)
     }
+}
+
+/// A message in flight.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    /// When it was sent (queued to be written), or, in rate mode, when it
+    /// was due: latency counts from here.
+    at: Instant,
+    /// Rate mode: when its last byte was written to the socket (`None`
+    /// until then); the uncorrected latency counts from here.
+    written: Option<Instant>,
 }
 
 /// A token carries the connection's index and its epoch.
@@ -247,6 +260,7 @@ pub fn run(plan: &Plan, shared: &Shared, thread: usize, ids: Vec<u32>) -> io::Re
                 sent: 0,
                 input: Vec::new(),
                 in_flight: VecDeque::new(),
+                unwritten: 0,
                 next_seq: 0,
                 reply_seq: 0,
                 next_due: now,
@@ -268,6 +282,8 @@ pub fn run(plan: &Plan, shared: &Shared, thread: usize, ids: Vec<u32>) -> io::Re
             never_up: NeverUp::default(),
             errors: Errors::default(),
             latency: histogram(),
+            latency_uncorrected: histogram(),
+            written_in_window: 0,
             connect_time: histogram(),
             cpu: Duration::ZERO,
             window_cpu: Duration::ZERO,
@@ -388,6 +404,7 @@ impl Client<'_> {
         conn.sent = 0;
         conn.input.clear();
         conn.in_flight.clear();
+        conn.unwritten = 0;
         conn.next_seq = 0;
         conn.reply_seq = 0;
         let source = (!plan.sources.is_empty()).then(|| plan.sources[conn.id as usize % plan.sources.len()]);
@@ -493,7 +510,10 @@ impl Client<'_> {
         let conn = &mut self.conns[index];
         self.plan.payload.append_request(&mut conn.out, conn.id, conn.next_seq);
         conn.next_seq += 1;
-        conn.in_flight.push_back(at);
+        conn.in_flight.push_back(InFlight { at, written: None });
+        if self.plan.mode == Mode::Rate {
+            conn.unwritten += 1;
+        }
         self.report.sent += 1;
         true
     }
@@ -502,13 +522,16 @@ impl Client<'_> {
     fn flush(&mut self, index: usize, now: Instant) {
         let measuring = now >= self.plan.measure_from();
         let conn = &mut self.conns[index];
-        let Some(stream) = conn.stream.as_mut() else { return };
         while conn.sent < conn.out.len() {
+            let Some(stream) = conn.stream.as_mut() else { return };
             match stream.write(&conn.out[conn.sent..]) {
                 Ok(n) => {
                     conn.sent += n;
                     if measuring {
                         self.report.bytes_out += n as u64;
+                    }
+                    if conn.unwritten > 0 {
+                        self.report.written_in_window += stamp_written(conn, self.plan);
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
@@ -582,13 +605,16 @@ impl Client<'_> {
             // The clock is read per reply, not per poll: a reply can arrive
             // within the same read loop as the message it answers.
             let now = Instant::now();
-            let Some(sent_at) = conn.in_flight.pop_front() else {
+            let Some(sent) = conn.in_flight.pop_front() else {
                 // Bytes with no message waiting for them.
                 self.report.errors.mismatch += 1;
                 self.progress.errors.fetch_add(1, Ordering::Relaxed);
                 used += len;
                 continue;
             };
+            // (A reply to a message not wholly written: the server answered
+            // early; the bookkeeping of write times must not run past it.)
+            conn.unwritten = conn.unwritten.min(conn.in_flight.len());
             let correct = plan.payload.check(reply, conn.id, conn.reply_seq);
             conn.reply_seq += 1;
             used += len;
@@ -605,7 +631,14 @@ impl Client<'_> {
             if now >= plan.measure_from() && plan.end().is_none_or(|end| now <= end) {
                 self.report.measured += 1;
                 self.progress.completed.fetch_add(1, Ordering::Relaxed);
-                let _ = self.report.latency.record((now.saturating_duration_since(sent_at).as_nanos() as u64).max(1));
+                let _ = self.report.latency.record(nanos_since(sent.at, now));
+                if plan.mode == Mode::Rate {
+                    // A reply can only beat the write time it answers if
+                    // the server answered a partial message; count from
+                    // the due time then.
+                    let written = sent.written.unwrap_or(sent.at);
+                    let _ = self.report.latency_uncorrected.record(nanos_since(written, now));
+                }
             }
             match plan.mode {
                 Mode::PingPong | Mode::Pipelined => {
@@ -682,6 +715,7 @@ impl Client<'_> {
             let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
         }
         conn.in_flight.clear();
+        conn.unwritten = 0;
         conn.input.clear();
         conn.out.clear();
         conn.sent = 0;
@@ -709,6 +743,38 @@ impl Client<'_> {
         for index in indexes {
             self.close(index);
         }
+    }
+}
+
+/// Nanoseconds from `from` to `to`, at least 1 (the histograms' floor).
+fn nanos_since(from: Instant, to: Instant) -> u64 {
+    (to.saturating_duration_since(from).as_nanos() as u64).max(1)
+}
+
+/// Rate mode, after a write: stamps the write time of the messages whose
+/// last byte has now been written, and returns how many of them were written
+/// inside the measured window. Every message in `out` has the payload's
+/// length, and the newest `unwritten` ones in flight are those in `out` not
+/// wholly written before this write.
+fn stamp_written(conn: &mut Conn, plan: &Plan) -> u64 {
+    let len = plan.payload.request_len().max(1);
+    let in_out = conn.out.len() / len;
+    let done_before = in_out.saturating_sub(conn.unwritten);
+    let newly = (conn.sent / len).saturating_sub(done_before).min(conn.unwritten);
+    if newly == 0 {
+        return 0;
+    }
+    let now = Instant::now();
+    let first = conn.in_flight.len() - conn.unwritten;
+    for message in conn.in_flight.range_mut(first..first + newly) {
+        message.written = Some(now);
+    }
+    conn.unwritten -= newly;
+    let measuring = now >= plan.measure_from() && plan.end().is_none_or(|end| now <= end);
+    if measuring {
+        newly as u64
+    } else {
+        0
     }
 }
 

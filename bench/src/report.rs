@@ -97,8 +97,16 @@ pub struct ThreadReport {
     /// left at 0 (the summary adds these up into it).
     pub never_up: NeverUp,
     pub errors: Errors,
-    /// Round-trip times of measured replies, in nanoseconds.
+    /// Round-trip times of measured replies, in nanoseconds: from when each
+    /// message was sent, or, in rate mode, due.
     pub latency: Histogram<u64>,
+    /// Rate mode: the same replies' times from when each message's last
+    /// byte was written to the socket (not corrected for coordinated
+    /// omission).
+    pub latency_uncorrected: Histogram<u64>,
+    /// Rate mode: messages whose last byte was written in the measured
+    /// window.
+    pub written_in_window: u64,
     /// Connect times, in nanoseconds.
     pub connect_time: Histogram<u64>,
     /// CPU time this thread used.
@@ -171,6 +179,13 @@ pub struct Summary {
     pub mb_per_s_in: Option<f64>,
     /// `None` in hold mode, and when no reply was measured.
     pub latency: Option<Percentiles>,
+    /// Rate mode: latency from when each message was written, not when it
+    /// was due (uncorrected for coordinated omission); `None` in other
+    /// modes, and when no reply was measured.
+    pub latency_uncorrected: Option<Percentiles>,
+    /// Rate mode: messages written per second in the measured window, to
+    /// set beside `rate`; `None` in other modes.
+    pub send_rate: Option<f64>,
     pub connects: u64,
     /// `None` when no connect completed.
     pub connect_time: Option<Percentiles>,
@@ -237,6 +252,7 @@ impl Summary {
     /// `--messages`); `server`, the embedded server's CPU time.
     pub fn new(info: RunInfo, reports: &[ThreadReport], measured: Duration, server: Option<ServerCpu>) -> Summary {
         let mut latency = histogram();
+        let mut latency_uncorrected = histogram();
         let mut connect_time = histogram();
         let mut errors = Errors::default();
         let mut never_up = NeverUp::default();
@@ -246,6 +262,7 @@ impl Summary {
         let (connects, came_up, up_at_end) = (sum(|r| r.connects), sum(|r| r.came_up), sum(|r| r.up_at_end));
         for report in reports {
             latency.add(&report.latency).expect("same bounds");
+            latency_uncorrected.add(&report.latency_uncorrected).expect("same bounds");
             connect_time.add(&report.connect_time).expect("same bounds");
             errors.add(&report.errors);
             never_up.add(&report.never_up);
@@ -254,6 +271,7 @@ impl Summary {
         let seconds = measured.as_secs_f64().max(1e-9);
         let wall = (info.warmup + measured).as_secs_f64().max(1e-9);
         let exchanges = info.mode != Mode::Hold;
+        let rate_mode = info.mode == Mode::Rate;
         let messages_per_s = measured_count as f64 / seconds;
         let per_message = |cpu_s: f64, messages: f64| (exchanges && messages >= 1.0).then(|| cpu_s * 1e6 / messages);
         let client_window_cpu_s = reports.iter().map(|r| r.window_cpu.as_secs_f64()).sum::<f64>();
@@ -276,6 +294,8 @@ impl Summary {
             mb_per_s_out: exchanges.then(|| bytes_out as f64 / seconds / 1e6),
             mb_per_s_in: exchanges.then(|| bytes_in as f64 / seconds / 1e6),
             latency: Percentiles::of(&latency).filter(|_| exchanges),
+            latency_uncorrected: Percentiles::of(&latency_uncorrected).filter(|_| rate_mode),
+            send_rate: rate_mode.then(|| sum(|r| r.written_in_window) as f64 / seconds),
             connects,
             connect_time: Percentiles::of(&connect_time),
             up_rule: up_rule(info.mode, info.greeting),
@@ -317,23 +337,32 @@ impl Summary {
         if let (Some(mb_out), Some(mb_in)) = (self.mb_per_s_out, self.mb_per_s_in) {
             let _ = writeln!(out, "  throughput  out {mb_out:.2} MB/s, in {mb_in:.2} MB/s");
         }
+        let rate_mode = self.mode == "rate";
         match (&self.latency, self.measured) {
             (Some(l), _) => {
                 let _ = writeln!(
                     out,
-                    "  latency     min {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-                    micros(l.min_us),
-                    micros(l.p50_us),
-                    micros(l.p90_us),
-                    micros(l.p99_us),
-                    micros(l.p999_us),
-                    micros(l.max_us)
+                    "  latency     {}{}",
+                    percentiles_line(l),
+                    if rate_mode { "   corrected: from when each message was due" } else { "" }
                 );
             }
             (None, Some(_)) => {
                 let _ = writeln!(out, "  latency     no reply in the measured window");
             }
             (None, None) => {}
+        }
+        if let Some(l) = &self.latency_uncorrected {
+            let _ = writeln!(out, "  uncorrected {}   from when each message was written", percentiles_line(l));
+        }
+        if let (Some(sent), Some(target)) = (self.send_rate, self.rate) {
+            let _ = writeln!(
+                out,
+                "  send rate   {}/s achieved, {}/s target ({:.1}%): messages written in the measured window",
+                group(sent.round() as u64),
+                group(target.round() as u64),
+                sent / target.max(1e-9) * 100.0
+            );
         }
         match &self.connect_time {
             Some(c) => {
@@ -480,6 +509,20 @@ impl Summary {
             (None, _, None) => None,
         }
     }
+}
+
+/// `min .. p50 .. p90 .. p99 .. p99.9 .. max ..`, as the latency line
+/// prints them.
+fn percentiles_line(l: &Percentiles) -> String {
+    format!(
+        "min {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        micros(l.min_us),
+        micros(l.p50_us),
+        micros(l.p90_us),
+        micros(l.p99_us),
+        micros(l.p999_us),
+        micros(l.max_us)
+    )
 }
 
 /// `n` and the noun, in the plural unless `n` is 1: "1 connection",

@@ -80,6 +80,14 @@ fn assert_schema(json: &Value) {
     }
     assert!(json["ok"].is_boolean() && json["embedded"].is_boolean());
     assert!(json["rate"].is_null() || json["rate"].is_number());
+    // Rate mode alone has the uncorrected latency and the achieved rate.
+    let rate = json["mode"] == "rate";
+    assert_eq!(json["send_rate"].is_number(), rate, "send_rate in {json}");
+    assert!(rate || json["latency_uncorrected"].is_null(), "latency_uncorrected in {json}");
+    for field in ["min_us", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us"] {
+        let uncorrected = &json["latency_uncorrected"];
+        assert!(uncorrected.is_null() || uncorrected[field].is_number(), "latency_uncorrected.{field} in {json}");
+    }
 }
 
 /// A clean run: exit 0, every message sent was received and verified.
@@ -128,6 +136,33 @@ fn open_loop_rate_sends_about_the_rate() {
     assert_clean(code, &json);
     let rate = json["messages_per_s"].as_f64().unwrap();
     assert!((1000.0..3000.0).contains(&rate), "asked 2000/s, got {rate}");
+}
+
+#[test]
+fn rate_mode_reports_latency_from_the_write_beside_latency_from_the_due_time() {
+    let (code, json) = bench(&[&SHORT[..], &["-c", "4", "--mode", "rate", "--rate", "1000"]].concat());
+    assert_clean(code, &json);
+    let (corrected, uncorrected) = (&json["latency"], &json["latency_uncorrected"]);
+    assert!(uncorrected["p50_us"].as_f64().unwrap() > 0.0, "{json:#}");
+    // No message is written before it is due, so no uncorrected figure can
+    // exceed its corrected one.
+    for field in ["min_us", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us"] {
+        let (c, u) = (corrected[field].as_f64().unwrap(), uncorrected[field].as_f64().unwrap());
+        assert!(u <= c, "{field}: uncorrected {u} > corrected {c} in {json:#}");
+    }
+    assert!(json["send_rate"].as_f64().unwrap() > 0.0, "{json:#}");
+    assert_eq!(json["rate"].as_f64(), Some(1000.0));
+
+    let (code, out) = bench_text(&[&QUICK[..], &["-c", "2", "--mode", "rate", "--rate", "500"]].concat());
+    assert_eq!(code, Some(0), "{out}");
+    let line =
+        |head: &str| out.lines().find(|l| l.starts_with(head)).unwrap_or_else(|| panic!("no {head:?} in\n{out}"));
+    assert!(line("  latency     min ").ends_with("   corrected: from when each message was due"), "{out}");
+    assert!(line("  uncorrected min ").ends_with("   from when each message was written"), "{out}");
+    assert!(line("  send rate   ").contains("/s achieved, 500/s target ("), "{out}");
+    // Other modes print neither.
+    let (_, out) = bench_text(&[&QUICK[..], &["-c", "2"]].concat());
+    assert!(!out.contains("uncorrected") && !out.contains("send rate") && !out.contains("corrected:"), "{out}");
 }
 
 #[test]
