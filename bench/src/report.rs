@@ -151,6 +151,37 @@ impl Percentiles {
     }
 }
 
+/// One bucket of a latency histogram: `count` replies took from `low_us`
+/// to `high_us` microseconds (both included; the histogram keeps 3
+/// significant digits, so a bucket is about 0.1% of its value wide).
+#[derive(Clone, Debug, Serialize)]
+pub struct Bucket {
+    pub low_us: f64,
+    pub high_us: f64,
+    pub count: u64,
+}
+
+/// Every bucket of `hist` with something in it, lowest first; `None` for
+/// an empty histogram.
+fn buckets(hist: &Histogram<u64>) -> Option<Vec<Bucket>> {
+    if hist.is_empty() {
+        return None;
+    }
+    let us = |ns: u64| ns as f64 / 1000.0;
+    let buckets = hist
+        .iter_recorded()
+        .map(|v| {
+            let value = v.value_iterated_to();
+            Bucket {
+                low_us: us(hist.lowest_equivalent(value)),
+                high_us: us(hist.highest_equivalent(value)),
+                count: v.count_since_last_iteration(),
+            }
+        })
+        .collect();
+    Some(buckets)
+}
+
 /// The whole run, as printed and as `--json` emits it (see docs/BENCH.md
 /// for the schema). A figure that means nothing for the run's mode, or for
 /// this run, is `None` (`null` in JSON), and its line is not printed.
@@ -186,6 +217,10 @@ pub struct Summary {
     /// Rate mode: messages written per second in the measured window, to
     /// set beside `rate`; `None` in other modes.
     pub send_rate: Option<f64>,
+    /// The distribution behind `latency` (and `latency_uncorrected`):
+    /// every bucket with a reply in it; `None` when the percentiles are.
+    pub latency_histogram: Option<Vec<Bucket>>,
+    pub latency_uncorrected_histogram: Option<Vec<Bucket>>,
     pub connects: u64,
     /// `None` when no connect completed.
     pub connect_time: Option<Percentiles>,
@@ -296,6 +331,8 @@ impl Summary {
             latency: Percentiles::of(&latency).filter(|_| exchanges),
             latency_uncorrected: Percentiles::of(&latency_uncorrected).filter(|_| rate_mode),
             send_rate: rate_mode.then(|| sum(|r| r.written_in_window) as f64 / seconds),
+            latency_histogram: buckets(&latency).filter(|_| exchanges),
+            latency_uncorrected_histogram: buckets(&latency_uncorrected).filter(|_| rate_mode),
             connects,
             connect_time: Percentiles::of(&connect_time),
             up_rule: up_rule(info.mode, info.greeting),

@@ -80,6 +80,13 @@ fn assert_schema(json: &Value) {
     }
     assert!(json["ok"].is_boolean() && json["embedded"].is_boolean());
     assert!(json["rate"].is_null() || json["rate"].is_number());
+    // The histograms are there exactly when their percentiles are.
+    assert_eq!(json["latency_histogram"].is_array(), json["latency"].is_object(), "latency_histogram in {json}");
+    assert_eq!(
+        json["latency_uncorrected_histogram"].is_array(),
+        json["latency_uncorrected"].is_object(),
+        "latency_uncorrected_histogram in {json}"
+    );
     // Rate mode alone has the uncorrected latency and the achieved rate.
     let rate = json["mode"] == "rate";
     assert_eq!(json["send_rate"].is_number(), rate, "send_rate in {json}");
@@ -119,6 +126,43 @@ fn ping_pong_against_the_embedded_echo_is_clean() {
     }
     let server_cpu = json["server_cpu_s"].as_f64().unwrap();
     assert!(server_cpu > 0.0 && server_cpu <= 1.5 * json["measured_s"].as_f64().unwrap(), "{json:#}");
+}
+
+/// The buckets of a `*_histogram` field: ascending, not overlapping, none
+/// empty; returns their total count.
+fn histogram_total(buckets: &Value) -> u64 {
+    let buckets = buckets.as_array().expect("an array of buckets");
+    assert!(!buckets.is_empty());
+    let mut last_high = -1.0;
+    let mut total = 0;
+    for bucket in buckets {
+        let (low, high) = (bucket["low_us"].as_f64().unwrap(), bucket["high_us"].as_f64().unwrap());
+        let count = u(bucket, "count");
+        assert!(low > last_high && low <= high && count > 0, "bucket {bucket} after {last_high}");
+        last_high = high;
+        total += count;
+    }
+    total
+}
+
+#[test]
+fn the_json_carries_the_whole_latency_histogram() {
+    let (code, json) = bench(&[&SHORT[..], &["-c", "4"]].concat());
+    assert_clean(code, &json);
+    // Every measured reply is in one bucket, and the percentiles fall in
+    // the histogram's range.
+    assert_eq!(histogram_total(&json["latency_histogram"]), u(&json, "measured"), "{json:#}");
+    let buckets = json["latency_histogram"].as_array().unwrap();
+    let (first, last) = (&buckets[0], &buckets[buckets.len() - 1]);
+    assert!(first["low_us"].as_f64().unwrap() <= json["latency"]["min_us"].as_f64().unwrap(), "{json:#}");
+    assert!(last["high_us"].as_f64().unwrap() >= json["latency"]["max_us"].as_f64().unwrap(), "{json:#}");
+    assert!(json["latency_uncorrected_histogram"].is_null());
+
+    // Rate mode: both latencies' histograms, over the same replies.
+    let (code, json) = bench(&[&SHORT[..], &["-c", "2", "--mode", "rate", "--rate", "500"]].concat());
+    assert_clean(code, &json);
+    assert_eq!(histogram_total(&json["latency_histogram"]), u(&json, "measured"), "{json:#}");
+    assert_eq!(histogram_total(&json["latency_uncorrected_histogram"]), u(&json, "measured"), "{json:#}");
 }
 
 #[test]
