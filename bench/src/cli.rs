@@ -120,6 +120,11 @@ pub struct LoadArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// With --json: per-second samples of the measured window (messages,
+    /// errors, p99 latency), in `series`.
+    #[arg(long, requires = "json")]
+    pub series: bool,
+
     /// No live progress line.
     #[arg(short, long)]
     pub quiet: bool,

@@ -18,7 +18,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::cpu;
 use crate::payload::{Framed, Payload};
-use crate::report::{histogram, Errors, NeverUp, ThreadReport};
+use crate::report::{histogram, Errors, NeverUp, SecondCounts, ThreadReport};
 
 /// How connections send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -74,6 +74,8 @@ pub struct Plan {
     pub duration: Option<Duration>,
     /// Messages to send in all, over all threads.
     pub messages: Option<u64>,
+    /// Keep per-second samples of the measured window (`--series`).
+    pub series: bool,
 }
 
 impl Plan {
@@ -284,6 +286,7 @@ pub fn run(plan: &Plan, shared: &Shared, thread: usize, ids: Vec<u32>) -> io::Re
             latency: histogram(),
             latency_uncorrected: histogram(),
             written_in_window: 0,
+            series: Vec::new(),
             connect_time: histogram(),
             cpu: Duration::ZERO,
             window_cpu: Duration::ZERO,
@@ -579,7 +582,7 @@ impl Client<'_> {
                 let have = input.len().min(greeting.len());
                 if input[..have] != greeting[..have] {
                     self.report.errors.mismatch += 1;
-                    self.progress.errors.fetch_add(1, Ordering::Relaxed);
+                    count_error(self.progress, &mut self.report.series, plan, now);
                     conn.input.clear();
                     self.drop_and_retry(index, now);
                     return false;
@@ -608,7 +611,7 @@ impl Client<'_> {
             let Some(sent) = conn.in_flight.pop_front() else {
                 // Bytes with no message waiting for them.
                 self.report.errors.mismatch += 1;
-                self.progress.errors.fetch_add(1, Ordering::Relaxed);
+                count_error(self.progress, &mut self.report.series, plan, now);
                 used += len;
                 continue;
             };
@@ -626,12 +629,16 @@ impl Client<'_> {
                 self.report.verified += 1;
             } else {
                 self.report.errors.mismatch += 1;
-                self.progress.errors.fetch_add(1, Ordering::Relaxed);
+                count_error(self.progress, &mut self.report.series, plan, now);
             }
             if now >= plan.measure_from() && plan.end().is_none_or(|end| now <= end) {
                 self.report.measured += 1;
                 self.progress.completed.fetch_add(1, Ordering::Relaxed);
                 let _ = self.report.latency.record(nanos_since(sent.at, now));
+                if let Some(second) = series_second(&mut self.report.series, plan, now) {
+                    second.messages += 1;
+                    let _ = second.latency.record(nanos_since(sent.at, now));
+                }
                 if plan.mode == Mode::Rate {
                     // A reply can only beat the write time it answers if
                     // the server answered a partial message; count from
@@ -690,7 +697,7 @@ impl Client<'_> {
         };
         if let Some(counter) = counted {
             *counter += 1;
-            self.progress.errors.fetch_add(1, Ordering::Relaxed);
+            count_error(self.progress, &mut self.report.series, self.plan, now);
         }
         self.drop_and_retry(index, now);
     }
@@ -743,6 +750,28 @@ impl Client<'_> {
         for index in indexes {
             self.close(index);
         }
+    }
+}
+
+/// The `--series` sample of the second of the measured window that `now`
+/// falls in; `None` without `--series`, or outside the window.
+fn series_second<'a>(series: &'a mut Vec<SecondCounts>, plan: &Plan, now: Instant) -> Option<&'a mut SecondCounts> {
+    if !plan.series || now < plan.measure_from() || plan.end().is_some_and(|end| now > end) {
+        return None;
+    }
+    let index = now.saturating_duration_since(plan.measure_from()).as_secs() as usize;
+    if series.len() <= index {
+        series.resize_with(index + 1, SecondCounts::new);
+    }
+    series.get_mut(index)
+}
+
+/// Counts an error that happened at `now` on the progress line and, with
+/// `--series`, in its second.
+fn count_error(progress: &Progress, series: &mut Vec<SecondCounts>, plan: &Plan, now: Instant) {
+    progress.errors.fetch_add(1, Ordering::Relaxed);
+    if let Some(second) = series_second(series, plan, now) {
+        second.errors += 1;
     }
 }
 

@@ -253,6 +253,7 @@ fn run_info(args: &LoadArgs, target: SocketAddr, plan: &Plan) -> RunInfo {
         rate: args.rate,
         warmup: plan.warmup,
         greeting: plan.greeting.is_some(),
+        series: plan.series,
     }
 }
 
@@ -399,6 +400,7 @@ fn plan(args: &LoadArgs, target: SocketAddr) -> Result<Plan, String> {
         warmup: args.warmup,
         duration,
         messages: args.messages,
+        series: args.series,
     })
 }
 

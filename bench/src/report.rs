@@ -107,12 +107,79 @@ pub struct ThreadReport {
     /// Rate mode: messages whose last byte was written in the measured
     /// window.
     pub written_in_window: u64,
+    /// With `--series`: the measured window second by second (entry `i`
+    /// covers seconds `i` to `i + 1` of the window); empty otherwise.
+    pub series: Vec<SecondCounts>,
     /// Connect times, in nanoseconds.
     pub connect_time: Histogram<u64>,
     /// CPU time this thread used.
     pub cpu: Duration,
     /// CPU time this thread used in the measured window.
     pub window_cpu: Duration,
+}
+
+/// One second of one thread's measured window (`--series`).
+pub struct SecondCounts {
+    /// Replies completed in this second.
+    pub messages: u64,
+    /// Errors that happened in this second (those counted when the run
+    /// ends, missing replies and connections still waiting, are in no
+    /// second).
+    pub errors: u64,
+    /// Those replies' latencies, in nanoseconds, to 2 significant digits.
+    pub latency: Histogram<u64>,
+}
+
+impl SecondCounts {
+    pub fn new() -> SecondCounts {
+        SecondCounts { messages: 0, errors: 0, latency: Histogram::new(2).expect("valid precision") }
+    }
+}
+
+/// One second of the measured window, over all threads (`--series`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Second {
+    /// Where the second starts in the measured window, and how long it is
+    /// (the last one may be shorter).
+    pub start_s: f64,
+    pub length_s: f64,
+    pub messages: u64,
+    pub messages_per_s: f64,
+    pub errors: u64,
+    /// `None` when no reply completed in this second.
+    pub p99_us: Option<f64>,
+}
+
+/// Merges the threads' per-second samples over a window of `measured`
+/// seconds; a reply on the window's very last instant counts in its last
+/// second.
+fn series(reports: &[ThreadReport], measured: f64) -> Vec<Second> {
+    let seconds = (measured.ceil() as usize).max(1);
+    let mut merged: Vec<SecondCounts> = (0..seconds).map(|_| SecondCounts::new()).collect();
+    for report in reports {
+        for (index, counts) in report.series.iter().enumerate() {
+            let into = &mut merged[index.min(seconds - 1)];
+            into.messages += counts.messages;
+            into.errors += counts.errors;
+            into.latency.add(&counts.latency).expect("auto-resizing");
+        }
+    }
+    merged
+        .into_iter()
+        .enumerate()
+        .map(|(index, counts)| {
+            let start_s = index as f64;
+            let length_s = (measured - start_s).clamp(0.0, 1.0);
+            Second {
+                start_s,
+                length_s,
+                messages: counts.messages,
+                messages_per_s: if length_s > 0.0 { counts.messages as f64 / length_s } else { 0.0 },
+                errors: counts.errors,
+                p99_us: (!counts.latency.is_empty()).then(|| counts.latency.value_at_quantile(0.99) as f64 / 1000.0),
+            }
+        })
+        .collect()
 }
 
 /// A histogram of nanoseconds from 1 ns to 100 s with 3 significant digits.
@@ -221,6 +288,8 @@ pub struct Summary {
     /// every bucket with a reply in it; `None` when the percentiles are.
     pub latency_histogram: Option<Vec<Bucket>>,
     pub latency_uncorrected_histogram: Option<Vec<Bucket>>,
+    /// With `--series`, the measured window second by second.
+    pub series: Option<Vec<Second>>,
     pub connects: u64,
     /// `None` when no connect completed.
     pub connect_time: Option<Percentiles>,
@@ -267,6 +336,8 @@ pub struct RunInfo {
     pub warmup: Duration,
     /// The server greets first (`--greeting`).
     pub greeting: bool,
+    /// `--series`.
+    pub series: bool,
 }
 
 /// The embedded server thread's CPU time, sampled on that thread at the
@@ -333,6 +404,7 @@ impl Summary {
             send_rate: rate_mode.then(|| sum(|r| r.written_in_window) as f64 / seconds),
             latency_histogram: buckets(&latency).filter(|_| exchanges),
             latency_uncorrected_histogram: buckets(&latency_uncorrected).filter(|_| rate_mode),
+            series: info.series.then(|| series(reports, measured.as_secs_f64())),
             connects,
             connect_time: Percentiles::of(&connect_time),
             up_rule: up_rule(info.mode, info.greeting),

@@ -87,6 +87,7 @@ fn assert_schema(json: &Value) {
         json["latency_uncorrected"].is_object(),
         "latency_uncorrected_histogram in {json}"
     );
+    assert!(json["series"].is_null() || json["series"].is_array(), "series in {json}");
     // Rate mode alone has the uncorrected latency and the achieved rate.
     let rate = json["mode"] == "rate";
     assert_eq!(json["send_rate"].is_number(), rate, "send_rate in {json}");
@@ -163,6 +164,48 @@ fn the_json_carries_the_whole_latency_histogram() {
     assert_clean(code, &json);
     assert_eq!(histogram_total(&json["latency_histogram"]), u(&json, "measured"), "{json:#}");
     assert_eq!(histogram_total(&json["latency_uncorrected_histogram"]), u(&json, "measured"), "{json:#}");
+}
+
+/// The `series` samples: one per second of the measured window, in order,
+/// their lengths adding up to the window; returns the sums of their
+/// messages and errors.
+fn series_totals(json: &Value) -> (u64, u64) {
+    let series = json["series"].as_array().unwrap_or_else(|| panic!("series in {json:#}"));
+    let measured_s = json["measured_s"].as_f64().unwrap();
+    assert_eq!(series.len(), (measured_s.ceil() as usize).max(1), "{json:#}");
+    let mut length = 0.0;
+    for (index, second) in series.iter().enumerate() {
+        assert_eq!(second["start_s"].as_f64(), Some(index as f64), "{json:#}");
+        length += second["length_s"].as_f64().unwrap();
+        assert!(second["messages_per_s"].is_number(), "{json:#}");
+        // A p99 exactly when a reply completed in that second.
+        assert_eq!(second["p99_us"].is_number(), u(second, "messages") > 0, "{json:#}");
+    }
+    assert!((length - measured_s).abs() < 1e-6, "{json:#}");
+    let sum = |field: &str| series.iter().map(|second| u(second, field)).sum::<u64>();
+    (sum("messages"), sum("errors"))
+}
+
+#[test]
+fn series_samples_the_measured_window_second_by_second() {
+    let (code, json) = bench(&["-c", "4", "--threads", "2", "-D", "1500ms", "-w", "200ms", "--series"]);
+    assert_clean(code, &json);
+    let (messages, errors) = series_totals(&json);
+    assert_eq!(messages, u(&json, "measured"), "{json:#}");
+    assert_eq!(errors, 0, "{json:#}");
+    // Without --series, no samples.
+    let (_, json) = bench(&[&SHORT[..], &["-c", "1"]].concat());
+    assert!(json["series"].is_null(), "{json:#}");
+    // Errors land in the second they happened in: every 100th reply is
+    // wrong, and mismatches in the warm-up are in no second.
+    let addr = faulty_server(Fault::FlipByte);
+    let (code, json) = bench(&[&SHORT[..], &[&addr, "-c", "2", "--series"]].concat());
+    assert_eq!(code, Some(1), "{json:#}");
+    let (_, errors) = series_totals(&json);
+    assert!(errors > 0 && errors <= u(&json["errors"], "mismatch"), "{json:#}");
+    // It needs --json.
+    let output = Command::new(env!("CARGO_BIN_EXE_reactor-bench")).args(["--series", "-D", "1s"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
 }
 
 #[test]

@@ -261,6 +261,7 @@ fn run_one(
         expect_line: false,
         greeting: None,
         json: false,
+        series: false,
         quiet: true,
         cores: placement.client_cores.clone(),
     };
