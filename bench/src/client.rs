@@ -6,7 +6,7 @@
 //! is an error of a named kind, never silently ignored.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,7 +17,7 @@ use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::cpu;
-use crate::payload::{Framed, Payload};
+use crate::payload::{http_status, Framed, Payload};
 use crate::report::{histogram, Errors, NeverUp, SecondCounts, ThreadReport};
 
 /// How connections send.
@@ -287,6 +287,8 @@ pub fn run(plan: &Plan, shared: &Shared, thread: usize, ids: Vec<u32>) -> io::Re
             latency_uncorrected: histogram(),
             written_in_window: 0,
             series: Vec::new(),
+            http_statuses: BTreeMap::new(),
+            http_malformed: 0,
             connect_time: histogram(),
             cpu: Duration::ZERO,
             window_cpu: Duration::ZERO,
@@ -603,6 +605,16 @@ impl Client<'_> {
             let len = match plan.payload.frame(input) {
                 Framed::Complete(len) => len,
                 Framed::Partial => break,
+                Framed::Malformed => {
+                    // An HTTP response that cannot be framed: nothing after
+                    // it can be either.
+                    self.report.errors.mismatch += 1;
+                    self.report.http_malformed += 1;
+                    count_error(self.progress, &mut self.report.series, plan, now);
+                    conn.input.clear();
+                    self.drop_and_retry(index, now);
+                    return false;
+                }
             };
             let reply = &input[..len];
             // The clock is read per reply, not per poll: a reply can arrive
@@ -619,6 +631,10 @@ impl Client<'_> {
             // early; the bookkeeping of write times must not run past it.)
             conn.unwritten = conn.unwritten.min(conn.in_flight.len());
             let correct = plan.payload.check(reply, conn.id, conn.reply_seq);
+            if plan.payload.is_http() {
+                // Framed, so the status line parsed.
+                *self.report.http_statuses.entry(http_status(reply).unwrap_or(0)).or_default() += 1;
+            }
             conn.reply_seq += 1;
             used += len;
             if !conn.up {

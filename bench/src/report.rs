@@ -1,6 +1,7 @@
 //! What a run measured: counters, errors by kind, latency histograms, CPU
 //! time; merged over threads and printed as a summary or as JSON.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -110,6 +111,10 @@ pub struct ThreadReport {
     /// With `--series`: the measured window second by second (entry `i`
     /// covers seconds `i` to `i + 1` of the window); empty otherwise.
     pub series: Vec<SecondCounts>,
+    /// With `--expect-http`: responses by status code, whole run, and
+    /// responses that could not be framed.
+    pub http_statuses: BTreeMap<u16, u64>,
+    pub http_malformed: u64,
     /// Connect times, in nanoseconds.
     pub connect_time: Histogram<u64>,
     /// CPU time this thread used.
@@ -218,6 +223,19 @@ impl Percentiles {
     }
 }
 
+/// HTTP responses, with `--expect-http`.
+#[derive(Clone, Debug, Serialize)]
+pub struct HttpReplies {
+    /// The status every response should have.
+    pub expected_status: u16,
+    /// Responses by status code (as a string key), whole run, warm-up
+    /// included.
+    pub statuses: BTreeMap<String, u64>,
+    /// Responses that could not be framed: no status line, no
+    /// `Content-Length`, a `Transfer-Encoding`, or a head over 64 KiB.
+    pub malformed: u64,
+}
+
 /// One bucket of a latency histogram: `count` replies took from `low_us`
 /// to `high_us` microseconds (both included; the histogram keeps 3
 /// significant digits, so a bucket is about 0.1% of its value wide).
@@ -290,6 +308,8 @@ pub struct Summary {
     pub latency_uncorrected_histogram: Option<Vec<Bucket>>,
     /// With `--series`, the measured window second by second.
     pub series: Option<Vec<Second>>,
+    /// With `--expect-http`, the responses' statuses.
+    pub http: Option<HttpReplies>,
     pub connects: u64,
     /// `None` when no connect completed.
     pub connect_time: Option<Percentiles>,
@@ -338,6 +358,8 @@ pub struct RunInfo {
     pub greeting: bool,
     /// `--series`.
     pub series: bool,
+    /// With `--expect-http`, the status expected.
+    pub http_status: Option<u16>,
 }
 
 /// The embedded server thread's CPU time, sampled on that thread at the
@@ -405,6 +427,19 @@ impl Summary {
             latency_histogram: buckets(&latency).filter(|_| exchanges),
             latency_uncorrected_histogram: buckets(&latency_uncorrected).filter(|_| rate_mode),
             series: info.series.then(|| series(reports, measured.as_secs_f64())),
+            http: info.http_status.map(|expected_status| {
+                let mut statuses = BTreeMap::new();
+                for report in reports {
+                    for (status, n) in &report.http_statuses {
+                        *statuses.entry(*status).or_insert(0) += n;
+                    }
+                }
+                HttpReplies {
+                    expected_status,
+                    statuses: statuses.into_iter().map(|(status, n)| (status.to_string(), n)).collect(),
+                    malformed: sum(|r| r.http_malformed),
+                }
+            }),
             connects,
             connect_time: Percentiles::of(&connect_time),
             up_rule: up_rule(info.mode, info.greeting),
@@ -491,6 +526,9 @@ impl Summary {
         let _ = writeln!(out, "  up          {}", self.up_line());
         if self.never_up.total() > 0 {
             let _ = writeln!(out, "  never up    {}", self.never_up_line());
+        }
+        if let Some(http) = &self.http {
+            let _ = writeln!(out, "  http        {}", http_line(http));
         }
         let _ = writeln!(out, "  errors      {}", self.errors_line());
         if let Some(line) = self.cpu_line() {
@@ -618,6 +656,20 @@ impl Summary {
             (None, _, None) => None,
         }
     }
+}
+
+/// `status 200: 1,234, status 503: 5 (expected 200), 1 malformed`.
+fn http_line(http: &HttpReplies) -> String {
+    let mut parts: Vec<String> =
+        http.statuses.iter().map(|(status, n)| format!("status {status}: {}", group(*n))).collect();
+    if parts.is_empty() {
+        parts.push("no response".into());
+    }
+    let mut line = format!("{} (expected {})", parts.join(", "), http.expected_status);
+    if http.malformed > 0 {
+        let _ = write!(line, ", {} malformed", group(http.malformed));
+    }
+    line
 }
 
 /// `min .. p50 .. p90 .. p99 .. p99.9 .. max ..`, as the latency line

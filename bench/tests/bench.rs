@@ -495,6 +495,85 @@ fn echo(mut stream: TcpStream) {
 
 const QUICK: [&str; 8] = ["--duration", "300ms", "--warmup", "100ms", "--threads", "1", "--reply-timeout", "300ms"];
 
+/// A keep-alive HTTP/1.1 server for one connection, on its own thread:
+/// answers each request in turn (pipelined ones too) by its path: `/` with
+/// 200 and `hello` (head and body in separate writes), `/missing` with 404,
+/// `/bad` with a response that has no `Content-Length`. Ends when the client
+/// closes.
+fn http(mut stream: TcpStream) {
+    thread::spawn(move || {
+        let mut input = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            input.extend_from_slice(&buf[..n]);
+            while let Some(end) = input.windows(4).position(|w| w == b"\r\n\r\n") {
+                let request: Vec<u8> = input.drain(..end + 4).collect();
+                let (head, body): (&[u8], &[u8]) = if request.starts_with(b"GET / ") {
+                    (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n", b"hello")
+                } else if request.starts_with(b"GET /missing ") {
+                    (b"HTTP/1.1 404 Not Found\r\ncontent-length: 4\r\n\r\n", b"nope")
+                } else {
+                    (b"HTTP/1.1 200 OK\r\n\r\n", b"")
+                };
+                if stream.write_all(head).and_then(|()| stream.write_all(body)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn expect_http_checks_each_status_and_reads_each_body() {
+    let server = Server::start(usize::MAX, http);
+    let addr = server.addr();
+    let get = |path: &str| format!(r"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let statuses = |json: &Value| json["http"]["statuses"].clone();
+
+    // Keep-alive, one request in flight, then pipelined: all 200, each
+    // framed by its Content-Length.
+    for extra in [&[][..], &["--mode", "pipelined", "--depth", "4"]] {
+        let (code, json) =
+            bench(&[&QUICK[..], &[&addr, "-c", "3", "--request", &get("/"), "--expect-http"], extra].concat());
+        assert_clean(code, &json);
+        assert_eq!(statuses(&json), serde_json::json!({ "200": u(&json, "received") }), "{json:#}");
+        assert_eq!(u(&json["http"], "expected_status"), 200);
+        assert_eq!(u(&json["http"], "malformed"), 0);
+        assert!(u(&json, "received") > 3, "{json:#}");
+    }
+
+    // A 404 is a mismatch, shown by its status; unless it was expected.
+    let missing = get("/missing");
+    let (code, json) = bench(&[&QUICK[..], &[&addr, "-c", "2", "--request", &missing, "--expect-http"]].concat());
+    assert_eq!(code, Some(1), "{json:#}");
+    assert_eq!(u(&json["errors"], "mismatch"), u(&json, "received"), "{json:#}");
+    assert_eq!(statuses(&json), serde_json::json!({ "404": u(&json, "received") }), "{json:#}");
+    let (code, json) = bench(
+        &[&QUICK[..], &[&addr, "-c", "2", "--request", &missing, "--expect-http", "--expect-status", "404"]].concat(),
+    );
+    assert_clean(code, &json);
+
+    // A response without a Content-Length cannot be framed: malformed, a
+    // mismatch, and the connection is dropped (and reconnected).
+    let (code, json) = bench(&[&QUICK[..], &[&addr, "-c", "2", "--request", &get("/bad"), "--expect-http"]].concat());
+    assert_eq!(code, Some(1), "{json:#}");
+    assert!(u(&json["http"], "malformed") > 0, "{json:#}");
+    assert_eq!(u(&json["errors"], "mismatch"), u(&json["http"], "malformed"), "{json:#}");
+
+    // The summary shows the statuses.
+    let (code, out) = bench_text(&[&QUICK[..], &[&addr, "-c", "1", "--request", &missing, "--expect-http"]].concat());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("  http        status 404: ") && l.ends_with(" (expected 200)")),
+        "{out}"
+    );
+    drop(server);
+
+    // Other runs have no `http`.
+    let (_, json) = bench(&[&QUICK[..], &["-c", "1"]].concat());
+    assert!(json["http"].is_null(), "{json:#}");
+}
+
 #[test]
 fn connections_in_the_backlog_never_come_up() {
     // 5 of 20 connections accepted; the other 15 complete their connect in
