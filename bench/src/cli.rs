@@ -110,6 +110,16 @@ pub struct LoadArgs {
     #[arg(long)]
     pub expect_line: bool,
 
+    /// Each reply to --request is an HTTP/1.x response: its status line is
+    /// checked (--expect-status) and exactly Content-Length bytes of body
+    /// are read; the connection is kept alive.
+    #[arg(long, conflicts_with_all = ["expect", "expect_line"])]
+    pub expect_http: bool,
+
+    /// The status every HTTP response should have, with --expect-http.
+    #[arg(long, default_value_t = 200, requires = "expect_http")]
+    pub expect_status: u16,
+
     /// The exact greeting the server sends on connect, read and checked
     /// before the first message (same escapes).
     #[arg(long)]
@@ -119,6 +129,11 @@ pub struct LoadArgs {
     /// nothing else.
     #[arg(long)]
     pub json: bool,
+
+    /// With --json: per-second samples of the measured window (messages,
+    /// errors, p99 latency), in `series`.
+    #[arg(long, requires = "json")]
+    pub series: bool,
 
     /// No live progress line.
     #[arg(short, long)]

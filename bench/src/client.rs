@@ -6,7 +6,7 @@
 //! is an error of a named kind, never silently ignored.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,8 +17,8 @@ use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::cpu;
-use crate::payload::{Framed, Payload};
-use crate::report::{histogram, Errors, NeverUp, ThreadReport};
+use crate::payload::{http_status, Framed, Payload};
+use crate::report::{histogram, Errors, NeverUp, SecondCounts, ThreadReport};
 
 /// How connections send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -74,6 +74,8 @@ pub struct Plan {
     pub duration: Option<Duration>,
     /// Messages to send in all, over all threads.
     pub messages: Option<u64>,
+    /// Keep per-second samples of the measured window (`--series`).
+    pub series: bool,
 }
 
 impl Plan {
@@ -177,9 +179,11 @@ struct Conn {
     sent: usize,
     /// Bytes received and not yet matched to a reply.
     input: Vec<u8>,
-    /// When each message in flight was sent (or due, in rate mode), oldest
-    /// first.
-    in_flight: VecDeque<Instant>,
+    /// The messages in flight, oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// Rate mode: how many of the newest messages in flight have bytes not
+    /// yet written to the socket (their write time is not known yet).
+    unwritten: usize,
     next_seq: u64,
     reply_seq: u64,
     /// Rate mode: when the next message is due.
@@ -192,6 +196,17 @@ impl Conn {
     fn owed(&self) -> bool {
         self.stream.is_some() && (!self.in_flight.is_empty() || self.phase == Phase::Greeting)
     }
+}
+
+/// A message in flight.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    /// When it was sent (queued to be written), or, in rate mode, when it
+    /// was due: latency counts from here.
+    at: Instant,
+    /// Rate mode: when its last byte was written to the socket (`None`
+    /// until then); the uncorrected latency counts from here.
+    written: Option<Instant>,
 }
 
 /// A token carries the connection's index and its epoch.
@@ -247,6 +262,7 @@ pub fn run(plan: &Plan, shared: &Shared, thread: usize, ids: Vec<u32>) -> io::Re
                 sent: 0,
                 input: Vec::new(),
                 in_flight: VecDeque::new(),
+                unwritten: 0,
                 next_seq: 0,
                 reply_seq: 0,
                 next_due: now,
@@ -268,6 +284,11 @@ pub fn run(plan: &Plan, shared: &Shared, thread: usize, ids: Vec<u32>) -> io::Re
             never_up: NeverUp::default(),
             errors: Errors::default(),
             latency: histogram(),
+            latency_uncorrected: histogram(),
+            written_in_window: 0,
+            series: Vec::new(),
+            http_statuses: BTreeMap::new(),
+            http_malformed: 0,
             connect_time: histogram(),
             cpu: Duration::ZERO,
             window_cpu: Duration::ZERO,
@@ -388,6 +409,7 @@ impl Client<'_> {
         conn.sent = 0;
         conn.input.clear();
         conn.in_flight.clear();
+        conn.unwritten = 0;
         conn.next_seq = 0;
         conn.reply_seq = 0;
         let source = (!plan.sources.is_empty()).then(|| plan.sources[conn.id as usize % plan.sources.len()]);
@@ -493,7 +515,10 @@ impl Client<'_> {
         let conn = &mut self.conns[index];
         self.plan.payload.append_request(&mut conn.out, conn.id, conn.next_seq);
         conn.next_seq += 1;
-        conn.in_flight.push_back(at);
+        conn.in_flight.push_back(InFlight { at, written: None });
+        if self.plan.mode == Mode::Rate {
+            conn.unwritten += 1;
+        }
         self.report.sent += 1;
         true
     }
@@ -502,13 +527,16 @@ impl Client<'_> {
     fn flush(&mut self, index: usize, now: Instant) {
         let measuring = now >= self.plan.measure_from();
         let conn = &mut self.conns[index];
-        let Some(stream) = conn.stream.as_mut() else { return };
         while conn.sent < conn.out.len() {
+            let Some(stream) = conn.stream.as_mut() else { return };
             match stream.write(&conn.out[conn.sent..]) {
                 Ok(n) => {
                     conn.sent += n;
                     if measuring {
                         self.report.bytes_out += n as u64;
+                    }
+                    if conn.unwritten > 0 {
+                        self.report.written_in_window += stamp_written(conn, self.plan);
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
@@ -556,7 +584,7 @@ impl Client<'_> {
                 let have = input.len().min(greeting.len());
                 if input[..have] != greeting[..have] {
                     self.report.errors.mismatch += 1;
-                    self.progress.errors.fetch_add(1, Ordering::Relaxed);
+                    count_error(self.progress, &mut self.report.series, plan, now);
                     conn.input.clear();
                     self.drop_and_retry(index, now);
                     return false;
@@ -577,19 +605,36 @@ impl Client<'_> {
             let len = match plan.payload.frame(input) {
                 Framed::Complete(len) => len,
                 Framed::Partial => break,
+                Framed::Malformed => {
+                    // An HTTP response that cannot be framed: nothing after
+                    // it can be either.
+                    self.report.errors.mismatch += 1;
+                    self.report.http_malformed += 1;
+                    count_error(self.progress, &mut self.report.series, plan, now);
+                    conn.input.clear();
+                    self.drop_and_retry(index, now);
+                    return false;
+                }
             };
             let reply = &input[..len];
             // The clock is read per reply, not per poll: a reply can arrive
             // within the same read loop as the message it answers.
             let now = Instant::now();
-            let Some(sent_at) = conn.in_flight.pop_front() else {
+            let Some(sent) = conn.in_flight.pop_front() else {
                 // Bytes with no message waiting for them.
                 self.report.errors.mismatch += 1;
-                self.progress.errors.fetch_add(1, Ordering::Relaxed);
+                count_error(self.progress, &mut self.report.series, plan, now);
                 used += len;
                 continue;
             };
+            // (A reply to a message not wholly written: the server answered
+            // early; the bookkeeping of write times must not run past it.)
+            conn.unwritten = conn.unwritten.min(conn.in_flight.len());
             let correct = plan.payload.check(reply, conn.id, conn.reply_seq);
+            if plan.payload.is_http() {
+                // Framed, so the status line parsed.
+                *self.report.http_statuses.entry(http_status(reply).unwrap_or(0)).or_default() += 1;
+            }
             conn.reply_seq += 1;
             used += len;
             if !conn.up {
@@ -600,12 +645,23 @@ impl Client<'_> {
                 self.report.verified += 1;
             } else {
                 self.report.errors.mismatch += 1;
-                self.progress.errors.fetch_add(1, Ordering::Relaxed);
+                count_error(self.progress, &mut self.report.series, plan, now);
             }
             if now >= plan.measure_from() && plan.end().is_none_or(|end| now <= end) {
                 self.report.measured += 1;
                 self.progress.completed.fetch_add(1, Ordering::Relaxed);
-                let _ = self.report.latency.record((now.saturating_duration_since(sent_at).as_nanos() as u64).max(1));
+                let _ = self.report.latency.record(nanos_since(sent.at, now));
+                if let Some(second) = series_second(&mut self.report.series, plan, now) {
+                    second.messages += 1;
+                    let _ = second.latency.record(nanos_since(sent.at, now));
+                }
+                if plan.mode == Mode::Rate {
+                    // A reply can only beat the write time it answers if
+                    // the server answered a partial message; count from
+                    // the due time then.
+                    let written = sent.written.unwrap_or(sent.at);
+                    let _ = self.report.latency_uncorrected.record(nanos_since(written, now));
+                }
             }
             match plan.mode {
                 Mode::PingPong | Mode::Pipelined => {
@@ -657,7 +713,7 @@ impl Client<'_> {
         };
         if let Some(counter) = counted {
             *counter += 1;
-            self.progress.errors.fetch_add(1, Ordering::Relaxed);
+            count_error(self.progress, &mut self.report.series, self.plan, now);
         }
         self.drop_and_retry(index, now);
     }
@@ -682,6 +738,7 @@ impl Client<'_> {
             let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
         }
         conn.in_flight.clear();
+        conn.unwritten = 0;
         conn.input.clear();
         conn.out.clear();
         conn.sent = 0;
@@ -709,6 +766,60 @@ impl Client<'_> {
         for index in indexes {
             self.close(index);
         }
+    }
+}
+
+/// The `--series` sample of the second of the measured window that `now`
+/// falls in; `None` without `--series`, or outside the window.
+fn series_second<'a>(series: &'a mut Vec<SecondCounts>, plan: &Plan, now: Instant) -> Option<&'a mut SecondCounts> {
+    if !plan.series || now < plan.measure_from() || plan.end().is_some_and(|end| now > end) {
+        return None;
+    }
+    let index = now.saturating_duration_since(plan.measure_from()).as_secs() as usize;
+    if series.len() <= index {
+        series.resize_with(index + 1, SecondCounts::new);
+    }
+    series.get_mut(index)
+}
+
+/// Counts an error that happened at `now` on the progress line and, with
+/// `--series`, in its second.
+fn count_error(progress: &Progress, series: &mut Vec<SecondCounts>, plan: &Plan, now: Instant) {
+    progress.errors.fetch_add(1, Ordering::Relaxed);
+    if let Some(second) = series_second(series, plan, now) {
+        second.errors += 1;
+    }
+}
+
+/// Nanoseconds from `from` to `to`, at least 1 (the histograms' floor).
+fn nanos_since(from: Instant, to: Instant) -> u64 {
+    (to.saturating_duration_since(from).as_nanos() as u64).max(1)
+}
+
+/// Rate mode, after a write: stamps the write time of the messages whose
+/// last byte has now been written, and returns how many of them were written
+/// inside the measured window. Every message in `out` has the payload's
+/// length, and the newest `unwritten` ones in flight are those in `out` not
+/// wholly written before this write.
+fn stamp_written(conn: &mut Conn, plan: &Plan) -> u64 {
+    let len = plan.payload.request_len().max(1);
+    let in_out = conn.out.len() / len;
+    let done_before = in_out.saturating_sub(conn.unwritten);
+    let newly = (conn.sent / len).saturating_sub(done_before).min(conn.unwritten);
+    if newly == 0 {
+        return 0;
+    }
+    let now = Instant::now();
+    let first = conn.in_flight.len() - conn.unwritten;
+    for message in conn.in_flight.range_mut(first..first + newly) {
+        message.written = Some(now);
+    }
+    conn.unwritten -= newly;
+    let measuring = now >= plan.measure_from() && plan.end().is_none_or(|end| now <= end);
+    if measuring {
+        newly as u64
+    } else {
+        0
     }
 }
 

@@ -253,6 +253,11 @@ fn run_info(args: &LoadArgs, target: SocketAddr, plan: &Plan) -> RunInfo {
         rate: args.rate,
         warmup: plan.warmup,
         greeting: plan.greeting.is_some(),
+        series: plan.series,
+        http_status: match &plan.payload {
+            Payload::Fixed { reply: Reply::Http { status }, .. } => Some(*status),
+            _ => None,
+        },
     }
 }
 
@@ -347,6 +352,11 @@ fn plan(args: &LoadArgs, target: SocketAddr) -> Result<Plan, String> {
         (_, None) => 0.0,
     };
     let payload = match (&args.request, &args.expect, args.expect_line) {
+        (Some(request), None, false) if args.expect_http => Payload::Fixed {
+            request: escapes::unescape(request).map_err(|e| format!("--request: {e}"))?,
+            reply: Reply::Http { status: args.expect_status },
+        },
+        (None, None, false) if args.expect_http => return Err("--expect-http needs --request".into()),
         (None, None, false) => {
             if args.size == 0 {
                 return Err("--size must be at least 1".into());
@@ -361,7 +371,7 @@ fn plan(args: &LoadArgs, target: SocketAddr) -> Result<Plan, String> {
             request: escapes::unescape(request).map_err(|e| format!("--request: {e}"))?,
             reply: Reply::Line,
         },
-        (Some(_), None, false) => return Err("--request needs --expect or --expect-line".into()),
+        (Some(_), None, false) => return Err("--request needs --expect, --expect-line or --expect-http".into()),
         (None, _, _) => return Err("--expect and --expect-line need --request".into()),
         (Some(_), Some(_), true) => return Err("--expect and --expect-line exclude each other".into()),
     };
@@ -399,6 +409,7 @@ fn plan(args: &LoadArgs, target: SocketAddr) -> Result<Plan, String> {
         warmup: args.warmup,
         duration,
         messages: args.messages,
+        series: args.series,
     })
 }
 

@@ -1,6 +1,7 @@
 //! What a run measured: counters, errors by kind, latency histograms, CPU
 //! time; merged over threads and printed as a summary or as JSON.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -97,14 +98,93 @@ pub struct ThreadReport {
     /// left at 0 (the summary adds these up into it).
     pub never_up: NeverUp,
     pub errors: Errors,
-    /// Round-trip times of measured replies, in nanoseconds.
+    /// Round-trip times of measured replies, in nanoseconds: from when each
+    /// message was sent, or, in rate mode, due.
     pub latency: Histogram<u64>,
+    /// Rate mode: the same replies' times from when each message's last
+    /// byte was written to the socket (not corrected for coordinated
+    /// omission).
+    pub latency_uncorrected: Histogram<u64>,
+    /// Rate mode: messages whose last byte was written in the measured
+    /// window.
+    pub written_in_window: u64,
+    /// With `--series`: the measured window second by second (entry `i`
+    /// covers seconds `i` to `i + 1` of the window); empty otherwise.
+    pub series: Vec<SecondCounts>,
+    /// With `--expect-http`: responses by status code, whole run, and
+    /// responses that could not be framed.
+    pub http_statuses: BTreeMap<u16, u64>,
+    pub http_malformed: u64,
     /// Connect times, in nanoseconds.
     pub connect_time: Histogram<u64>,
     /// CPU time this thread used.
     pub cpu: Duration,
     /// CPU time this thread used in the measured window.
     pub window_cpu: Duration,
+}
+
+/// One second of one thread's measured window (`--series`).
+pub struct SecondCounts {
+    /// Replies completed in this second.
+    pub messages: u64,
+    /// Errors that happened in this second (those counted when the run
+    /// ends, missing replies and connections still waiting, are in no
+    /// second).
+    pub errors: u64,
+    /// Those replies' latencies, in nanoseconds, to 2 significant digits.
+    pub latency: Histogram<u64>,
+}
+
+impl SecondCounts {
+    pub fn new() -> SecondCounts {
+        SecondCounts { messages: 0, errors: 0, latency: Histogram::new(2).expect("valid precision") }
+    }
+}
+
+/// One second of the measured window, over all threads (`--series`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Second {
+    /// Where the second starts in the measured window, and how long it is
+    /// (the last one may be shorter).
+    pub start_s: f64,
+    pub length_s: f64,
+    pub messages: u64,
+    pub messages_per_s: f64,
+    pub errors: u64,
+    /// `None` when no reply completed in this second.
+    pub p99_us: Option<f64>,
+}
+
+/// Merges the threads' per-second samples over a window of `measured`
+/// seconds; a reply on the window's very last instant counts in its last
+/// second.
+fn series(reports: &[ThreadReport], measured: f64) -> Vec<Second> {
+    let seconds = (measured.ceil() as usize).max(1);
+    let mut merged: Vec<SecondCounts> = (0..seconds).map(|_| SecondCounts::new()).collect();
+    for report in reports {
+        for (index, counts) in report.series.iter().enumerate() {
+            let into = &mut merged[index.min(seconds - 1)];
+            into.messages += counts.messages;
+            into.errors += counts.errors;
+            into.latency.add(&counts.latency).expect("auto-resizing");
+        }
+    }
+    merged
+        .into_iter()
+        .enumerate()
+        .map(|(index, counts)| {
+            let start_s = index as f64;
+            let length_s = (measured - start_s).clamp(0.0, 1.0);
+            Second {
+                start_s,
+                length_s,
+                messages: counts.messages,
+                messages_per_s: if length_s > 0.0 { counts.messages as f64 / length_s } else { 0.0 },
+                errors: counts.errors,
+                p99_us: (!counts.latency.is_empty()).then(|| counts.latency.value_at_quantile(0.99) as f64 / 1000.0),
+            }
+        })
+        .collect()
 }
 
 /// A histogram of nanoseconds from 1 ns to 100 s with 3 significant digits.
@@ -143,6 +223,50 @@ impl Percentiles {
     }
 }
 
+/// HTTP responses, with `--expect-http`.
+#[derive(Clone, Debug, Serialize)]
+pub struct HttpReplies {
+    /// The status every response should have.
+    pub expected_status: u16,
+    /// Responses by status code (as a string key), whole run, warm-up
+    /// included.
+    pub statuses: BTreeMap<String, u64>,
+    /// Responses that could not be framed: no status line, no
+    /// `Content-Length`, a `Transfer-Encoding`, or a head over 64 KiB.
+    pub malformed: u64,
+}
+
+/// One bucket of a latency histogram: `count` replies took from `low_us`
+/// to `high_us` microseconds (both included; the histogram keeps 3
+/// significant digits, so a bucket is about 0.1% of its value wide).
+#[derive(Clone, Debug, Serialize)]
+pub struct Bucket {
+    pub low_us: f64,
+    pub high_us: f64,
+    pub count: u64,
+}
+
+/// Every bucket of `hist` with something in it, lowest first; `None` for
+/// an empty histogram.
+fn buckets(hist: &Histogram<u64>) -> Option<Vec<Bucket>> {
+    if hist.is_empty() {
+        return None;
+    }
+    let us = |ns: u64| ns as f64 / 1000.0;
+    let buckets = hist
+        .iter_recorded()
+        .map(|v| {
+            let value = v.value_iterated_to();
+            Bucket {
+                low_us: us(hist.lowest_equivalent(value)),
+                high_us: us(hist.highest_equivalent(value)),
+                count: v.count_since_last_iteration(),
+            }
+        })
+        .collect();
+    Some(buckets)
+}
+
 /// The whole run, as printed and as `--json` emits it (see docs/BENCH.md
 /// for the schema). A figure that means nothing for the run's mode, or for
 /// this run, is `None` (`null` in JSON), and its line is not printed.
@@ -171,6 +295,21 @@ pub struct Summary {
     pub mb_per_s_in: Option<f64>,
     /// `None` in hold mode, and when no reply was measured.
     pub latency: Option<Percentiles>,
+    /// Rate mode: latency from when each message was written, not when it
+    /// was due (uncorrected for coordinated omission); `None` in other
+    /// modes, and when no reply was measured.
+    pub latency_uncorrected: Option<Percentiles>,
+    /// Rate mode: messages written per second in the measured window, to
+    /// set beside `rate`; `None` in other modes.
+    pub send_rate: Option<f64>,
+    /// The distribution behind `latency` (and `latency_uncorrected`):
+    /// every bucket with a reply in it; `None` when the percentiles are.
+    pub latency_histogram: Option<Vec<Bucket>>,
+    pub latency_uncorrected_histogram: Option<Vec<Bucket>>,
+    /// With `--series`, the measured window second by second.
+    pub series: Option<Vec<Second>>,
+    /// With `--expect-http`, the responses' statuses.
+    pub http: Option<HttpReplies>,
     pub connects: u64,
     /// `None` when no connect completed.
     pub connect_time: Option<Percentiles>,
@@ -217,6 +356,10 @@ pub struct RunInfo {
     pub warmup: Duration,
     /// The server greets first (`--greeting`).
     pub greeting: bool,
+    /// `--series`.
+    pub series: bool,
+    /// With `--expect-http`, the status expected.
+    pub http_status: Option<u16>,
 }
 
 /// The embedded server thread's CPU time, sampled on that thread at the
@@ -237,6 +380,7 @@ impl Summary {
     /// `--messages`); `server`, the embedded server's CPU time.
     pub fn new(info: RunInfo, reports: &[ThreadReport], measured: Duration, server: Option<ServerCpu>) -> Summary {
         let mut latency = histogram();
+        let mut latency_uncorrected = histogram();
         let mut connect_time = histogram();
         let mut errors = Errors::default();
         let mut never_up = NeverUp::default();
@@ -246,6 +390,7 @@ impl Summary {
         let (connects, came_up, up_at_end) = (sum(|r| r.connects), sum(|r| r.came_up), sum(|r| r.up_at_end));
         for report in reports {
             latency.add(&report.latency).expect("same bounds");
+            latency_uncorrected.add(&report.latency_uncorrected).expect("same bounds");
             connect_time.add(&report.connect_time).expect("same bounds");
             errors.add(&report.errors);
             never_up.add(&report.never_up);
@@ -254,6 +399,7 @@ impl Summary {
         let seconds = measured.as_secs_f64().max(1e-9);
         let wall = (info.warmup + measured).as_secs_f64().max(1e-9);
         let exchanges = info.mode != Mode::Hold;
+        let rate_mode = info.mode == Mode::Rate;
         let messages_per_s = measured_count as f64 / seconds;
         let per_message = |cpu_s: f64, messages: f64| (exchanges && messages >= 1.0).then(|| cpu_s * 1e6 / messages);
         let client_window_cpu_s = reports.iter().map(|r| r.window_cpu.as_secs_f64()).sum::<f64>();
@@ -276,6 +422,24 @@ impl Summary {
             mb_per_s_out: exchanges.then(|| bytes_out as f64 / seconds / 1e6),
             mb_per_s_in: exchanges.then(|| bytes_in as f64 / seconds / 1e6),
             latency: Percentiles::of(&latency).filter(|_| exchanges),
+            latency_uncorrected: Percentiles::of(&latency_uncorrected).filter(|_| rate_mode),
+            send_rate: rate_mode.then(|| sum(|r| r.written_in_window) as f64 / seconds),
+            latency_histogram: buckets(&latency).filter(|_| exchanges),
+            latency_uncorrected_histogram: buckets(&latency_uncorrected).filter(|_| rate_mode),
+            series: info.series.then(|| series(reports, measured.as_secs_f64())),
+            http: info.http_status.map(|expected_status| {
+                let mut statuses = BTreeMap::new();
+                for report in reports {
+                    for (status, n) in &report.http_statuses {
+                        *statuses.entry(*status).or_insert(0) += n;
+                    }
+                }
+                HttpReplies {
+                    expected_status,
+                    statuses: statuses.into_iter().map(|(status, n)| (status.to_string(), n)).collect(),
+                    malformed: sum(|r| r.http_malformed),
+                }
+            }),
             connects,
             connect_time: Percentiles::of(&connect_time),
             up_rule: up_rule(info.mode, info.greeting),
@@ -317,23 +481,32 @@ impl Summary {
         if let (Some(mb_out), Some(mb_in)) = (self.mb_per_s_out, self.mb_per_s_in) {
             let _ = writeln!(out, "  throughput  out {mb_out:.2} MB/s, in {mb_in:.2} MB/s");
         }
+        let rate_mode = self.mode == "rate";
         match (&self.latency, self.measured) {
             (Some(l), _) => {
                 let _ = writeln!(
                     out,
-                    "  latency     min {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-                    micros(l.min_us),
-                    micros(l.p50_us),
-                    micros(l.p90_us),
-                    micros(l.p99_us),
-                    micros(l.p999_us),
-                    micros(l.max_us)
+                    "  latency     {}{}",
+                    percentiles_line(l),
+                    if rate_mode { "   corrected: from when each message was due" } else { "" }
                 );
             }
             (None, Some(_)) => {
                 let _ = writeln!(out, "  latency     no reply in the measured window");
             }
             (None, None) => {}
+        }
+        if let Some(l) = &self.latency_uncorrected {
+            let _ = writeln!(out, "  uncorrected {}   from when each message was written", percentiles_line(l));
+        }
+        if let (Some(sent), Some(target)) = (self.send_rate, self.rate) {
+            let _ = writeln!(
+                out,
+                "  send rate   {}/s achieved, {}/s target ({:.1}%): messages written in the measured window",
+                group(sent.round() as u64),
+                group(target.round() as u64),
+                sent / target.max(1e-9) * 100.0
+            );
         }
         match &self.connect_time {
             Some(c) => {
@@ -353,6 +526,9 @@ impl Summary {
         let _ = writeln!(out, "  up          {}", self.up_line());
         if self.never_up.total() > 0 {
             let _ = writeln!(out, "  never up    {}", self.never_up_line());
+        }
+        if let Some(http) = &self.http {
+            let _ = writeln!(out, "  http        {}", http_line(http));
         }
         let _ = writeln!(out, "  errors      {}", self.errors_line());
         if let Some(line) = self.cpu_line() {
@@ -480,6 +656,34 @@ impl Summary {
             (None, _, None) => None,
         }
     }
+}
+
+/// `status 200: 1,234, status 503: 5 (expected 200), 1 malformed`.
+fn http_line(http: &HttpReplies) -> String {
+    let mut parts: Vec<String> =
+        http.statuses.iter().map(|(status, n)| format!("status {status}: {}", group(*n))).collect();
+    if parts.is_empty() {
+        parts.push("no response".into());
+    }
+    let mut line = format!("{} (expected {})", parts.join(", "), http.expected_status);
+    if http.malformed > 0 {
+        let _ = write!(line, ", {} malformed", group(http.malformed));
+    }
+    line
+}
+
+/// `min .. p50 .. p90 .. p99 .. p99.9 .. max ..`, as the latency line
+/// prints them.
+fn percentiles_line(l: &Percentiles) -> String {
+    format!(
+        "min {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        micros(l.min_us),
+        micros(l.p50_us),
+        micros(l.p90_us),
+        micros(l.p99_us),
+        micros(l.p999_us),
+        micros(l.max_us)
+    )
 }
 
 /// `n` and the noun, in the plural unless `n` is 1: "1 connection",

@@ -80,6 +80,22 @@ fn assert_schema(json: &Value) {
     }
     assert!(json["ok"].is_boolean() && json["embedded"].is_boolean());
     assert!(json["rate"].is_null() || json["rate"].is_number());
+    // The histograms are there exactly when their percentiles are.
+    assert_eq!(json["latency_histogram"].is_array(), json["latency"].is_object(), "latency_histogram in {json}");
+    assert_eq!(
+        json["latency_uncorrected_histogram"].is_array(),
+        json["latency_uncorrected"].is_object(),
+        "latency_uncorrected_histogram in {json}"
+    );
+    assert!(json["series"].is_null() || json["series"].is_array(), "series in {json}");
+    // Rate mode alone has the uncorrected latency and the achieved rate.
+    let rate = json["mode"] == "rate";
+    assert_eq!(json["send_rate"].is_number(), rate, "send_rate in {json}");
+    assert!(rate || json["latency_uncorrected"].is_null(), "latency_uncorrected in {json}");
+    for field in ["min_us", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us"] {
+        let uncorrected = &json["latency_uncorrected"];
+        assert!(uncorrected.is_null() || uncorrected[field].is_number(), "latency_uncorrected.{field} in {json}");
+    }
 }
 
 /// A clean run: exit 0, every message sent was received and verified.
@@ -113,6 +129,85 @@ fn ping_pong_against_the_embedded_echo_is_clean() {
     assert!(server_cpu > 0.0 && server_cpu <= 1.5 * json["measured_s"].as_f64().unwrap(), "{json:#}");
 }
 
+/// The buckets of a `*_histogram` field: ascending, not overlapping, none
+/// empty; returns their total count.
+fn histogram_total(buckets: &Value) -> u64 {
+    let buckets = buckets.as_array().expect("an array of buckets");
+    assert!(!buckets.is_empty());
+    let mut last_high = -1.0;
+    let mut total = 0;
+    for bucket in buckets {
+        let (low, high) = (bucket["low_us"].as_f64().unwrap(), bucket["high_us"].as_f64().unwrap());
+        let count = u(bucket, "count");
+        assert!(low > last_high && low <= high && count > 0, "bucket {bucket} after {last_high}");
+        last_high = high;
+        total += count;
+    }
+    total
+}
+
+#[test]
+fn the_json_carries_the_whole_latency_histogram() {
+    let (code, json) = bench(&[&SHORT[..], &["-c", "4"]].concat());
+    assert_clean(code, &json);
+    // Every measured reply is in one bucket, and the percentiles fall in
+    // the histogram's range.
+    assert_eq!(histogram_total(&json["latency_histogram"]), u(&json, "measured"), "{json:#}");
+    let buckets = json["latency_histogram"].as_array().unwrap();
+    let (first, last) = (&buckets[0], &buckets[buckets.len() - 1]);
+    assert!(first["low_us"].as_f64().unwrap() <= json["latency"]["min_us"].as_f64().unwrap(), "{json:#}");
+    assert!(last["high_us"].as_f64().unwrap() >= json["latency"]["max_us"].as_f64().unwrap(), "{json:#}");
+    assert!(json["latency_uncorrected_histogram"].is_null());
+
+    // Rate mode: both latencies' histograms, over the same replies.
+    let (code, json) = bench(&[&SHORT[..], &["-c", "2", "--mode", "rate", "--rate", "500"]].concat());
+    assert_clean(code, &json);
+    assert_eq!(histogram_total(&json["latency_histogram"]), u(&json, "measured"), "{json:#}");
+    assert_eq!(histogram_total(&json["latency_uncorrected_histogram"]), u(&json, "measured"), "{json:#}");
+}
+
+/// The `series` samples: one per second of the measured window, in order,
+/// their lengths adding up to the window; returns the sums of their
+/// messages and errors.
+fn series_totals(json: &Value) -> (u64, u64) {
+    let series = json["series"].as_array().unwrap_or_else(|| panic!("series in {json:#}"));
+    let measured_s = json["measured_s"].as_f64().unwrap();
+    assert_eq!(series.len(), (measured_s.ceil() as usize).max(1), "{json:#}");
+    let mut length = 0.0;
+    for (index, second) in series.iter().enumerate() {
+        assert_eq!(second["start_s"].as_f64(), Some(index as f64), "{json:#}");
+        length += second["length_s"].as_f64().unwrap();
+        assert!(second["messages_per_s"].is_number(), "{json:#}");
+        // A p99 exactly when a reply completed in that second.
+        assert_eq!(second["p99_us"].is_number(), u(second, "messages") > 0, "{json:#}");
+    }
+    assert!((length - measured_s).abs() < 1e-6, "{json:#}");
+    let sum = |field: &str| series.iter().map(|second| u(second, field)).sum::<u64>();
+    (sum("messages"), sum("errors"))
+}
+
+#[test]
+fn series_samples_the_measured_window_second_by_second() {
+    let (code, json) = bench(&["-c", "4", "--threads", "2", "-D", "1500ms", "-w", "200ms", "--series"]);
+    assert_clean(code, &json);
+    let (messages, errors) = series_totals(&json);
+    assert_eq!(messages, u(&json, "measured"), "{json:#}");
+    assert_eq!(errors, 0, "{json:#}");
+    // Without --series, no samples.
+    let (_, json) = bench(&[&SHORT[..], &["-c", "1"]].concat());
+    assert!(json["series"].is_null(), "{json:#}");
+    // Errors land in the second they happened in: every 100th reply is
+    // wrong, and mismatches in the warm-up are in no second.
+    let addr = faulty_server(Fault::FlipByte);
+    let (code, json) = bench(&[&SHORT[..], &[&addr, "-c", "2", "--series"]].concat());
+    assert_eq!(code, Some(1), "{json:#}");
+    let (_, errors) = series_totals(&json);
+    assert!(errors > 0 && errors <= u(&json["errors"], "mismatch"), "{json:#}");
+    // It needs --json.
+    let output = Command::new(env!("CARGO_BIN_EXE_reactor-bench")).args(["--series", "-D", "1s"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+}
+
 #[test]
 fn pipelined_large_messages_are_clean() {
     let (code, json) =
@@ -128,6 +223,33 @@ fn open_loop_rate_sends_about_the_rate() {
     assert_clean(code, &json);
     let rate = json["messages_per_s"].as_f64().unwrap();
     assert!((1000.0..3000.0).contains(&rate), "asked 2000/s, got {rate}");
+}
+
+#[test]
+fn rate_mode_reports_latency_from_the_write_beside_latency_from_the_due_time() {
+    let (code, json) = bench(&[&SHORT[..], &["-c", "4", "--mode", "rate", "--rate", "1000"]].concat());
+    assert_clean(code, &json);
+    let (corrected, uncorrected) = (&json["latency"], &json["latency_uncorrected"]);
+    assert!(uncorrected["p50_us"].as_f64().unwrap() > 0.0, "{json:#}");
+    // No message is written before it is due, so no uncorrected figure can
+    // exceed its corrected one.
+    for field in ["min_us", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us"] {
+        let (c, u) = (corrected[field].as_f64().unwrap(), uncorrected[field].as_f64().unwrap());
+        assert!(u <= c, "{field}: uncorrected {u} > corrected {c} in {json:#}");
+    }
+    assert!(json["send_rate"].as_f64().unwrap() > 0.0, "{json:#}");
+    assert_eq!(json["rate"].as_f64(), Some(1000.0));
+
+    let (code, out) = bench_text(&[&QUICK[..], &["-c", "2", "--mode", "rate", "--rate", "500"]].concat());
+    assert_eq!(code, Some(0), "{out}");
+    let line =
+        |head: &str| out.lines().find(|l| l.starts_with(head)).unwrap_or_else(|| panic!("no {head:?} in\n{out}"));
+    assert!(line("  latency     min ").ends_with("   corrected: from when each message was due"), "{out}");
+    assert!(line("  uncorrected min ").ends_with("   from when each message was written"), "{out}");
+    assert!(line("  send rate   ").contains("/s achieved, 500/s target ("), "{out}");
+    // Other modes print neither.
+    let (_, out) = bench_text(&[&QUICK[..], &["-c", "2"]].concat());
+    assert!(!out.contains("uncorrected") && !out.contains("send rate") && !out.contains("corrected:"), "{out}");
 }
 
 #[test]
@@ -372,6 +494,85 @@ fn echo(mut stream: TcpStream) {
 }
 
 const QUICK: [&str; 8] = ["--duration", "300ms", "--warmup", "100ms", "--threads", "1", "--reply-timeout", "300ms"];
+
+/// A keep-alive HTTP/1.1 server for one connection, on its own thread:
+/// answers each request in turn (pipelined ones too) by its path: `/` with
+/// 200 and `hello` (head and body in separate writes), `/missing` with 404,
+/// `/bad` with a response that has no `Content-Length`. Ends when the client
+/// closes.
+fn http(mut stream: TcpStream) {
+    thread::spawn(move || {
+        let mut input = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            input.extend_from_slice(&buf[..n]);
+            while let Some(end) = input.windows(4).position(|w| w == b"\r\n\r\n") {
+                let request: Vec<u8> = input.drain(..end + 4).collect();
+                let (head, body): (&[u8], &[u8]) = if request.starts_with(b"GET / ") {
+                    (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n", b"hello")
+                } else if request.starts_with(b"GET /missing ") {
+                    (b"HTTP/1.1 404 Not Found\r\ncontent-length: 4\r\n\r\n", b"nope")
+                } else {
+                    (b"HTTP/1.1 200 OK\r\n\r\n", b"")
+                };
+                if stream.write_all(head).and_then(|()| stream.write_all(body)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn expect_http_checks_each_status_and_reads_each_body() {
+    let server = Server::start(usize::MAX, http);
+    let addr = server.addr();
+    let get = |path: &str| format!(r"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let statuses = |json: &Value| json["http"]["statuses"].clone();
+
+    // Keep-alive, one request in flight, then pipelined: all 200, each
+    // framed by its Content-Length.
+    for extra in [&[][..], &["--mode", "pipelined", "--depth", "4"]] {
+        let (code, json) =
+            bench(&[&QUICK[..], &[&addr, "-c", "3", "--request", &get("/"), "--expect-http"], extra].concat());
+        assert_clean(code, &json);
+        assert_eq!(statuses(&json), serde_json::json!({ "200": u(&json, "received") }), "{json:#}");
+        assert_eq!(u(&json["http"], "expected_status"), 200);
+        assert_eq!(u(&json["http"], "malformed"), 0);
+        assert!(u(&json, "received") > 3, "{json:#}");
+    }
+
+    // A 404 is a mismatch, shown by its status; unless it was expected.
+    let missing = get("/missing");
+    let (code, json) = bench(&[&QUICK[..], &[&addr, "-c", "2", "--request", &missing, "--expect-http"]].concat());
+    assert_eq!(code, Some(1), "{json:#}");
+    assert_eq!(u(&json["errors"], "mismatch"), u(&json, "received"), "{json:#}");
+    assert_eq!(statuses(&json), serde_json::json!({ "404": u(&json, "received") }), "{json:#}");
+    let (code, json) = bench(
+        &[&QUICK[..], &[&addr, "-c", "2", "--request", &missing, "--expect-http", "--expect-status", "404"]].concat(),
+    );
+    assert_clean(code, &json);
+
+    // A response without a Content-Length cannot be framed: malformed, a
+    // mismatch, and the connection is dropped (and reconnected).
+    let (code, json) = bench(&[&QUICK[..], &[&addr, "-c", "2", "--request", &get("/bad"), "--expect-http"]].concat());
+    assert_eq!(code, Some(1), "{json:#}");
+    assert!(u(&json["http"], "malformed") > 0, "{json:#}");
+    assert_eq!(u(&json["errors"], "mismatch"), u(&json["http"], "malformed"), "{json:#}");
+
+    // The summary shows the statuses.
+    let (code, out) = bench_text(&[&QUICK[..], &[&addr, "-c", "1", "--request", &missing, "--expect-http"]].concat());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("  http        status 404: ") && l.ends_with(" (expected 200)")),
+        "{out}"
+    );
+    drop(server);
+
+    // Other runs have no `http`.
+    let (_, json) = bench(&[&QUICK[..], &["-c", "1"]].concat());
+    assert!(json["http"].is_null(), "{json:#}");
+}
 
 #[test]
 fn connections_in_the_backlog_never_come_up() {

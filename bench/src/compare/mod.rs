@@ -262,6 +262,9 @@ fn run_one(
         expect_line: false,
         greeting: None,
         json: false,
+        series: false,
+        expect_http: false,
+        expect_status: 200,
         quiet: true,
         cores: placement.client_cores.clone(),
     };
