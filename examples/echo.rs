@@ -41,19 +41,21 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     idle_timeout: u64,
     /// Most clients connected at once; one more is sent `error: server full,
-    /// try later` and closed.
-    #[arg(long, value_name = "N", default_value_t = 10_000,
+    /// try later` and closed. [default: the descriptor limit, raised to its
+    /// hard value at start, less 64]
+    #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=i64::from(u32::MAX / 2)))]
-    max_connections: u32,
+    max_connections: Option<u32>,
 }
 
 impl Args {
     /// The reactor's config for these options.
     fn config(&self) -> Config {
+        let defaults = Config::default(); // its max_connections follows the descriptor limit
         Config {
-            max_connections: self.max_connections as usize,
+            max_connections: self.max_connections.map_or(defaults.max_connections, |n| n as usize),
             idle_timeout: (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout)),
-            ..Config::default()
+            ..defaults
         }
     }
 }
@@ -80,7 +82,9 @@ fn run() -> io::Result<()> {
 
     // Logs the limit it got.
     let _ = reactor_loop::raise_fd_limit();
-    let mut reactor = Reactor::with_config(args.config(), ())?;
+    let config = args.config();
+    log::info!("holding up to {} connections (--max-connections)", config.max_connections);
+    let mut reactor = Reactor::with_config(config, ())?;
     reactor.listen_with(args.addr.as_str(), ListenOptions::new().refusal(FULL), || Echo)?;
     reactor.handle_signals()?;
     reactor.run()?;
@@ -154,7 +158,7 @@ mod tests {
     fn the_options_set_the_limits() {
         let defaults = config(&[]);
         assert_eq!(defaults.idle_timeout, Some(Duration::from_secs(60)));
-        assert_eq!(defaults.max_connections, 10_000);
+        assert_eq!(defaults.max_connections, Config::default().max_connections, "the descriptor limit's");
         let set = config(&["--idle-timeout", "5", "--max-connections", "2"]);
         assert_eq!((set.idle_timeout, set.max_connections), (Some(Duration::from_secs(5)), 2));
 

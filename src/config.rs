@@ -19,7 +19,7 @@ use std::time::Duration;
 ///
 /// | field | default | what happens at the limit |
 /// |---|---|---|
-/// | `max_connections` | 10,000 | every listener is deregistered, so new clients wait in the kernel's backlog; accepting resumes as soon as a connection closes. A listener with `ListenOptions::refusal` instead accepts each new client, sends it the refusal and closes it (`Stats::refused`); `ListenOptions::max_connections` gives a listener its own share, so a flood on one port cannot take another's slots |
+/// | `max_connections` | the descriptor limit (`RLIMIT_NOFILE`'s soft value when the `Config` is made) less [`Config::DESCRIPTOR_RESERVE`] | every listener is deregistered, so new clients wait in the kernel's backlog; accepting resumes as soon as a connection closes. A listener with `ListenOptions::refusal` instead accepts each new client, sends it the refusal and closes it (`Stats::refused`); `ListenOptions::max_connections` gives a listener its own share, so a flood on one port cannot take another's slots |
 /// | `listen_backlog` | 1024 | the kernel queues at most this many handshaken clients per listener (per-listener override: `ListenOptions::backlog`) |
 /// | `nodelay` | on | accepted and outbound sockets get `TCP_NODELAY` (the loop already coalesces each callback's writes) |
 /// | `read_buffer_size` | 64 KiB | the most one read takes; holds any IPv4 UDP datagram |
@@ -59,6 +59,13 @@ pub struct Config {
     /// descriptors together). At the limit every listener is deregistered, so
     /// new clients wait in the kernel's backlog; accepting resumes as soon as
     /// a connection closes.
+    ///
+    /// The default follows the process's descriptor limit, read when the
+    /// `Config` is made (so raise it first, with
+    /// [`raise_fd_limit`](crate::raise_fd_limit) or `ulimit -n`): the soft
+    /// `RLIMIT_NOFILE` less [`Config::DESCRIPTOR_RESERVE`], so that the
+    /// table fills before descriptors run out and a client past it waits
+    /// in the backlog (or gets a refusal) instead of meeting `EMFILE`.
     pub max_connections: usize,
     /// Backlog passed to `listen(2)` for listeners made by
     /// [`Reactor::listen`](crate::Reactor::listen).
@@ -136,7 +143,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            max_connections: 10_000,
+            max_connections: max_connections_for(descriptor_limit()),
             listen_backlog: 1024,
             nodelay: true,
             read_buffer_size: 64 * 1024,
@@ -159,11 +166,33 @@ impl Default for Config {
     }
 }
 
+/// The most `max_connections` may be (the connection table's keys fit in
+/// 31 bits).
+const MAX_CONNECTIONS: usize = u32::MAX as usize / 2;
+
+/// The process's soft descriptor limit; 1,024 (the usual default) if it
+/// cannot be read.
+fn descriptor_limit() -> u64 {
+    rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _hard)| soft)
+}
+
+/// The default `max_connections` under a descriptor limit of `limit`.
+fn max_connections_for(limit: u64) -> usize {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    limit.saturating_sub(Config::DESCRIPTOR_RESERVE).clamp(1, MAX_CONNECTIONS)
+}
+
 impl Config {
+    /// Descriptors the default `max_connections` leaves to everything that
+    /// is not a connection: the standard streams, the poller, its waker and
+    /// signal pipe, the spare descriptor kept for shedding, listeners, UDP
+    /// sockets, log and data files.
+    pub const DESCRIPTOR_RESERVE: usize = 64;
+
     /// Checks that the values make sense together.
     pub(crate) fn validate(&self) -> io::Result<()> {
         let invalid = |what: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, what.to_string()));
-        if self.max_connections == 0 || self.max_connections > u32::MAX as usize / 2 {
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS {
             return invalid("max_connections must be between 1 and 2^31");
         }
         if self.read_buffer_size < 1024 {
@@ -200,6 +229,16 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_connections_follows_the_descriptor_limit_less_the_reserve() {
+        assert_eq!(max_connections_for(1024), 960);
+        assert_eq!(max_connections_for(20_000), 19_936);
+        assert_eq!(max_connections_for(10), 1);
+        assert_eq!(max_connections_for(u64::MAX), MAX_CONNECTIONS);
+        assert_eq!(Config::default().max_connections, max_connections_for(descriptor_limit()));
+        assert!(Config::default().validate().is_ok());
+    }
 
     #[test]
     fn default_is_valid() {

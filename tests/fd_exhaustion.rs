@@ -117,7 +117,11 @@ fn descriptor_exhaustion_neither_spins_nor_stops_service() {
             .arg(format!("--nofile={FD_LIMIT}:{FD_LIMIT}"))
             .arg("--")
             .arg(example_path("echo"))
-            .arg("127.0.0.1:0"),
+            .arg("127.0.0.1:0")
+            // Above what 64 descriptors hold, so that descriptors run out
+            // before the table fills (by default the table would stop
+            // below the descriptor limit, and no accept would fail).
+            .args(["--max-connections", "1000"]),
         1,
     );
     let pid = server.pid();
@@ -226,4 +230,65 @@ fn descriptor_exhaustion_neither_spins_nor_stops_service() {
     // (every backoff that found a client waiting).
     assert_eq!(pauses, episodes, "one warning per exhaustion episode; log: {log:#?}");
     assert!((1..5).contains(&pauses), "{pauses} pause warnings; log: {log:#?}");
+}
+
+/// The descriptor limit of the second test: small enough to fill quickly.
+const SMALL_LIMIT: usize = 256;
+
+#[test]
+fn by_default_the_echo_example_holds_connections_up_to_the_descriptor_limit() {
+    if let Err(err) = Command::new("prlimit").arg("--version").output() {
+        panic!("this test needs `prlimit` (util-linux; CI installs it): {err}");
+    }
+    let server = Example::start_with_unchopped(
+        Command::new("prlimit")
+            .arg(format!("--nofile={SMALL_LIMIT}:{SMALL_LIMIT}"))
+            .arg("--")
+            .arg(example_path("echo"))
+            .arg("127.0.0.1:0"),
+        1,
+    );
+    let holds = SMALL_LIMIT - reactor_loop::Config::DESCRIPTOR_RESERVE;
+    assert!(
+        server.log().iter().any(|line| line.contains(&format!("holding up to {holds} connections"))),
+        "log: {:#?}",
+        server.log()
+    );
+    // More clients than that: each is served (its byte comes back) or told
+    // the server is full; none meets a descriptor shortage.
+    let mut clients: Vec<TcpStream> = (0..holds + 20).map(|_| connect(server.addr())).collect();
+    let (mut served, mut refused) = (0, 0);
+    for (index, client) in clients.iter_mut().enumerate() {
+        client.set_read_timeout(Some(WAIT)).unwrap();
+        let byte = index as u8;
+        let _ = client.write_all(&[byte]);
+        let mut got = Vec::new();
+        let mut buf = [0; 64];
+        loop {
+            match client.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    if got == [byte] {
+                        break;
+                    }
+                }
+                // A refused client whose byte reached the closed socket may
+                // see a reset before (or instead of) the refusal's text.
+                Err(err) if err.kind() == io::ErrorKind::ConnectionReset => break,
+                Err(err) => panic!("client {index}: {err} after {got:?}"),
+            }
+        }
+        if got == [byte] {
+            served += 1;
+        } else {
+            let full: &[u8] = b"error: server full, try later\n";
+            assert!(full.starts_with(&got), "client {index}: neither served nor refused: {got:?}");
+            refused += 1;
+        }
+    }
+    assert_eq!((served, refused), (holds, 20));
+    let log = server.log();
+    assert_eq!(count(&log, "pausing accepts"), 0, "descriptors never ran out: {log:#?}");
+    assert_eq!(count(&log, "server full") + count(&log, "refusing new clients"), 1, "one warning: {log:#?}");
 }
