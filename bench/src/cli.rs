@@ -26,6 +26,9 @@ pub enum Command {
     /// Compare reactor's echo server with a tokio and a minimal mio echo
     /// server, run one after another on the same pinned cores.
     Compare(crate::compare::CompareArgs),
+    /// One active connection's ping-pong round trips/s and latency while N
+    /// idle connections are open, for each peer and each N.
+    Curve(crate::compare::curve::CurveArgs),
     /// Run one of the comparison echo servers in the foreground.
     Serve(crate::peers::ServeArgs),
     /// Open many connections that trickle a request head a byte at a time

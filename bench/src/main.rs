@@ -41,6 +41,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::Compare(args)) => compare::run(args),
+        Some(Command::Curve(args)) => compare::curve::run(args),
         Some(Command::Serve(args)) => peers::serve(args).map(|()| ExitCode::SUCCESS),
         Some(Command::Slowloris(args)) => slowloris::run(args),
         Some(Command::Storm(args)) => storm::run(args),

@@ -43,6 +43,7 @@
 //! one batches more), so compare it with the busy columns, over rounds.
 
 mod child;
+pub mod curve;
 mod perf;
 mod placement;
 mod results;
