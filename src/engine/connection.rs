@@ -63,7 +63,7 @@ pub(super) const READ_INTEREST: Interest = Interest::READABLE.add(Interest::PRIO
 pub(super) const READ_INTEREST: Interest = Interest::READABLE;
 
 /// Where a connection is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Eq)]
 pub(crate) enum Phase {
     /// An outbound connect is in progress; `on_open` has not run.
     Connecting,
@@ -74,6 +74,19 @@ pub(crate) enum Phase {
     /// The handler is gone; the loop flushes, shuts down the write side and
     /// waits for the peer's end of stream, then frees the slot.
     Closing(CloseReason),
+}
+
+/// Written out rather than derived so that it inlines: the hot path
+/// compares phases several times per message, and the derived comparison
+/// (which also compares close reasons) was an out-of-line call each time.
+impl PartialEq for Phase {
+    #[inline(always)]
+    fn eq(&self, other: &Phase) -> bool {
+        match (self, other) {
+            (Phase::Closing(a), Phase::Closing(b)) => a == b,
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
 }
 
 /// One entry of the connection table.
