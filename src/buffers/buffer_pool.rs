@@ -27,12 +27,14 @@ impl BufferPool {
     }
 
     /// An empty buffer with at least [`CHUNK_SIZE`] bytes of capacity.
+    #[inline]
     pub(crate) fn take(&mut self) -> Vec<u8> {
         self.free.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK_SIZE))
     }
 
     /// Returns a buffer; it is kept for reuse if it is of a useful size and
     /// the pool is not full, and freed otherwise.
+    #[inline]
     pub(crate) fn give(&mut self, mut buf: Vec<u8>) {
         let capacity = buf.capacity();
         if (CHUNK_SIZE..=MAX_POOLED_CAPACITY).contains(&capacity) && self.free.len() < MAX_POOLED_BUFFERS {

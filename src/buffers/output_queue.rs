@@ -35,17 +35,35 @@ impl OutputQueue {
     }
 
     /// Unsent bytes.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Appends a copy of `data`, filling the last chunk before taking new
-    /// ones from the pool.
-    pub(crate) fn push(&mut self, mut data: &[u8], pool: &mut BufferPool) {
+    /// ones from the pool. (Every reply passes here: the common case, a
+    /// reply that fits the one chunk there is, is inlined.)
+    #[inline]
+    pub(crate) fn push(&mut self, data: &[u8], pool: &mut BufferPool) {
+        let fits = !data.is_empty() && data.len() <= CHUNK_SIZE.saturating_sub(self.front.len());
+        if fits && self.rest.capacity() == 0 {
+            if self.front.capacity() == 0 {
+                self.front = pool.take();
+            }
+            self.front.extend_from_slice(data);
+            self.len += data.len();
+        } else {
+            self.push_slow(data, pool);
+        }
+    }
+
+    #[inline(never)]
+    fn push_slow(&mut self, mut data: &[u8], pool: &mut BufferPool) {
         if data.is_empty() {
             return;
         }
@@ -66,7 +84,7 @@ impl OutputQueue {
         }
     }
 
-    /// The unsent bytes when they are all in one chunk.
+    #[inline]
     pub(crate) fn single_chunk(&self) -> Option<&[u8]> {
         (self.rest.is_empty() && self.len > 0).then(|| &self.front[self.sent..])
     }
@@ -89,9 +107,22 @@ impl OutputQueue {
     }
 
     /// Drops the first `n` unsent bytes, which the socket took, returning
-    /// emptied chunks to the pool.
-    pub(crate) fn consume(&mut self, mut n: usize, pool: &mut BufferPool) {
+    /// emptied chunks to the pool. (The common case, the socket took the one
+    /// chunk whole, is inlined.)
+    #[inline]
+    pub(crate) fn consume(&mut self, n: usize, pool: &mut BufferPool) {
         debug_assert!(n <= self.len, "consumed more than was queued");
+        if n >= self.len && self.rest.capacity() == 0 {
+            self.len = 0;
+            self.sent = 0;
+            pool.give(mem::take(&mut self.front));
+        } else {
+            self.consume_slow(n, pool);
+        }
+    }
+
+    #[inline(never)]
+    fn consume_slow(&mut self, mut n: usize, pool: &mut BufferPool) {
         n = n.min(self.len);
         self.len -= n;
         loop {
