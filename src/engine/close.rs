@@ -44,7 +44,25 @@ impl<S> Engine<S> {
     /// poller's interest. Each pass either moves the connection on
     /// ([`Next::Again`]), finds it waiting for the peer or the socket
     /// ([`Next::Wait`]), or frees it ([`Next::Freed`]).
+    #[inline]
     pub(super) fn advance(&mut self, key: usize) {
+        let conn = &self.conns[key];
+        let settled = conn.close_request.is_none()
+            && conn.phase == Phase::Open
+            && !conn.shutdown_requested
+            && conn.desired_interest() == conn.registered;
+        if settled {
+            // The step every message takes: nothing to move on, and the
+            // poller already has the interest the connection wants.
+            #[cfg(debug_assertions)]
+            conn.check(key);
+            return;
+        }
+        self.advance_slow(key);
+    }
+
+    #[inline(never)]
+    fn advance_slow(&mut self, key: usize) {
         loop {
             let conn = &mut self.conns[key];
             let next = match (conn.close_request.take(), conn.phase) {

@@ -230,7 +230,19 @@ impl<S> Engine<S> {
     /// `progressed` says the handler consumed some input: what is left is a
     /// new request (or the rest of one the handler takes piecemeal), so the
     /// request timeout counts afresh from now.
+    #[inline]
     fn keep_input(&mut self, key: usize, buffered: Vec<u8>, progressed: bool) {
+        if buffered.is_empty() {
+            // The common case: the handler took everything.
+            self.conns[key].partial_since = None;
+            self.pool.give(buffered);
+            return;
+        }
+        self.keep_partial_input(key, buffered, progressed);
+    }
+
+    #[inline(never)]
+    fn keep_partial_input(&mut self, key: usize, buffered: Vec<u8>, progressed: bool) {
         let conn = &mut self.conns[key];
         let wanted = matches!(conn.phase, Phase::Open | Phase::ReadClosed);
         if buffered.is_empty() || !wanted {
