@@ -113,8 +113,13 @@ pub struct ServeArgs {
 }
 
 /// Runs the chosen server until the process is stopped. It prints
-/// `listening on <addr>` on stdout once bound.
+/// `listening on <addr>` on stdout once bound. The soft descriptor limit is
+/// raised to the hard one first, so that a server holds as many connections
+/// as the machine allows (reactor's `max_connections` follows it).
 pub fn serve(args: &ServeArgs) -> io::Result<()> {
+    if let Err(err) = reactor_loop::raise_fd_limit() {
+        log::warn!("cannot raise the descriptor limit: {err}");
+    }
     if let Some(core) = args.core {
         crate::pin_to_core(core);
     }
