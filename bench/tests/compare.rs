@@ -124,6 +124,29 @@ fn hold_reports_whether_every_connection_was_held_and_its_memory() {
     }
 }
 
+/// select closes every client past FD_SETSIZE (1024): it cannot hold 1,100,
+/// which the report says, and the exit status.
+#[test]
+fn hold_reports_a_server_that_cannot_hold_every_connection() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit into the local passed by pointer.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+    if limit.rlim_max < 1200 {
+        println!("skipped: the descriptor hard limit {} is below the 1,200 this needs", limit.rlim_max);
+        return;
+    }
+    let args = [&SHORT[..6], &["--peers", "select", "--mode", "hold", "--connections", "1100", "--json"]].concat();
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("did not hold every connection") && stderr.contains("of 1,100 up at the end"), "{stderr}");
+    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["ok"], false);
+    assert_eq!(json["runs"][0]["held"], false, "{json:#}");
+    assert!(json["runs"][0]["up_at_end"].as_u64().unwrap() < 1100, "{json:#}");
+    assert_eq!(json["medians"][0]["held_rounds"], 0, "{json:#}");
+}
+
 #[test]
 fn the_text_table_names_the_unit() {
     let out = run(&[&SHORT[..], &["--workload", "churn", "--connections", "10"]].concat());

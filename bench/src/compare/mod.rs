@@ -181,7 +181,11 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
     }
     let limit = workload::descriptor_limit();
     let sources = args.source.as_ref().map_or(0, |s| s.0.len());
-    workload::check_capacity(shape.connections, limit, sources, workload::ephemeral_ports()).map_err(invalid)?;
+    let ports = workload::ephemeral_ports();
+    workload::check_capacity(shape.connections, limit, sources, ports).map_err(invalid)?;
+    if let Some(warning) = workload::crowded_ports(shape.connections, sources, ports) {
+        eprintln!("reactor-bench compare: warning: {warning}");
+    }
     let available: Option<Vec<usize>> = core_affinity::get_core_ids().map(|ids| {
         let mut ids: Vec<usize> = ids.into_iter().map(|id| id.id).collect();
         ids.sort_unstable();
@@ -214,7 +218,7 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
     }
 
     let medians: Vec<Medians> = args.peers.iter().map(|&peer| Medians::of(peer, &runs)).collect();
-    let failed: Vec<&Run> = runs.iter().filter(|run| run.error_total > 0).collect();
+    let failed: Vec<&Run> = runs.iter().filter(|run| run.error_total > 0 || run.held == Some(false)).collect();
     let unit = Unit::of(&shape);
     let (figure, figure_unit) = match (shape.mode, unit) {
         (Mode::Hold, _) => ("rss_anon_bytes_per_conn", "bytes per connection"),
@@ -255,10 +259,11 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
     if failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!("reactor-bench compare: {} had errors:", count(failed.len() as u64, "run"));
+    let what = if shape.mode == Mode::Hold { "had errors or did not hold every connection" } else { "had errors" };
+    eprintln!("reactor-bench compare: {} {what}:", count(failed.len() as u64, "run"));
     for run in failed {
         let e = &run.errors;
-        eprintln!(
+        let mut line = format!(
             "  round {} {}: {} (connect {}, reset {}, closed {}, mismatch {}, missing {}, never up {})",
             run.round,
             run.peer,
@@ -270,6 +275,16 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
             e.missing,
             e.never_up
         );
+        if run.held == Some(false) {
+            line.push_str(&format!(
+                "; {} of {} up at the end, {} not answered yet (connecting, or not accepted in time), {} down",
+                crate::report::group(run.up_at_end.unwrap_or(0)),
+                crate::report::group(shape.connections as u64),
+                crate::report::group(run.unconfirmed_at_end),
+                crate::report::group(run.down_at_end),
+            ));
+        }
+        eprintln!("{line}");
     }
     Ok(ExitCode::from(1))
 }
@@ -413,6 +428,8 @@ fn run_one(
         syscalls: counts.map(|c| c.by_name),
         held: hold.then(|| summary.up_at_end == Some(connections) && summary.error_total == 0),
         up_at_end: summary.up_at_end,
+        unconfirmed_at_end: summary.unconfirmed_at_end,
+        down_at_end: summary.down_at_end,
         rss_anon_before_kb: rss_before,
         rss_anon_held_kb: rss_held,
         rss_anon_bytes_per_conn: rss_per_conn,

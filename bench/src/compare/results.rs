@@ -62,6 +62,11 @@ pub(super) struct Run {
     pub(super) held: Option<bool>,
     /// Connections up when the run ended (not in churn).
     pub(super) up_at_end: Option<u64>,
+    /// Connections open at the end that were not up and owed nothing yet
+    /// (in hold mode: still connecting, the server not having accepted
+    /// them in time), and those with no socket at the end.
+    pub(super) unconfirmed_at_end: u64,
+    pub(super) down_at_end: u64,
     /// Hold mode: the server's anonymous RSS (`RssAnon`, kB) once listening,
     /// before the first connect, and at the end of the measured window,
     /// while the connections were held.
@@ -242,6 +247,8 @@ mod tests {
             syscalls: None,
             held: None,
             up_at_end: Some(100),
+            unconfirmed_at_end: 0,
+            down_at_end: 0,
             rss_anon_before_kb: None,
             rss_anon_held_kb: None,
             rss_anon_bytes_per_conn: None,

@@ -72,7 +72,7 @@ fn columns(report: &Report, syscalls_counted: bool) -> Vec<Column> {
     let mut columns = vec![column("peer", 8, |m| m.peer.to_string())];
     if report.mode == Mode::Hold.name() {
         columns.extend([
-            column("held", 6, |m| match (m.held_rounds, m.runs) {
+            column("held", 8, |m| match (m.held_rounds, m.runs) {
                 (Some(held), runs) if held == runs => "yes".into(),
                 (Some(held), runs) => format!("no ({held}/{runs})"),
                 (None, _) => "-".into(),
