@@ -5,17 +5,21 @@
 //!
 //! Each run starts one server as a child process of this binary
 //! (`reactor-bench serve <peer> 127.0.0.1:0 --core <server core>`), puts a
-//! ping-pong load on it from this process (client threads pinned to the
-//! other cores), and samples the server's CPU time, and with `--syscalls`
-//! its syscalls, over the measured window. Rounds repeat every peer, in an
-//! order that rotates by one each round, so that drift in the machine (heat,
-//! a neighbour's job) does not favour one of them; the table shows medians
-//! over rounds.
+//! load on it from this process (client threads pinned to the other cores):
+//! a workload (`workload::Workload`: ping-pong at 100, 1,000 or 10,000
+//! connections, 16 KiB or 1 MiB messages, pipelined, churn, hold), and
+//! samples the server's CPU time, and with `--syscalls` its syscalls, over
+//! the measured window. Rounds repeat every peer, in an order that rotates
+//! by one each round, so that drift in the machine (heat, a neighbour's job)
+//! does not favour one of them; the table shows medians over rounds.
 //!
 //! **Server CPU per message** is the server's CPU time in the window divided
 //! by the messages it echoed in that window: when the client saturates its
 //! core (the usual case: a client checks every reply), messages per second
 //! measure the client, and this is the figure that compares the servers.
+//! The same CPU time is given per MB of echoed payload for large messages
+//! (`workload::BULK_SIZE` and up), and per connection in churn; in hold
+//! mode the figure is the server's anonymous RSS per held connection.
 //!
 //! The load's window callback comes from a loop that looks at the clock
 //! every 100 ms, so the CPU (and perf) window starts up to 100 ms after the
@@ -49,6 +53,7 @@ mod placement;
 mod results;
 mod server;
 mod table;
+mod workload;
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -57,7 +62,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::cli::{parse_duration, LoadArgs};
+use crate::cli::{parse_duration, parse_sources, LoadArgs, Sources};
 use crate::client::Mode;
 use crate::cpu;
 use crate::peers::Peer;
@@ -67,8 +72,9 @@ use crate::Window;
 use self::perf::{perf_probe, PerfStat};
 use self::placement::{place, Placement};
 use self::results::{Machine, Medians, Report, Run};
-use self::server::Server;
+use self::server::{rss_anon_kb, Server};
 use self::table::{render, run_line};
+use self::workload::{Shape, Unit, Workload};
 
 /// `reactor-bench compare`.
 #[derive(Args, Debug)]
@@ -86,13 +92,35 @@ pub struct CompareArgs {
     #[arg(short, long, value_parser = parse_duration, default_value = "1s")]
     pub warmup: Duration,
 
-    /// Client connections (ping-pong, one message in flight each).
-    #[arg(short, long, default_value_t = 100)]
-    pub connections: usize,
+    /// The load, by name (docs/BENCH.md); --mode, --connections, --size and
+    /// --depth change it.
+    #[arg(long, value_enum, default_value_t = Workload::PingPong100)]
+    pub workload: Workload,
 
-    /// Bytes per message.
-    #[arg(short, long, default_value_t = 64)]
-    pub size: usize,
+    /// How connections send: ping-pong, pipelined, churn or hold (rate is
+    /// refused) [default: the workload's].
+    #[arg(short, long, value_enum)]
+    pub mode: Option<Mode>,
+
+    /// Client connections [default: the workload's; 100 for pingpong-100].
+    #[arg(short, long)]
+    pub connections: Option<usize>,
+
+    /// Bytes per message (in hold mode, of the probe) [default: the
+    /// workload's; 64 for pingpong-100].
+    #[arg(short, long)]
+    pub size: Option<usize>,
+
+    /// Messages in flight per connection, in pipelined mode [default: the
+    /// workload's, or 16].
+    #[arg(short, long)]
+    pub depth: Option<usize>,
+
+    /// Source addresses to spread the connections over, as a range
+    /// (127.0.0.2-127.0.0.9) or a comma-separated list: one source address
+    /// has only about 28,000 ephemeral ports.
+    #[arg(long, value_parser = parse_sources)]
+    pub source: Option<Sources>,
 
     /// The core every server is pinned to.
     #[arg(long, default_value_t = 0)]
@@ -134,9 +162,8 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
     if args.rounds == 0 {
         return Err(invalid("--rounds must be at least 1".into()));
     }
-    if args.connections == 0 || args.size == 0 {
-        return Err(invalid("--connections and --size must be at least 1".into()));
-    }
+    let shape =
+        workload::resolve(args.workload, args.mode, args.connections, args.size, args.depth).map_err(invalid)?;
     if args.duration.is_zero() {
         return Err(invalid("--duration must be more than 0".into()));
     }
@@ -148,12 +175,23 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
     if args.peers.is_empty() {
         return Err(invalid("--peers lists no server".into()));
     }
+    // The servers inherit the limit: raise it before starting any.
+    if let Err(err) = reactor_loop::raise_fd_limit() {
+        eprintln!("reactor-bench compare: warning: cannot raise the descriptor limit: {err}");
+    }
+    let limit = workload::descriptor_limit();
+    let sources = args.source.as_ref().map_or(0, |s| s.0.len());
+    let ports = workload::ephemeral_ports();
+    workload::check_capacity(shape.connections, limit, sources, ports).map_err(invalid)?;
+    if let Some(warning) = workload::crowded_ports(shape.connections, sources, ports) {
+        eprintln!("reactor-bench compare: warning: {warning}");
+    }
     let available: Option<Vec<usize>> = core_affinity::get_core_ids().map(|ids| {
         let mut ids: Vec<usize> = ids.into_iter().map(|id| id.id).collect();
         ids.sort_unstable();
         ids
     });
-    let placement = place(args, available.as_deref()).map_err(invalid)?;
+    let placement = place(args, shape.connections, available.as_deref()).map_err(invalid)?;
     for warning in &placement.warnings {
         eprintln!("reactor-bench compare: warning: {warning}");
     }
@@ -173,22 +211,36 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
         for (position, peer) in rotated(&args.peers, round).into_iter().enumerate() {
             eprint!("[{}/{total}] round {} {:<8}", runs.len() + 1, round + 1, peer.name());
             let _ = io::stderr().flush();
-            let run = run_one(&exe, peer, args, &placement, count_syscalls, (round + 1, position + 1))?;
-            eprintln!(" {}", run_line(&run));
+            let run = run_one(&exe, peer, args, &shape, &placement, count_syscalls, (round + 1, position + 1))?;
+            eprintln!(" {}", run_line(&run, shape.mode, Unit::of(&shape)));
             runs.push(run);
         }
     }
 
     let medians: Vec<Medians> = args.peers.iter().map(|&peer| Medians::of(peer, &runs)).collect();
-    let failed: Vec<&Run> = runs.iter().filter(|run| run.error_total > 0).collect();
+    let failed: Vec<&Run> = runs.iter().filter(|run| run.error_total > 0 || run.held == Some(false)).collect();
+    let unit = Unit::of(&shape);
+    let (figure, figure_unit) = match (shape.mode, unit) {
+        (Mode::Hold, _) => ("rss_anon_bytes_per_conn", "bytes per connection"),
+        (_, Unit::Message) => ("server_cpu_us_per_unit", "µs per message"),
+        (_, Unit::Megabyte) => ("server_cpu_us_per_unit", "µs per MB"),
+        (_, Unit::Connection) => ("server_cpu_us_per_unit", "µs per connection"),
+    };
     let report = Report {
         machine: Machine::this(),
-        mode: Mode::PingPong.name(),
+        workload: workload::name_of(&shape),
+        mode: shape.mode.name(),
         rounds: args.rounds,
         duration_s: args.duration.as_secs_f64(),
         warmup_s: args.warmup.as_secs_f64(),
-        connections: args.connections,
-        size: args.size,
+        connections: shape.connections,
+        size: shape.size,
+        depth: shape.depth,
+        unit,
+        figure,
+        figure_unit,
+        sources: args.source.as_ref().map(|s| s.0.iter().map(|ip| ip.to_string()).collect()),
+        descriptor_limit: limit.map(|(soft, _)| soft),
         server_core: placement.server_core,
         client_cores: placement.client_cores.clone(),
         client_threads: placement.client_threads,
@@ -207,10 +259,11 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
     if failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!("reactor-bench compare: {} had errors:", count(failed.len() as u64, "run"));
+    let what = if shape.mode == Mode::Hold { "had errors or did not hold every connection" } else { "had errors" };
+    eprintln!("reactor-bench compare: {} {what}:", count(failed.len() as u64, "run"));
     for run in failed {
         let e = &run.errors;
-        eprintln!(
+        let mut line = format!(
             "  round {} {}: {} (connect {}, reset {}, closed {}, mismatch {}, missing {}, never up {})",
             run.round,
             run.peer,
@@ -222,6 +275,16 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
             e.missing,
             e.never_up
         );
+        if run.held == Some(false) {
+            line.push_str(&format!(
+                "; {} of {} up at the end, {} not answered yet (connecting, or not accepted in time), {} down",
+                crate::report::group(run.up_at_end.unwrap_or(0)),
+                crate::report::group(shape.connections as u64),
+                crate::report::group(run.unconfirmed_at_end),
+                crate::report::group(run.down_at_end),
+            ));
+        }
+        eprintln!("{line}");
     }
     Ok(ExitCode::from(1))
 }
@@ -231,12 +294,15 @@ fn run_one(
     exe: &Path,
     peer: Peer,
     args: &CompareArgs,
+    shape: &Shape,
     placement: &Placement,
     count_syscalls: bool,
     (round, position): (usize, usize),
 ) -> io::Result<Run> {
     let server = Server::start(exe, peer, placement.server_core)?;
     let pid = server.child.id();
+    let hold = shape.mode == Mode::Hold;
+    let rss_before = if hold { Some(rss_anon_kb(pid)?) } else { None };
     let mut perf = match count_syscalls {
         true => Some(PerfStat::spawn(pid)?),
         false => None,
@@ -246,18 +312,18 @@ fn run_one(
     }
     let load_args = LoadArgs {
         target: Some(server.addr.to_string()),
-        mode: Mode::PingPong,
-        connections: args.connections,
+        mode: shape.mode,
+        connections: shape.connections,
         threads: Some(placement.client_threads),
-        size: args.size,
-        depth: None,
+        size: shape.size,
+        depth: (shape.mode == Mode::Pipelined).then_some(shape.depth),
         rate: None,
         duration: Some(args.duration),
         messages: None,
         warmup: args.warmup,
         connect_timeout: Duration::from_secs(5),
         reply_timeout: Duration::from_secs(1),
-        source: None,
+        source: args.source.clone(),
         request: None,
         expect: None,
         expect_line: false,
@@ -272,6 +338,7 @@ fn run_one(
     let server_cpu = || cpu::process(pid).ok_or_else(|| io::Error::other(format!("cannot read the CPU time of {pid}")));
     let mut start: Option<(Instant, Duration)> = None;
     let mut end: Option<(Instant, Duration)> = None;
+    let mut rss_held: Option<u64> = None;
     let mut failure: Option<io::Error> = None;
     // The measured window starts `warmup` after `load` makes its plan, a few
     // microseconds from now.
@@ -284,8 +351,13 @@ fn run_one(
                 start = Some((Instant::now(), server_cpu()?));
                 Ok(())
             }),
+            // In hold mode the connections are still held at the window's
+            // end: the client closes them after.
             Window::End => server_cpu().and_then(|cpu| {
                 end = Some((Instant::now(), cpu));
+                if hold {
+                    rss_held = Some(rss_anon_kb(pid)?);
+                }
                 perf.as_mut().map_or(Ok(()), PerfStat::disable)
             }),
         };
@@ -308,30 +380,59 @@ fn run_one(
     let measure_from = load_began + args.warmup;
     let offset = |t: Instant| t.saturating_duration_since(measure_from).as_secs_f64();
     let overlap = overlap((0.0, summary.measured_s), (offset(t_start), offset(t_end)));
-    // Ping-pong: the message figures are always there (0 if none came back).
-    let messages_per_s = summary.messages_per_s.unwrap_or(0.0);
-    let latency = summary.latency.clone().unwrap_or_default();
-    let window_messages = messages_per_s * overlap;
+    // Ping-pong, pipelined and churn: the message figures are always there
+    // (0 if none came back); hold mode has none.
+    let messages_per_s = (!hold).then(|| summary.messages_per_s.unwrap_or(0.0));
+    let latency = (!hold).then(|| summary.latency.clone().unwrap_or_default());
+    let window_messages = messages_per_s.unwrap_or(0.0) * overlap;
     let server_cpu = cpu_end.saturating_sub(cpu_start);
+    let server_cpu_us = server_cpu.as_secs_f64() * 1e6;
     let per_message = |total: f64| (window_messages >= 1.0).then(|| total / window_messages);
+    let streams = matches!(shape.mode, Mode::PingPong | Mode::Pipelined);
+    let churn = shape.mode == Mode::Churn;
+    let mb = shape.size as f64 / 1e6;
+    let per_msg = per_message(server_cpu_us);
+    let per_mb = per_msg.filter(|_| streams).map(|us| us / mb);
+    let per_conn = per_msg.filter(|_| churn);
     let client_busy = summary.client_cpu_share.iter().copied().fold(0.0, f64::max);
+    let connections = shape.connections as u64;
+    let rss_per_conn = match (rss_before, rss_held) {
+        (Some(before), Some(held)) => Some((held as f64 - before as f64) * 1024.0 / connections as f64),
+        _ => None,
+    };
     Ok(Run {
         round,
         position,
         peer: peer.name(),
         messages_per_s,
-        p50_us: latency.p50_us,
-        p99_us: latency.p99_us,
+        mb_per_s: messages_per_s.filter(|_| streams).map(|rate| rate * mb),
+        connections_per_s: messages_per_s.filter(|_| churn),
+        p50_us: latency.as_ref().map(|l| l.p50_us),
+        p99_us: latency.as_ref().map(|l| l.p99_us),
         measured: summary.measured.unwrap_or(0),
         measured_s: summary.measured_s,
         server_cpu_s: server_cpu.as_secs_f64(),
         window_messages,
-        server_cpu_us_per_msg: per_message(server_cpu.as_secs_f64() * 1e6),
+        server_cpu_us_per_msg: per_msg,
+        server_cpu_us_per_mb: per_mb,
+        server_cpu_us_per_conn: per_conn,
+        server_cpu_us_per_unit: match Unit::of(shape) {
+            Unit::Message => per_msg,
+            Unit::Megabyte => per_mb,
+            Unit::Connection => per_conn,
+        },
         server_busy: (overlap > 0.0).then(|| server_cpu.as_secs_f64() / overlap),
         client_busy,
         syscalls_per_msg: counts.as_ref().and_then(|c| per_message(c.total as f64)),
         epoll_ctl_per_msg: counts.as_ref().and_then(|c| per_message(c.epoll_ctl as f64)),
         syscalls: counts.map(|c| c.by_name),
+        held: hold.then(|| summary.up_at_end == Some(connections) && summary.error_total == 0),
+        up_at_end: summary.up_at_end,
+        unconfirmed_at_end: summary.unconfirmed_at_end,
+        down_at_end: summary.down_at_end,
+        rss_anon_before_kb: rss_before,
+        rss_anon_held_kb: rss_held,
+        rss_anon_bytes_per_conn: rss_per_conn,
         errors: summary.errors,
         error_total: summary.error_total,
     })
@@ -358,12 +459,15 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_those_of_the_issue() {
+    fn defaults_are_ping_pong_on_100_connections() {
         let a = args(&[]);
-        assert_eq!((a.rounds, a.connections, a.size, a.server_core), (3, 100, 64, 0));
+        assert_eq!((a.rounds, a.workload, a.server_core), (3, Workload::PingPong100, 0));
+        assert_eq!((a.mode, a.connections, a.size, a.depth), (None, None, None, None));
+        let shape = workload::resolve(a.workload, a.mode, a.connections, a.size, a.depth).unwrap();
+        assert_eq!((shape.mode, shape.connections, shape.size, shape.depth), (Mode::PingPong, 100, 64, 1));
         assert_eq!((a.duration, a.warmup), (Duration::from_secs(5), Duration::from_secs(1)));
         assert_eq!(a.peers, Peer::DEFAULT);
-        assert!(a.client_cores.is_none() && !a.syscalls && !a.json);
+        assert!(a.client_cores.is_none() && a.source.is_none() && !a.syscalls && !a.json);
         let a = args(&["--peers", "mio,reactor", "--client-cores", "2,3", "--duration", "1s", "--warmup", "0s"]);
         assert_eq!(a.peers, [Peer::Mio, Peer::Reactor]);
         assert_eq!(a.client_cores, Some(vec![2, 3]));
@@ -371,6 +475,14 @@ mod tests {
         // The classic peers run only when asked for.
         assert_eq!(args(&["--peers", "epoll,poll,select"]).peers, [Peer::Epoll, Peer::Poll, Peer::Select]);
         assert!(!Peer::DEFAULT.contains(&Peer::Select) && !Peer::DEFAULT.contains(&Peer::Poll));
+        // Workloads by name, and the options that change them.
+        let a = args(&["--workload", "bulk-1m", "-c", "4", "--mode", "pipelined", "--depth", "2"]);
+        assert_eq!(
+            (a.workload, a.connections, a.mode, a.depth),
+            (Workload::Bulk1m, Some(4), Some(Mode::Pipelined), Some(2))
+        );
+        let a = args(&["--workload", "pingpong-10k", "--source", "127.0.0.2-127.0.0.3"]);
+        assert_eq!(a.source.map(|s| s.0.len()), Some(2));
     }
 
     #[test]

@@ -15,10 +15,10 @@ pub(super) struct Placement {
     pub(super) warnings: Vec<String>,
 }
 
-/// Decides the placement from the arguments and the cores this process may
-/// run on (`None`: unknown).
-pub(super) fn place(args: &CompareArgs, available: Option<&[usize]>) -> Result<Placement, String> {
-    let threads_for = |cores: usize| cores.clamp(1, args.connections.max(1));
+/// Decides the placement from the arguments, the number of connections and
+/// the cores this process may run on (`None`: unknown).
+pub(super) fn place(args: &CompareArgs, connections: usize, available: Option<&[usize]>) -> Result<Placement, String> {
+    let threads_for = |cores: usize| cores.clamp(1, connections.max(1));
     let available = match available {
         Some(cores) if cores.len() >= 2 => cores,
         other => {
@@ -76,19 +76,19 @@ mod tests {
     #[test]
     fn placement_pins_apart_or_warns() {
         let two = [0, 1];
-        let p = place(&args(&[]), Some(&two)).unwrap();
+        let p = place(&args(&[]), 100, Some(&two)).unwrap();
         assert_eq!((p.server_core, p.client_cores.clone(), p.client_threads), (Some(0), Some(vec![1]), 1));
         assert!(p.warnings.is_empty());
         let eight: Vec<usize> = (0..8).collect();
-        let p = place(&args(&["--server-core", "3", "--connections", "4"]), Some(&eight)).unwrap();
+        let p = place(&args(&["--server-core", "3"]), 4, Some(&eight)).unwrap();
         assert_eq!(p.client_cores, Some(vec![0, 1, 2, 4, 5, 6, 7]));
         assert_eq!(p.client_threads, 4, "no more threads than connections");
-        let p = place(&args(&[]), Some(&[0])).unwrap();
+        let p = place(&args(&[]), 100, Some(&[0])).unwrap();
         assert_eq!((p.server_core, p.client_cores.clone(), p.client_threads), (None, None, 1));
         assert!(p.warnings[0].contains("cannot be pinned"));
-        assert!(place(&args(&["--server-core", "2"]), Some(&two)).is_err());
-        assert!(place(&args(&["--client-cores", "5"]), Some(&two)).is_err());
-        let p = place(&args(&["--client-cores", "0,1"]), Some(&two)).unwrap();
+        assert!(place(&args(&["--server-core", "2"]), 100, Some(&two)).is_err());
+        assert!(place(&args(&["--client-cores", "5"]), 100, Some(&two)).is_err());
+        let p = place(&args(&["--client-cores", "0,1"]), 100, Some(&two)).unwrap();
         assert!(p.warnings[0].contains("compete"));
     }
 }

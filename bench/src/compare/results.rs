@@ -7,10 +7,12 @@ use std::thread;
 
 use serde::Serialize;
 
+use super::workload::Unit;
 use crate::peers::Peer;
 use crate::report::Errors;
 
-/// What one run measured.
+/// What one run measured. Figures that mean nothing for the run's mode are
+/// `None`.
 #[derive(Clone, Debug, Serialize)]
 pub(super) struct Run {
     /// From 1.
@@ -18,26 +20,60 @@ pub(super) struct Run {
     /// Position in the round's order, from 1.
     pub(super) position: usize,
     pub(super) peer: &'static str,
-    pub(super) messages_per_s: f64,
-    pub(super) p50_us: f64,
-    pub(super) p99_us: f64,
+    /// Replies per second in the measured window (in churn, one per
+    /// connection); `None` in hold mode.
+    pub(super) messages_per_s: Option<f64>,
+    /// MB (10^6 bytes) of echoed payload per second: ping-pong and
+    /// pipelined.
+    pub(super) mb_per_s: Option<f64>,
+    /// Connections per second (connect, one exchange, close): churn.
+    pub(super) connections_per_s: Option<f64>,
+    /// Round trip of a message (in churn, of the one exchange), from send
+    /// to its whole reply; `None` in hold mode.
+    pub(super) p50_us: Option<f64>,
+    pub(super) p99_us: Option<f64>,
     /// Replies in the measured window, and its length.
     pub(super) measured: u64,
     pub(super) measured_s: f64,
     /// Server CPU time in the CPU window.
     pub(super) server_cpu_s: f64,
     /// Messages echoed in the CPU window (the rate times the overlap of the
-    /// CPU and measured windows).
+    /// CPU and measured windows); in churn, connections.
     pub(super) window_messages: f64,
     pub(super) server_cpu_us_per_msg: Option<f64>,
+    /// Per MB of echoed payload: ping-pong and pipelined.
+    pub(super) server_cpu_us_per_mb: Option<f64>,
+    /// Per connection: churn.
+    pub(super) server_cpu_us_per_conn: Option<f64>,
+    /// The comparing figure: one of the three above, per the report's
+    /// `unit`; `None` in hold mode.
+    pub(super) server_cpu_us_per_unit: Option<f64>,
     /// Server CPU time over the window's length (1.0: one core, saturated).
     pub(super) server_busy: Option<f64>,
     /// The busiest client thread's CPU share (1.0: saturated).
     pub(super) client_busy: f64,
+    /// Per message (in churn, per connection).
     pub(super) syscalls_per_msg: Option<f64>,
     pub(super) epoll_ctl_per_msg: Option<f64>,
     /// Syscalls counted in the window, by name (those counted at least once).
     pub(super) syscalls: Option<BTreeMap<String, u64>>,
+    /// Hold mode: every connection came up and was up at the end, with no
+    /// error.
+    pub(super) held: Option<bool>,
+    /// Connections up when the run ended (not in churn).
+    pub(super) up_at_end: Option<u64>,
+    /// Connections open at the end that were not up and owed nothing yet
+    /// (in hold mode: still connecting, the server not having accepted
+    /// them in time), and those with no socket at the end.
+    pub(super) unconfirmed_at_end: u64,
+    pub(super) down_at_end: u64,
+    /// Hold mode: the server's anonymous RSS (`RssAnon`, kB) once listening,
+    /// before the first connect, and at the end of the measured window,
+    /// while the connections were held.
+    pub(super) rss_anon_before_kb: Option<u64>,
+    pub(super) rss_anon_held_kb: Option<u64>,
+    /// Hold mode: the difference, in bytes, over the connections requested.
+    pub(super) rss_anon_bytes_per_conn: Option<f64>,
     pub(super) errors: Errors,
     pub(super) error_total: u64,
 }
@@ -48,30 +84,52 @@ pub(super) struct Medians {
     pub(super) peer: &'static str,
     pub(super) runs: usize,
     pub(super) messages_per_s: Option<f64>,
+    pub(super) mb_per_s: Option<f64>,
+    pub(super) connections_per_s: Option<f64>,
     pub(super) p50_us: Option<f64>,
     pub(super) p99_us: Option<f64>,
     pub(super) server_cpu_us_per_msg: Option<f64>,
+    pub(super) server_cpu_us_per_mb: Option<f64>,
+    pub(super) server_cpu_us_per_conn: Option<f64>,
+    pub(super) server_cpu_us_per_unit: Option<f64>,
     pub(super) server_busy: Option<f64>,
     pub(super) client_busy: Option<f64>,
     pub(super) syscalls_per_msg: Option<f64>,
     pub(super) epoll_ctl_per_msg: Option<f64>,
+    /// Hold mode: in how many rounds the server held every connection.
+    pub(super) held_rounds: Option<usize>,
+    pub(super) up_at_end: Option<f64>,
+    pub(super) rss_anon_before_kb: Option<f64>,
+    pub(super) rss_anon_held_kb: Option<f64>,
+    pub(super) rss_anon_bytes_per_conn: Option<f64>,
 }
 
 impl Medians {
     pub(super) fn of(peer: Peer, runs: &[Run]) -> Medians {
         let runs: Vec<&Run> = runs.iter().filter(|run| run.peer == peer.name()).collect();
         let column = |f: &dyn Fn(&Run) -> Option<f64>| median(runs.iter().filter_map(|run| f(run)).collect());
+        let held: Vec<bool> = runs.iter().filter_map(|run| run.held).collect();
         Medians {
             peer: peer.name(),
             runs: runs.len(),
-            messages_per_s: column(&|r| Some(r.messages_per_s)),
-            p50_us: column(&|r| Some(r.p50_us)),
-            p99_us: column(&|r| Some(r.p99_us)),
+            messages_per_s: column(&|r| r.messages_per_s),
+            mb_per_s: column(&|r| r.mb_per_s),
+            connections_per_s: column(&|r| r.connections_per_s),
+            p50_us: column(&|r| r.p50_us),
+            p99_us: column(&|r| r.p99_us),
             server_cpu_us_per_msg: column(&|r| r.server_cpu_us_per_msg),
+            server_cpu_us_per_mb: column(&|r| r.server_cpu_us_per_mb),
+            server_cpu_us_per_conn: column(&|r| r.server_cpu_us_per_conn),
+            server_cpu_us_per_unit: column(&|r| r.server_cpu_us_per_unit),
             server_busy: column(&|r| r.server_busy),
             client_busy: column(&|r| Some(r.client_busy)),
             syscalls_per_msg: column(&|r| r.syscalls_per_msg),
             epoll_ctl_per_msg: column(&|r| r.epoll_ctl_per_msg),
+            held_rounds: (!held.is_empty()).then(|| held.iter().filter(|&&h| h).count()),
+            up_at_end: column(&|r| r.up_at_end.map(|n| n as f64)),
+            rss_anon_before_kb: column(&|r| r.rss_anon_before_kb.map(|kb| kb as f64)),
+            rss_anon_held_kb: column(&|r| r.rss_anon_held_kb.map(|kb| kb as f64)),
+            rss_anon_bytes_per_conn: column(&|r| r.rss_anon_bytes_per_conn),
         }
     }
 }
@@ -119,12 +177,27 @@ impl Machine {
 #[derive(Clone, Debug, Serialize)]
 pub(super) struct Report {
     pub(super) machine: Machine,
+    /// The preset the load is, or `None` for a load of its own.
+    pub(super) workload: Option<&'static str>,
     pub(super) mode: &'static str,
     pub(super) rounds: usize,
     pub(super) duration_s: f64,
     pub(super) warmup_s: f64,
     pub(super) connections: usize,
     pub(super) size: usize,
+    pub(super) depth: usize,
+    /// What `server_cpu_us_per_unit` is per: `message`, `MB` or
+    /// `connection`.
+    pub(super) unit: Unit,
+    /// The field of `medians` that compares the servers, and its unit:
+    /// `server_cpu_us_per_unit` in µs per message, MB or connection;
+    /// `rss_anon_bytes_per_conn` in bytes per connection (hold mode).
+    pub(super) figure: &'static str,
+    pub(super) figure_unit: &'static str,
+    /// `--source` addresses, if given.
+    pub(super) sources: Option<Vec<String>>,
+    /// The descriptor soft limit of the bench and the servers.
+    pub(super) descriptor_limit: Option<u64>,
     pub(super) server_core: Option<usize>,
     pub(super) client_cores: Option<Vec<usize>>,
     pub(super) client_threads: usize,
@@ -154,19 +227,31 @@ mod tests {
             round: 1,
             position: 1,
             peer: peer.name(),
-            messages_per_s: rate,
-            p50_us: 10.0,
-            p99_us: 20.0,
+            messages_per_s: Some(rate),
+            mb_per_s: None,
+            connections_per_s: None,
+            p50_us: Some(10.0),
+            p99_us: Some(20.0),
             measured: 0,
             measured_s: 1.0,
             server_cpu_s: 0.0,
             window_messages: 0.0,
             server_cpu_us_per_msg: cpu,
+            server_cpu_us_per_mb: None,
+            server_cpu_us_per_conn: None,
+            server_cpu_us_per_unit: cpu,
             server_busy: None,
             client_busy: 1.0,
             syscalls_per_msg: None,
             epoll_ctl_per_msg: None,
             syscalls: None,
+            held: None,
+            up_at_end: Some(100),
+            unconfirmed_at_end: 0,
+            down_at_end: 0,
+            rss_anon_before_kb: None,
+            rss_anon_held_kb: None,
+            rss_anon_bytes_per_conn: None,
             errors: Errors::default(),
             error_total: 0,
         };
@@ -178,7 +263,20 @@ mod tests {
         ];
         let m = Medians::of(Peer::Reactor, &runs);
         assert_eq!((m.runs, m.messages_per_s, m.server_cpu_us_per_msg), (3, Some(200.0), Some(2.0)));
-        assert_eq!(m.syscalls_per_msg, None);
+        assert_eq!((m.server_cpu_us_per_unit, m.up_at_end), (Some(2.0), Some(100.0)));
+        assert_eq!((m.syscalls_per_msg, m.held_rounds, m.mb_per_s), (None, None, None));
         assert_eq!(Medians::of(Peer::Mio, &runs).messages_per_s, None);
+        // Hold: the rounds that held are counted, the RSS figures are medians.
+        let hold = |held: bool, per_conn: f64| Run {
+            messages_per_s: None,
+            held: Some(held),
+            rss_anon_before_kb: Some(1000),
+            rss_anon_held_kb: Some(4000),
+            rss_anon_bytes_per_conn: Some(per_conn),
+            ..run(Peer::Epoll, 0.0, None)
+        };
+        let m = Medians::of(Peer::Epoll, &[hold(true, 90.0), hold(false, 95.0), hold(true, 100.0)]);
+        assert_eq!((m.held_rounds, m.rss_anon_bytes_per_conn, m.messages_per_s), (Some(2), Some(95.0), None));
+        assert_eq!(m.rss_anon_held_kb, Some(4000.0));
     }
 }

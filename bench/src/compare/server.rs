@@ -2,6 +2,7 @@
 //! `reactor-bench serve`, found through its `listening on` line, stopped
 //! with SIGTERM (then SIGKILL), and killed if dropped.
 
+use std::fs;
 use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -95,6 +96,19 @@ impl Drop for Server {
     }
 }
 
+/// A process's anonymous resident memory (`RssAnon` in
+/// `/proc/<pid>/status`), in kB: the heap and the other private memory it
+/// has touched, not its mapped files nor the kernel's socket buffers.
+pub(super) fn rss_anon_kb(pid: u32) -> io::Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_rss_anon(&status).ok_or_else(|| io::Error::other(format!("no RssAnon line in /proc/{pid}/status")))
+}
+
+fn parse_rss_anon(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|line| line.strip_prefix("RssAnon:"))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
 /// Parses the `listening on <addr>` line every server prints once bound.
 fn parse_listening(line: &str) -> Option<SocketAddr> {
     line.trim().strip_prefix("listening on ")?.trim().parse().ok()
@@ -110,5 +124,13 @@ mod tests {
         assert_eq!(parse_listening("listening on [::1]:80\r"), Some("[::1]:80".parse().unwrap()));
         assert_eq!(parse_listening("listening on somewhere"), None);
         assert_eq!(parse_listening("accepted 127.0.0.1:4321"), None);
+    }
+
+    #[test]
+    fn rss_anon_is_read_from_the_status_file() {
+        let status = "Name:\treactor-bench\nVmRSS:\t    9876 kB\nRssAnon:\t    4321 kB\nRssFile:\t 5555 kB\n";
+        assert_eq!(parse_rss_anon(status), Some(4321));
+        assert_eq!(parse_rss_anon("Name:\tx\n"), None);
+        assert!(rss_anon_kb(std::process::id()).is_ok_and(|kb| kb > 0));
     }
 }

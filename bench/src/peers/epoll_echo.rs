@@ -25,8 +25,7 @@ struct Client {
 
 /// Serves until the process is killed.
 pub fn serve(addr: SocketAddr) -> io::Result<()> {
-    let listener = TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
+    let listener = super::listener(addr)?;
     println!("listening on {}", listener.local_addr()?);
     // SAFETY: epoll_create1 takes no pointers; a non-negative result is a
     // new descriptor that nothing else owns, so OwnedFd may take it.

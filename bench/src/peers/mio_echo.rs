@@ -32,7 +32,7 @@ struct Conn {
 pub fn serve(addr: SocketAddr) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
-    let mut listener = TcpListener::bind(addr)?;
+    let mut listener = TcpListener::from_std(super::listener(addr)?);
     poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
     println!("listening on {}", listener.local_addr()?);
 

@@ -2,8 +2,9 @@
 //! runs one of them in the foreground.
 //!
 //! All of them set `TCP_NODELAY` on accepted sockets (reactor does by default)
-//! and read into a 64 KiB buffer (reactor's default read size), so that they
-//! differ only in how their loops are built.
+//! and read into a 64 KiB buffer (reactor's default read size); reactor,
+//! tokio, mio and epoll listen with a backlog of 1024 (reactor's default), so
+//! that they differ only in how their loops are built.
 
 mod classic;
 mod epoll_echo;
@@ -14,15 +15,33 @@ mod select_echo;
 mod tokio_echo;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 
 use clap::Args;
+use socket2::{Domain, Protocol, Socket, Type};
 
 pub use reactor_echo::spawn_reactor_echo;
 
 /// Bytes one read may take, in the tokio and mio peers: reactor's default
 /// `read_buffer_size`.
 const READ_BUFFER: usize = 64 * 1024;
+
+/// The listen backlog of the tokio, mio and epoll peers: reactor's default
+/// `listen_backlog`. The standard library's and mio's `bind` use 128, which
+/// a burst of thousands of connects overflows: the clients the kernel then
+/// drops wait for the handshake's retransmission, a second or more.
+const BACKLOG: i32 = 1024;
+
+/// A non-blocking listener on `addr` with `SO_REUSEADDR` and a backlog of
+/// [`BACKLOG`].
+fn listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
 
 /// Which echo server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -94,8 +113,13 @@ pub struct ServeArgs {
 }
 
 /// Runs the chosen server until the process is stopped. It prints
-/// `listening on <addr>` on stdout once bound.
+/// `listening on <addr>` on stdout once bound. The soft descriptor limit is
+/// raised to the hard one first, so that a server holds as many connections
+/// as the machine allows (reactor's `max_connections` follows it).
 pub fn serve(args: &ServeArgs) -> io::Result<()> {
+    if let Err(err) = reactor_loop::raise_fd_limit() {
+        log::warn!("cannot raise the descriptor limit: {err}");
+    }
     if let Some(core) = args.core {
         crate::pin_to_core(core);
     }

@@ -17,7 +17,7 @@ use super::READ_BUFFER;
 pub fn serve(addr: SocketAddr) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
     runtime.block_on(async {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = TcpListener::from_std(super::listener(addr)?)?;
         println!("listening on {}", listener.local_addr()?);
         loop {
             match listener.accept().await {
