@@ -35,6 +35,19 @@ pub fn process(pid: u32) -> Option<Duration> {
     process_clock(pid).or_else(|| stat(&format!("/proc/{pid}")))
 }
 
+/// User-mode CPU time of process `pid` so far (all its threads), from
+/// `stat`'s utime. The kernel charges each scheduler tick to user or system
+/// mode by where it lands, so this is a sample with the tick's resolution
+/// (and a tick that falls due while the kernel returns from a syscall is
+/// charged to user mode): use it over seconds, and compare it between
+/// servers rather than read it as exact.
+pub fn process_user(pid: u32) -> Option<Duration> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let ticks = rest.split_whitespace().nth(11)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND))
+}
+
 /// The CPU-time clock of process `pid` (`clock_getcpuclockid(3)`).
 fn process_clock(pid: u32) -> Option<Duration> {
     let pid = libc::pid_t::try_from(pid).ok().filter(|&pid| pid > 0)?;

@@ -336,8 +336,10 @@ fn run_one(
         cores: placement.client_cores.clone(),
     };
     let server_cpu = || cpu::process(pid).ok_or_else(|| io::Error::other(format!("cannot read the CPU time of {pid}")));
+    let server_user = || cpu::process_user(pid).unwrap_or_default();
     let mut start: Option<(Instant, Duration)> = None;
     let mut end: Option<(Instant, Duration)> = None;
+    let (mut user_start, mut user_end) = (Duration::ZERO, Duration::ZERO);
     let mut rss_held: Option<u64> = None;
     let mut failure: Option<io::Error> = None;
     // The measured window starts `warmup` after `load` makes its plan, a few
@@ -349,12 +351,14 @@ fn run_one(
             // perf window, to within a millisecond.
             Window::Start => perf.as_mut().map_or(Ok(()), PerfStat::enable).and_then(|()| {
                 start = Some((Instant::now(), server_cpu()?));
+                user_start = server_user();
                 Ok(())
             }),
             // In hold mode the connections are still held at the window's
             // end: the client closes them after.
             Window::End => server_cpu().and_then(|cpu| {
                 end = Some((Instant::now(), cpu));
+                user_end = server_user();
                 if hold {
                     rss_held = Some(rss_anon_kb(pid)?);
                 }
@@ -414,6 +418,8 @@ fn run_one(
         server_cpu_s: server_cpu.as_secs_f64(),
         window_messages,
         server_cpu_us_per_msg: per_msg,
+        server_user_s: user_end.saturating_sub(user_start).as_secs_f64(),
+        server_user_us_per_msg: per_message(user_end.saturating_sub(user_start).as_secs_f64() * 1e6),
         server_cpu_us_per_mb: per_mb,
         server_cpu_us_per_conn: per_conn,
         server_cpu_us_per_unit: match Unit::of(shape) {

@@ -41,6 +41,9 @@ pub(super) struct Run {
     /// CPU and measured windows); in churn, connections.
     pub(super) window_messages: f64,
     pub(super) server_cpu_us_per_msg: Option<f64>,
+    /// User-mode share of `server_cpu_s` (tick-sampled; see `cpu::process_user`).
+    pub(super) server_user_s: f64,
+    pub(super) server_user_us_per_msg: Option<f64>,
     /// Per MB of echoed payload: ping-pong and pipelined.
     pub(super) server_cpu_us_per_mb: Option<f64>,
     /// Per connection: churn.
@@ -89,6 +92,7 @@ pub(super) struct Medians {
     pub(super) p50_us: Option<f64>,
     pub(super) p99_us: Option<f64>,
     pub(super) server_cpu_us_per_msg: Option<f64>,
+    pub(super) server_user_us_per_msg: Option<f64>,
     pub(super) server_cpu_us_per_mb: Option<f64>,
     pub(super) server_cpu_us_per_conn: Option<f64>,
     pub(super) server_cpu_us_per_unit: Option<f64>,
@@ -118,6 +122,7 @@ impl Medians {
             p50_us: column(&|r| r.p50_us),
             p99_us: column(&|r| r.p99_us),
             server_cpu_us_per_msg: column(&|r| r.server_cpu_us_per_msg),
+            server_user_us_per_msg: column(&|r| r.server_user_us_per_msg),
             server_cpu_us_per_mb: column(&|r| r.server_cpu_us_per_mb),
             server_cpu_us_per_conn: column(&|r| r.server_cpu_us_per_conn),
             server_cpu_us_per_unit: column(&|r| r.server_cpu_us_per_unit),
@@ -237,6 +242,8 @@ mod tests {
             server_cpu_s: 0.0,
             window_messages: 0.0,
             server_cpu_us_per_msg: cpu,
+            server_user_s: 0.0,
+            server_user_us_per_msg: None,
             server_cpu_us_per_mb: None,
             server_cpu_us_per_conn: None,
             server_cpu_us_per_unit: cpu,

@@ -97,7 +97,10 @@ fn columns(report: &Report, syscalls_counted: bool) -> Vec<Column> {
     columns.push(column("p50", 9, |m| opt(m.p50_us, micros)));
     columns.push(column("p99", 9, |m| opt(m.p99_us, micros)));
     match unit {
-        Unit::Message => columns.push(column("server CPU/msg", 16, |m| opt(m.server_cpu_us_per_msg, micros))),
+        Unit::Message => {
+            columns.push(column("server CPU/msg", 16, |m| opt(m.server_cpu_us_per_msg, micros)));
+            columns.push(column("user/msg", 10, |m| opt(m.server_user_us_per_msg, micros)));
+        }
         Unit::Megabyte => {
             columns.push(column("server CPU/MB", 14, |m| opt(m.server_cpu_us_per_mb, micros)));
             columns.push(column("server CPU/msg", 15, |m| opt(m.server_cpu_us_per_msg, micros)));
@@ -347,6 +350,7 @@ mod tests {
             p50_us: Some(450.0),
             p99_us: Some(9000.0),
             server_cpu_us_per_msg: Some(4.5),
+            server_user_us_per_msg: Some(0.3),
             server_cpu_us_per_mb: None,
             server_cpu_us_per_conn: None,
             server_cpu_us_per_unit: Some(4.5),
