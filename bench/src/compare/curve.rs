@@ -4,8 +4,9 @@
 //!
 //! Each point (round, N, peer) starts the peer as a child, exactly as
 //! `compare` does (`reactor-bench serve PEER 127.0.0.1:0 --core 0`), opens N
-//! idle connections (blocking connects, each bounded by 2 s, `SO_LINGER` 0 so
-//! that closing them leaves no `TIME_WAIT`), then waits (at most 5 s) until
+//! idle connections (non-blocking connects, up to 256 in flight, each bounded
+//! by 2 s, `SO_LINGER` 0 so that closing them leaves no `TIME_WAIT`; see
+//! `idle`), then waits (at most 5 s) until
 //! the child's `/proc/<pid>/fd` holds N descriptors more than it did once
 //! listening: that is how the server is known to have accepted them. Then
 //! one more connection pings once (a 5 s reply timeout), warms up, and is
@@ -30,6 +31,7 @@ use serde::Serialize;
 use crate::cli::parse_duration;
 use crate::peers::Peer;
 
+use super::idle;
 use super::results::Machine;
 use super::rotated;
 use super::server::Server;
@@ -265,30 +267,18 @@ fn measure(server: &Server, peer: Peer, idle: usize, args: &CurveArgs, round: us
     let result = (|| -> Result<Histogram<u64>, String> {
         let baseline = descriptors(pid).map_err(|err| format!("cannot count the server's descriptors: {err}"))?;
         let began = Instant::now();
-        let mut idles = Vec::with_capacity(idle);
-        for i in 0..idle {
-            match connect(server.addr, CONNECT_TIMEOUT) {
-                Ok(stream) => idles.push(stream),
-                Err(err) => {
-                    let held = descriptors(pid).unwrap_or(baseline).saturating_sub(baseline);
-                    point.accepted_idle = held;
-                    return Err(format!(
-                        "idle connection {} of {idle} not connected within {CONNECT_TIMEOUT:?} ({err}); \
-                         the server held {held}",
-                        i + 1
-                    ));
-                }
-            }
+        let accepted = || descriptors(pid).unwrap_or(baseline).saturating_sub(baseline);
+        let opened = idle::open(server.addr, idle, accepted, CONNECT_TIMEOUT, ACCEPT_TIMEOUT)
+            .map_err(|err| format!("cannot open idle connections: {err}"))?;
+        let held = opened.accepted;
+        if let Some(failed) = opened.failed {
+            point.accepted_idle = held.min(idle);
+            return Err(format!(
+                "idle connection {} of {idle} not connected within {CONNECT_TIMEOUT:?} ({}); the server held {held}",
+                failed.number, failed.error
+            ));
         }
-        let deadline = Instant::now() + ACCEPT_TIMEOUT;
-        let mut held;
-        loop {
-            held = descriptors(pid).unwrap_or(baseline).saturating_sub(baseline);
-            if held >= idle || Instant::now() >= deadline {
-                break;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        let idles = opened.streams;
         point.accepted_idle = held.min(idle);
         point.setup_s = began.elapsed().as_secs_f64();
         let mut active = connect(server.addr, ACCEPT_TIMEOUT).map_err(|err| format!("active connect: {err}"))?;
@@ -302,7 +292,9 @@ fn measure(server: &Server, peer: Peer, idle: usize, args: &CurveArgs, round: us
                 Ok(()) => "the active connection answered".to_string(),
                 Err(err) => format!("active connection: {err}"),
             };
-            return Err(format!("only {held} of {idle} idle connections accepted within {ACCEPT_TIMEOUT:?}; {active}"));
+            return Err(format!(
+                "only {held} of {idle} idle connections accepted (none more within {ACCEPT_TIMEOUT:?}); {active}"
+            ));
         }
         first.map_err(|err| format!("active connection: {err}"))?;
         active.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(|err| err.to_string())?;

@@ -44,6 +44,7 @@
 
 mod child;
 pub mod curve;
+mod idle;
 mod perf;
 mod placement;
 mod results;
