@@ -3,15 +3,15 @@
 //! select and poll scan every descriptor on every call, epoll does not.
 //!
 //! Each point (round, N, peer) starts the peer as a child, exactly as
-//! `compare` does (`reactor-bench serve PEER 127.0.0.1:0 --core 0`), opens N
-//! idle connections (non-blocking connects, up to 256 in flight, each bounded
-//! by 2 s, `SO_LINGER` 0 so that closing them leaves no `TIME_WAIT`; see
-//! `idle`), then waits (at most 5 s) until
-//! the child's `/proc/<pid>/fd` holds N descriptors more than it did once
-//! listening: that is how the server is known to have accepted them. Then
-//! one more connection pings once (a 5 s reply timeout), warms up, and is
-//! measured: 64-byte messages, one in flight, every reply checked. The
-//! client runs on a thread pinned to a core other than the server's.
+//! `compare` does (`reactor-bench serve PEER 127.0.0.1:0 --core 0`), and opens
+//! N idle connections, paced by what the server has accepted: the child's
+//! `/proc/<pid>/fd` holding N descriptors more than it did once listening is
+//! how the server is known to have accepted them (see `idle`: at most 100
+//! opened and not yet accepted, non-blocking connects each bounded by 2 s,
+//! `SO_LINGER` 0 so that closing them leaves no `TIME_WAIT`). Then one more
+//! connection pings once (a 5 s reply timeout), warms up, and is measured:
+//! 64-byte messages, one in flight, every reply checked. The client runs on
+//! a thread pinned to a core other than the server's.
 //!
 //! A point whose idle connections cannot all be opened or accepted, or whose
 //! active connection fails, is a failure with its reason, not a number.
