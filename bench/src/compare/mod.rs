@@ -265,6 +265,7 @@ fn run_one(
         greeting: None,
         json: false,
         series: false,
+        plot: None,
         expect_http: false,
         expect_status: 200,
         quiet: true,

@@ -20,6 +20,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{Median, Report};
+use crate::plot::decades;
 use crate::report::group;
 
 /// The chart's size in pixels.
@@ -90,22 +91,6 @@ fn failure_levels(report: &Report) -> usize {
         .unwrap_or(0)
 }
 
-/// The whole decades around `values`, at least one: 38,000 and 60 give
-/// 10..100,000. 1..10 when there are none.
-fn decades(values: &[f64]) -> Range<f64> {
-    let positive: Vec<f64> = values.iter().copied().filter(|v| *v > 0.0 && v.is_finite()).collect();
-    if positive.is_empty() {
-        return 1.0..10.0;
-    }
-    let low = positive.iter().copied().fold(f64::INFINITY, f64::min);
-    let high = positive.iter().copied().fold(0.0, f64::max);
-    let low = 10f64.powf(low.log10().floor());
-    let high = 10f64.powf(high.log10().ceil()).max(low * 10.0);
-    // A value on a decade's edge gets room above it.
-    let high = if positive.iter().any(|&v| v >= high * 0.999) { high * 10.0 } else { high };
-    low..high
-}
-
 /// Draws the mesh, a line per peer and the failed points on `chart`, whose
 /// y axis starts at `bottom`.
 fn draw<'a, Y>(mut chart: Chart<'a, Y>, report: &Report, bottom: f64, y_desc: &str) -> Result<(), String>
@@ -167,19 +152,4 @@ where
         .draw()
         .map_err(|e| err(&e))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_log_axis_spans_whole_decades() {
-        assert_eq!(decades(&[38_000.0, 60.0]), 10.0..100_000.0);
-        assert_eq!(decades(&[500.0]), 100.0..1000.0);
-        assert_eq!(decades(&[1000.0]), 1000.0..10_000.0);
-        assert_eq!(decades(&[100.0, 10_000.0]), 100.0..100_000.0);
-        assert_eq!(decades(&[]), 1.0..10.0);
-        assert_eq!(decades(&[0.0, f64::NAN]), 1.0..10.0);
-    }
 }
