@@ -283,8 +283,13 @@ fn middle(second: &Second) -> f64 {
     second.start_s + second.length_s / 2.0
 }
 
-/// The seconds of the window, if any reply or error happened in them.
+/// The seconds of the window, if any reply or error happened in them. None
+/// in hold mode, whose only replies are to its probes: like the summary, the
+/// picture counts no messages there.
 fn seconds_with_data(summary: &Summary) -> Option<&[Second]> {
+    if summary.mode == "hold" {
+        return None;
+    }
     let series = summary.series.as_deref()?;
     series.iter().any(|s| s.messages > 0 || s.errors > 0).then_some(series)
 }

@@ -1,6 +1,6 @@
 //! `--plot FILE.svg`, run as a user would: against the embedded echo server
-//! (ping-pong and rate mode), against a listener that never answers, and
-//! with a path that cannot be written. Loopback only, ephemeral ports, runs
+//! (ping-pong, rate and hold mode), against a listener that never answers,
+//! and with a path that cannot be written. Loopback only, ephemeral ports, runs
 //! of a second or two; nothing sleeps to synchronise.
 
 use std::net::TcpListener;
@@ -155,6 +155,19 @@ fn a_run_without_replies_draws_no_data() {
     assert_eq!(texts.iter().filter(|t| t.starts_with("no data")).count(), 3, "each panel says no data: {texts:?}");
     assert!(polylines(&text, THROUGHPUT).is_empty(), "a throughput line with no data");
     drop(silent);
+}
+
+#[test]
+fn a_hold_run_draws_no_data_it_has_no_messages() {
+    let svg = TempSvg::new("hold");
+    let output = run(&["--mode", "hold", "-c", "2", "-D", "1s", "-w", "0s", "-q", "--plot", svg.arg()]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+    let text = svg.read();
+    tags(&text);
+    let texts = texts(&text);
+    let no_data = texts.iter().filter(|t| *t == "no data: hold mode sends no messages").count();
+    assert_eq!(no_data, 3, "each panel says why it is empty: {texts:?}");
+    assert!(texts.iter().any(|t| t.starts_with("hold, 2 connections")), "the title: {texts:?}");
 }
 
 #[test]
