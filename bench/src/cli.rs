@@ -1,6 +1,7 @@
 //! The command line.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -134,9 +135,14 @@ pub struct LoadArgs {
     pub json: bool,
 
     /// With --json: per-second samples of the measured window (messages,
-    /// errors, p99 latency), in `series`.
+    /// errors, p99 latency), in `series` (there with --plot too).
     #[arg(long, requires = "json")]
     pub series: bool,
+
+    /// Draw the run as SVG in this file: the latency percentile spectrum,
+    /// and throughput, errors and p99 second by second (docs/BENCH.md).
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
 
     /// No live progress line.
     #[arg(short, long)]

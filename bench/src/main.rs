@@ -17,10 +17,12 @@ mod cpu;
 mod escapes;
 mod payload;
 mod peers;
+mod plot;
 mod report;
 mod slowloris;
 mod storm;
 
+use std::fs;
 use std::io::{self, Write as _};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
@@ -58,14 +60,35 @@ fn main() -> ExitCode {
 
 /// Runs the load described by `args` and prints its summary. Exit status 0
 /// when no error of any kind happened, 1 otherwise.
+/// With `--plot`, the picture is written too, to a file created before the
+/// load starts: a path that cannot be written fails at once, not after the
+/// run.
 fn run_load(args: &LoadArgs) -> io::Result<ExitCode> {
-    let summary = load(args, |_| {})?;
+    if let Some(path) = &args.plot {
+        fs::File::create(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot write --plot {}: {e}", path.display())))?;
+    }
+    let summary = match load(args, |_| {}) {
+        Ok(summary) => summary,
+        Err(err) => {
+            if let Some(path) = &args.plot {
+                let _ = fs::remove_file(path); // empty, and nothing to draw
+            }
+            return Err(err);
+        }
+    };
+    if let Some(path) = &args.plot {
+        plot::write(path, &summary)?;
+    }
     if args.json {
         let mut out = io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &summary).map_err(io::Error::other)?;
         writeln!(out)?;
     } else {
         print!("{}", summary.render());
+        if let Some(path) = &args.plot {
+            println!("  plot        {}", path.display());
+        }
     }
     Ok(if summary.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -410,7 +433,8 @@ fn plan(args: &LoadArgs, target: SocketAddr) -> Result<Plan, String> {
         warmup: args.warmup,
         duration,
         messages: args.messages,
-        series: args.series,
+        // --plot draws the per-second samples.
+        series: args.series || args.plot.is_some(),
     })
 }
 

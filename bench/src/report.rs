@@ -552,8 +552,22 @@ impl Summary {
 
     /// `reactor-bench <target>: <mode and load>, <connections>, ...`
     fn header(&self) -> String {
-        let target =
-            if self.embedded { format!("{} (embedded reactor echo)", self.target) } else { self.target.clone() };
+        format!("reactor-bench {}: {}", self.target_name(), self.shape())
+    }
+
+    /// The address loaded, and whether it was the embedded server.
+    pub fn target_name(&self) -> String {
+        if self.embedded {
+            format!("{} (embedded reactor echo)", self.target)
+        } else {
+            self.target.clone()
+        }
+    }
+
+    /// The run's mode and load, connections, threads and duration:
+    /// `ping-pong, 50 connections, 64 B messages, 1 thread, 5.0 s (+1.0 s
+    /// warm-up)`.
+    pub fn shape(&self) -> String {
         let what = match (self.mode.as_str(), self.request_bytes) {
             ("hold", Some(bytes)) => format!("hold, {}, one {bytes} B probe message each", self.connections()),
             ("hold", None) => format!("hold, {}, greeting checked", self.connections()),
@@ -567,7 +581,7 @@ impl Summary {
             }
         };
         format!(
-            "reactor-bench {target}: {what}, {}, {:.1} s (+{:.1} s warm-up)",
+            "{what}, {}, {:.1} s (+{:.1} s warm-up)",
             count(self.threads as u64, "thread"),
             self.measured_s,
             self.warmup_s
@@ -717,7 +731,7 @@ fn micros_fine(us: f64) -> String {
 }
 
 /// Microseconds, in the unit that reads best.
-fn micros(us: f64) -> String {
+pub fn micros(us: f64) -> String {
     if us >= 1_000_000.0 {
         format!("{:.2} s", us / 1_000_000.0)
     } else if us >= 1000.0 {

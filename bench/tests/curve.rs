@@ -1,5 +1,6 @@
 //! `reactor-bench curve` on loopback, small: a point per (N, peer) in the
-//! JSON, numbers where no failure is recorded, and `--svg` writes an SVG.
+//! JSON, numbers where no failure is recorded, and `--svg` writes an SVG
+//! (log y axis unless `--linear`) that marks failed points with why.
 
 use std::process::Command;
 
@@ -54,6 +55,13 @@ fn curve_has_a_point_per_idle_count_and_peer_and_draws_an_svg() {
     let text = std::fs::read_to_string(&svg).expect("--svg writes the file");
     let _ = std::fs::remove_file(&svg);
     assert!(text.starts_with("<svg"), "not an SVG: {}", &text[..text.len().min(80)]);
+    assert!(text.trim_end().ends_with("</svg>"), "an unfinished SVG");
+    assert!(text.contains("round trips/s, log scale"), "the y axis is logarithmic by default");
+    for peer in ["epoll", "poll"] {
+        assert!(text.contains(&format!(">\n{peer}\n</text>")), "no legend entry for {peer}");
+    }
+    // Nothing failed, so no failure mark.
+    assert!(!text.contains("fds ≥"), "a failure label where nothing failed");
 }
 
 #[test]
@@ -65,9 +73,17 @@ fn select_past_fd_setsize_is_a_recorded_failure() {
         println!("skipped: the descriptor hard limit {} is below the 1,200 this needs", limit.rlim_max);
         return;
     }
-    let json =
-        curve(&["--idle", "1100", "--rounds", "1", "--duration", "200ms", "--warmup", "0s", "--peers", "select"]);
-    check_points(&json, &[1100], &["select"], 1);
-    let failure = json["runs"][0]["failure"].as_str().expect("select cannot hold 1,100 idle connections");
-    assert!(failure.contains("idle connections accepted"), "{failure}");
+    let svg = std::env::temp_dir().join(format!("reactor-bench-curve-select-{}.svg", std::process::id()));
+    let svg_arg = svg.to_str().expect("utf-8 temp path");
+    let args = ["--idle", "0,1100", "--rounds", "1", "--duration", "200ms", "--warmup", "0s", "--peers", "select"];
+    let json = curve(&[&args[..], &["--svg", svg_arg, "--linear"]].concat());
+    check_points(&json, &[0, 1100], &["select"], 1);
+    assert!(json["runs"][0]["failure"].is_null(), "select holds no idle connection: {}", json["runs"][0]);
+    let failure = json["runs"][1]["failure"].as_str().expect("select cannot hold 1,100 idle connections");
+    assert!(failure.contains("idle connections accepted") && failure.contains("FD_SETSIZE"), "{failure}");
+    // The chart marks the failed point and says why, on a linear axis.
+    let text = std::fs::read_to_string(&svg).expect("--svg writes the file");
+    let _ = std::fs::remove_file(&svg);
+    assert!(text.contains("select: refuses fds ≥ 1024 (FD_SETSIZE)"), "no failure label in the chart");
+    assert!(text.contains("round trips/s") && !text.contains("log scale"), "--linear keeps a linear y axis");
 }

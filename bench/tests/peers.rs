@@ -255,7 +255,7 @@ fn the_select_peer_refuses_clients_past_fd_setsize() {
     peer.assert_alive();
     // One closes: its descriptor frees, and a new client is served (the
     // server may accept a few before it reads the close, and refuse them:
-    // it accepts at most ACCEPTS_PER_TURN, 16, before it scans).
+    // it accepts all that wait before it scans).
     // Shut down, not only dropped: a child that another test is forking
     // may hold a copy of the descriptor until it execs, and then a drop
     // alone sends no FIN.

@@ -3,14 +3,15 @@
 //! select and poll scan every descriptor on every call, epoll does not.
 //!
 //! Each point (round, N, peer) starts the peer as a child, exactly as
-//! `compare` does (`reactor-bench serve PEER 127.0.0.1:0 --core 0`), opens N
-//! idle connections (blocking connects, each bounded by 2 s, `SO_LINGER` 0 so
-//! that closing them leaves no `TIME_WAIT`), then waits (at most 5 s) until
-//! the child's `/proc/<pid>/fd` holds N descriptors more than it did once
-//! listening: that is how the server is known to have accepted them. Then
-//! one more connection pings once (a 5 s reply timeout), warms up, and is
-//! measured: 64-byte messages, one in flight, every reply checked. The
-//! client runs on a thread pinned to a core other than the server's.
+//! `compare` does (`reactor-bench serve PEER 127.0.0.1:0 --core 0`), and opens
+//! N idle connections, paced by what the server has accepted: the child's
+//! `/proc/<pid>/fd` holding N descriptors more than it did once listening is
+//! how the server is known to have accepted them (see `idle`: at most 100
+//! opened and not yet accepted, non-blocking connects each bounded by 2 s,
+//! `SO_LINGER` 0 so that closing them leaves no `TIME_WAIT`). Then one more
+//! connection pings once (a 5 s reply timeout), warms up, and is measured:
+//! 64-byte messages, one in flight, every reply checked. The client runs on
+//! a thread pinned to a core other than the server's.
 //!
 //! A point whose idle connections cannot all be opened or accepted, or whose
 //! active connection fails, is a failure with its reason, not a number.
@@ -18,7 +19,7 @@
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -30,6 +31,9 @@ use serde::Serialize;
 use crate::cli::parse_duration;
 use crate::peers::Peer;
 
+use super::idle;
+
+mod chart;
 use super::results::Machine;
 use super::rotated;
 use super::server::Server;
@@ -73,10 +77,14 @@ pub struct CurveArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Write a chart of the medians (x idle connections, y round trips/s) as
-    /// SVG to this file.
+    /// Write a chart of the medians (x idle connections, y round trips/s on
+    /// a log scale; failed points marked with why) as SVG to this file.
     #[arg(long)]
     pub svg: Option<PathBuf>,
+
+    /// With --svg: a linear y axis instead of a logarithmic one.
+    #[arg(long, requires = "svg")]
+    pub linear: bool,
 }
 
 /// One (round, N, peer) measurement.
@@ -95,6 +103,9 @@ struct Point {
     /// Seconds to open the idle connections and see them accepted.
     setup_s: f64,
     failure: Option<String>,
+    /// A few words of why the point failed, for the chart.
+    #[serde(skip)]
+    failure_label: Option<String>,
 }
 
 /// The medians of one (N, peer) over the rounds that succeeded.
@@ -107,6 +118,9 @@ struct Median {
     p50_us: Option<f64>,
     p99_us: Option<f64>,
     failures: Vec<String>,
+    /// The chart's label for the first failed round.
+    #[serde(skip)]
+    label: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -221,7 +235,9 @@ pub fn run(args: &CurveArgs) -> io::Result<ExitCode> {
         medians,
     };
     if let Some(path) = &args.svg {
-        svg(&report, path)?;
+        let text = chart::svg(&report, args.linear)
+            .map_err(|e| io::Error::other(format!("cannot draw {}: {e}", path.display())))?;
+        fs::write(path, text).map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display())))?;
     }
     if args.json {
         let mut out = io::stdout().lock();
@@ -261,34 +277,28 @@ fn measure(server: &Server, peer: Peer, idle: usize, args: &CurveArgs, round: us
         accepted_idle: 0,
         setup_s: 0.0,
         failure: None,
+        failure_label: None,
     };
+    // The descriptor the active connection will get on the server, if it
+    // opens no other: what decides whether select can watch it.
+    let mut active_fd = None;
     let result = (|| -> Result<Histogram<u64>, String> {
         let baseline = descriptors(pid).map_err(|err| format!("cannot count the server's descriptors: {err}"))?;
+        active_fd = Some(baseline + idle);
         let began = Instant::now();
-        let mut idles = Vec::with_capacity(idle);
-        for i in 0..idle {
-            match connect(server.addr, CONNECT_TIMEOUT) {
-                Ok(stream) => idles.push(stream),
-                Err(err) => {
-                    let held = descriptors(pid).unwrap_or(baseline).saturating_sub(baseline);
-                    point.accepted_idle = held;
-                    return Err(format!(
-                        "idle connection {} of {idle} not connected within {CONNECT_TIMEOUT:?} ({err}); \
-                         the server held {held}",
-                        i + 1
-                    ));
-                }
-            }
+        let accepted = || descriptors(pid).unwrap_or(baseline).saturating_sub(baseline);
+        let opened = idle::open(server.addr, idle, accepted, CONNECT_TIMEOUT, ACCEPT_TIMEOUT)
+            .map_err(|err| format!("cannot open idle connections: {err}"))?;
+        let held = opened.accepted;
+        if let Some(failed) = opened.failed {
+            point.accepted_idle = held.min(idle);
+            point.failure_label = Some(format!("idle connect failed: {}", failed.error));
+            return Err(format!(
+                "idle connection {} of {idle} not connected within {CONNECT_TIMEOUT:?} ({}); the server held {held}",
+                failed.number, failed.error
+            ));
         }
-        let deadline = Instant::now() + ACCEPT_TIMEOUT;
-        let mut held;
-        loop {
-            held = descriptors(pid).unwrap_or(baseline).saturating_sub(baseline);
-            if held >= idle || Instant::now() >= deadline {
-                break;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        let idles = opened.streams;
         point.accepted_idle = held.min(idle);
         point.setup_s = began.elapsed().as_secs_f64();
         let mut active = connect(server.addr, ACCEPT_TIMEOUT).map_err(|err| format!("active connect: {err}"))?;
@@ -302,7 +312,10 @@ fn measure(server: &Server, peer: Peer, idle: usize, args: &CurveArgs, round: us
                 Ok(()) => "the active connection answered".to_string(),
                 Err(err) => format!("active connection: {err}"),
             };
-            return Err(format!("only {held} of {idle} idle connections accepted within {ACCEPT_TIMEOUT:?}; {active}"));
+            point.failure_label = Some(format!("only {held} of {idle} idle accepted"));
+            return Err(format!(
+                "only {held} of {idle} idle connections accepted (none more within {ACCEPT_TIMEOUT:?}); {active}"
+            ));
         }
         first.map_err(|err| format!("active connection: {err}"))?;
         active.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(|err| err.to_string())?;
@@ -337,7 +350,20 @@ fn measure(server: &Server, peer: Peer, idle: usize, args: &CurveArgs, round: us
         }
         Err(why) => {
             point.round_trips_per_s = None;
-            point.failure = Some(why);
+            let fd_setsize = libc::FD_SETSIZE;
+            match active_fd {
+                Some(fd) if peer == Peer::Select && fd >= fd_setsize => {
+                    point.failure = Some(format!(
+                        "{why}; select(2) cannot watch a descriptor at or past FD_SETSIZE ({fd_setsize}), and this \
+                         point needs the server to hold descriptors up to {fd}"
+                    ));
+                    point.failure_label = Some(format!("refuses fds ≥ {fd_setsize} (FD_SETSIZE)"));
+                }
+                _ => {
+                    point.failure_label = Some(point.failure_label.take().unwrap_or_else(|| short(&why)));
+                    point.failure = Some(why);
+                }
+            }
         }
     }
     Ok(point)
@@ -356,6 +382,18 @@ fn ping(stream: &mut TcpStream, message: &mut [u8; SIZE], reply: &mut [u8; SIZE]
         return Err(io::Error::other("the reply differs from the message"));
     }
     Ok(())
+}
+
+/// The first words of a failure's reason, for a label: up to its first `;`,
+/// and at most 40 characters.
+fn short(why: &str) -> String {
+    const MAX: usize = 40;
+    let first = why.split(';').next().unwrap_or(why).trim();
+    if first.chars().count() <= MAX {
+        return first.to_string();
+    }
+    let cut: String = first.chars().take(MAX - 1).collect();
+    format!("{}…", cut.trim_end())
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -379,6 +417,7 @@ fn median_of(idle: usize, peer: &'static str, runs: &[Point]) -> Median {
         p50_us: pick(|p| p.p50_us),
         p99_us: pick(|p| p.p99_us),
         failures: mine.iter().filter_map(|p| p.failure.as_ref().map(|f| format!("round {}: {f}", p.round))).collect(),
+        label: mine.iter().find_map(|p| p.failure_label.clone()),
     }
 }
 
@@ -428,55 +467,6 @@ fn render(report: &Report) -> String {
     out
 }
 
-/// The medians as a chart: x idle connections, y round trips/s, a line per
-/// peer; a failed point is a cross on the x axis.
-fn svg(report: &Report, path: &Path) -> io::Result<()> {
-    use plotters::prelude::*;
-    let err = |e: &dyn std::fmt::Display| io::Error::other(format!("cannot draw {}: {e}", path.display()));
-    let x_max = report.idle.iter().copied().max().unwrap_or(1).max(1) as f64;
-    let y_max = report.medians.iter().filter_map(|m| m.round_trips_per_s).fold(1.0, f64::max) * 1.1;
-    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let caption = format!("One active connection among N idle ones (median of {} rounds)", report.rounds);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(caption, ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..x_max * 1.02, 0.0..y_max)
-        .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("idle connections")
-        .y_desc("round trips/s")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .draw()
-        .map_err(|e| err(&e))?;
-    for (i, peer) in report.peers.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        let mine: Vec<&Median> = report.medians.iter().filter(|m| m.peer == *peer).collect();
-        let ok: Vec<(f64, f64)> = mine.iter().filter_map(|m| m.round_trips_per_s.map(|y| (m.idle as f64, y))).collect();
-        chart
-            .draw_series(LineSeries::new(ok.clone(), color.stroke_width(2)))
-            .map_err(|e| err(&e))?
-            .label(*peer)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(ok.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| err(&e))?;
-        let failed = mine.iter().filter(|m| m.round_trips_per_s.is_none()).map(|m| (m.idle as f64, 0.0));
-        chart.draw_series(failed.map(|p| Cross::new(p, 7, color.stroke_width(2)))).map_err(|e| err(&e))?;
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,12 +484,23 @@ mod tests {
             accepted_idle: 5,
             setup_s: 0.0,
             failure: rate.is_none().then(|| "x".to_string()),
+            failure_label: rate.is_none().then(|| "y".to_string()),
         };
         let runs = [point(1, Some(3.0)), point(2, None), point(3, Some(1.0))];
         let m = median_of(5, "poll", &runs);
         assert_eq!((m.ok_rounds, m.round_trips_per_s), (2, Some(2.0)));
         assert_eq!(m.failures, ["round 2: x"]);
+        assert_eq!(m.label.as_deref(), Some("y"));
         assert_eq!(median(vec![]), None);
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+    }
+
+    #[test]
+    fn a_label_is_the_first_words_of_the_reason() {
+        assert_eq!(short("active connection: no reply in time"), "active connection: no reply in time");
+        assert_eq!(short("only 3 of 5 accepted; the active connection answered"), "only 3 of 5 accepted");
+        let long = short("idle connection 4,001 of 5,000 not connected within 2s (connection timed out)");
+        assert_eq!(long, "idle connection 4,001 of 5,000 not conn…");
+        assert_eq!(long.chars().count(), 40);
     }
 }

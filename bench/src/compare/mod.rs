@@ -48,6 +48,7 @@
 
 mod child;
 pub mod curve;
+mod idle;
 mod perf;
 mod placement;
 mod results;
@@ -330,6 +331,7 @@ fn run_one(
         greeting: None,
         json: false,
         series: false,
+        plot: None,
         expect_http: false,
         expect_status: 200,
         quiet: true,

@@ -54,10 +54,19 @@ impl Client {
     }
 }
 
-/// Accepts at most this many clients per turn of the loop before serving
-/// the others: connects arriving without pause would otherwise keep the
-/// accept loop going, and the clients already there would wait.
-pub(super) const ACCEPTS_PER_TURN: usize = 16;
+/// Each turn accepts until `accept` would block, but at most this many
+/// clients, before serving the others.
+///
+/// Draining the listen backlog in one turn is what keeps these loops from
+/// falling behind a burst of connects: every turn costs a scan of every
+/// descriptor, so a loop that accepted a few clients per turn would need
+/// thousands of O(n) turns to take in thousands of connections, its backlog
+/// (128, std's) would fill, and the kernel would drop new SYNs, which their
+/// clients resend only a second or more later. The bound is far above the
+/// backlog, so it does not limit a burst; it only keeps a stream of connects
+/// arriving as fast as they are accepted (and, in the select peer, refused)
+/// from holding the loop in accept while its clients wait.
+pub(super) const ACCEPTS_PER_TURN: usize = 1000;
 
 /// The outcome of one `accept`.
 pub(super) enum Accepted {

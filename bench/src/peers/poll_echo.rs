@@ -70,9 +70,10 @@ pub fn serve(addr: SocketAddr) -> io::Result<()> {
     }
 }
 
-/// Accepts the pending clients, up to ACCEPTS_PER_TURN. Returns whether to
-/// keep watching the listener: false when out of descriptors (it would be
-/// readable at once again, and the loop would spin), until a client closes.
+/// Accepts the pending clients until none is left (at most
+/// ACCEPTS_PER_TURN). Returns whether to keep watching the listener: false
+/// when out of descriptors (it would be readable at once again, and the
+/// loop would spin), until a client closes.
 fn accept_some(listener: &TcpListener, clients: &mut Vec<Client>) -> bool {
     for _ in 0..ACCEPTS_PER_TURN {
         match accept(listener) {

@@ -127,8 +127,8 @@ pub fn serve(addr: SocketAddr) -> io::Result<()> {
     }
 }
 
-/// Accepts the pending clients, up to ACCEPTS_PER_TURN, refusing those at
-/// or past FD_SETSIZE.
+/// Accepts the pending clients until none is left (at most
+/// ACCEPTS_PER_TURN), refusing those at or past FD_SETSIZE.
 /// Returns whether to keep watching the listener: false when out of
 /// descriptors (it would be readable at once again, and the loop would spin),
 /// until a client closes.
