@@ -16,6 +16,13 @@ const MAX_POOLED_CAPACITY: usize = 4 * CHUNK_SIZE;
 /// pool's memory to 16 MiB, and in practice it holds a few chunks.
 const MAX_POOLED_BUFFERS: usize = 256;
 
+/// A fresh chunk, when the pool has none to give (not in steady state).
+#[cold]
+#[inline(never)]
+fn new_chunk() -> Vec<u8> {
+    Vec::with_capacity(CHUNK_SIZE)
+}
+
 /// The free list.
 pub(crate) struct BufferPool {
     free: Vec<Vec<u8>>,
@@ -29,7 +36,7 @@ impl BufferPool {
     /// An empty buffer with at least [`CHUNK_SIZE`] bytes of capacity.
     #[inline]
     pub(crate) fn take(&mut self) -> Vec<u8> {
-        self.free.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK_SIZE))
+        self.free.pop().unwrap_or_else(new_chunk)
     }
 
     /// Returns a buffer; it is kept for reuse if it is of a useful size and

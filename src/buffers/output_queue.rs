@@ -48,7 +48,7 @@ impl OutputQueue {
     /// Appends a copy of `data`, filling the last chunk before taking new
     /// ones from the pool. (Every reply passes here: the common case, a
     /// reply that fits the one chunk there is, is inlined.)
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&mut self, data: &[u8], pool: &mut BufferPool) {
         let fits = !data.is_empty() && data.len() <= CHUNK_SIZE.saturating_sub(self.front.len());
         if fits && self.rest.capacity() == 0 {
@@ -109,7 +109,7 @@ impl OutputQueue {
     /// Drops the first `n` unsent bytes, which the socket took, returning
     /// emptied chunks to the pool. (The common case, the socket took the one
     /// chunk whole, is inlined.)
-    #[inline]
+    #[inline(always)]
     pub(crate) fn consume(&mut self, n: usize, pool: &mut BufferPool) {
         debug_assert!(n <= self.len, "consumed more than was queued");
         if n >= self.len && self.rest.capacity() == 0 {

@@ -39,23 +39,14 @@ impl<S> OutputOf<'_, S> {
     /// Appends to the connection's output, enforcing `max_output`: past it
     /// the data is dropped and the connection closes (`OutputOverflow`).
     /// (Every reply passes here: inlined.)
-    #[inline]
+    #[inline(always)]
     pub(crate) fn queue(&mut self, data: &[u8]) -> Result<(), SendError> {
         let conn = &mut *self.conn;
         if !conn.takes_output() || !conn.transport.can_write() {
             return Err(SendError::Closed);
         }
         if conn.output.len() + data.len() > self.config.max_output {
-            info!(
-                "conn {} ({}): {} bytes queued plus {} pass max_output {}",
-                conn.id(self.key),
-                PeerDisplay(conn.peer),
-                conn.output.len(),
-                data.len(),
-                self.config.max_output
-            );
-            conn.ask_close(CloseReason::OutputOverflow);
-            return Err(SendError::Overflow);
+            return Err(self.overflow(data.len()));
         }
         if conn.output.is_empty() && !data.is_empty() {
             // Output begins waiting now: the send timeout counts from here,
@@ -74,6 +65,23 @@ impl<S> OutputOf<'_, S> {
         Ok(())
     }
 
+    /// Past `max_output`: logs it and asks for the close. (Out of line, so
+    /// that `queue` stays small enough to inline.)
+    #[cold]
+    #[inline(never)]
+    fn overflow(&mut self, adding: usize) -> SendError {
+        let conn = &mut *self.conn;
+        info!(
+            "conn {} ({}): {} bytes queued plus {adding} pass max_output {}",
+            conn.id(self.key),
+            PeerDisplay(conn.peer),
+            conn.output.len(),
+            self.config.max_output
+        );
+        conn.ask_close(CloseReason::OutputOverflow);
+        SendError::Overflow
+    }
+
     /// Bytes queued and not yet taken by the socket.
     pub(crate) fn queued(&self) -> usize {
         self.conn.output.len()
@@ -82,7 +90,7 @@ impl<S> OutputOf<'_, S> {
 
 impl<S> Engine<S> {
     /// Appends to a connection's output, enforcing `max_output`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn queue_output(&mut self, key: usize, data: &[u8]) -> Result<(), SendError> {
         self.output_of(key).queue(data)
     }
