@@ -149,12 +149,31 @@ fn hold_reports_a_server_that_cannot_hold_every_connection() {
 
 #[test]
 fn the_text_table_names_the_unit() {
-    let out = run(&[&SHORT[..], &["--workload", "churn", "--connections", "10"]].concat());
+    let chart = std::env::temp_dir().join(format!("compare-chart-{}.svg", std::process::id()));
+    let out =
+        run(&[&SHORT[..], &["--workload", "churn", "--connections", "10", "--svg", chart.to_str().unwrap()]].concat());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let header = stdout.lines().next().unwrap_or_default();
     assert!(header.contains("conn/s") && header.contains("server CPU/conn"), "{stdout}");
     assert!(stdout.contains("churn, 10 connections, 64 B"), "{stdout}");
+    // The chart: a bar per server, the unit on its axis.
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    let _ = std::fs::remove_file(&chart);
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
+    assert!(svg.contains("server CPU per connection"), "{svg}");
+    for peer in ["reactor", "epoll"] {
+        assert!(svg.contains(peer), "no row for {peer}");
+    }
+}
+
+#[test]
+fn an_unwritable_chart_fails_before_measuring() {
+    let out = run(&["--svg", "/nonexistent-directory/chart.svg", "--rounds", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot write /nonexistent-directory/chart.svg"), "{stderr}");
+    assert!(!stderr.contains("round 1"), "it measured first: {stderr}");
 }
 
 /// A usage error: exit status 2 and `reactor-bench: <why>` on stderr.

@@ -46,6 +46,7 @@
 //! faster than its client turns for a few messages at a time (and a busier
 //! one batches more), so compare it with the busy columns, over rounds.
 
+mod chart;
 mod child;
 pub mod curve;
 mod idle;
@@ -136,6 +137,11 @@ pub struct CompareArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = Peer::DEFAULT)]
     pub peers: Vec<Peer>,
 
+    /// Also draw the comparison as SVG to this file: a bar per server (its
+    /// median figure) with a dot per round.
+    #[arg(long)]
+    pub svg: Option<std::path::PathBuf>,
+
     /// Count the server's syscalls per message with `perf stat` during the
     /// measured window (needs perf and access to the syscall tracepoints).
     #[arg(long)]
@@ -167,6 +173,11 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
         workload::resolve(args.workload, args.mode, args.connections, args.size, args.depth).map_err(invalid)?;
     if args.duration.is_zero() {
         return Err(invalid("--duration must be more than 0".into()));
+    }
+    if let Some(path) = &args.svg {
+        // Found out now, not after minutes of measuring.
+        std::fs::File::create(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display())))?;
     }
     for (i, peer) in args.peers.iter().enumerate() {
         if args.peers[..i].contains(peer) {
@@ -250,6 +261,11 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
         medians,
         ok: failed.is_empty(),
     };
+    if let Some(path) = &args.svg {
+        let text = chart::svg(&report).map_err(|e| io::Error::other(format!("cannot draw {}: {e}", path.display())))?;
+        std::fs::write(path, text)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display())))?;
+    }
     if args.json {
         let mut out = io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &report).map_err(io::Error::other)?;

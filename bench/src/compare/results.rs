@@ -214,21 +214,12 @@ pub(super) struct Report {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    #[test]
-    fn the_median_takes_the_middle() {
-        assert_eq!(median(vec![]), None);
-        assert_eq!(median(vec![7.0]), Some(7.0));
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
-        assert_eq!(median(vec![5.0, f64::NAN, 1.0, 3.0]), Some(3.0));
-    }
-
-    #[test]
-    fn medians_are_per_peer_and_skip_missing_values() {
-        let run = |peer: Peer, rate: f64, cpu: Option<f64>| Run {
+    /// A ping-pong run of `peer` at `rate` messages/s costing `cpu` µs each.
+    pub(in super::super) fn sample_run(peer: Peer, rate: f64, cpu: Option<f64>) -> Run {
+        Run {
             round: 1,
             position: 1,
             peer: peer.name(),
@@ -261,7 +252,48 @@ mod tests {
             rss_anon_bytes_per_conn: None,
             errors: Errors::default(),
             error_total: 0,
-        };
+        }
+    }
+
+    /// A report of 64-byte ping-pong on 100 connections with these runs.
+    pub(in super::super) fn sample_report(runs: Vec<Run>, medians: Vec<Medians>) -> Report {
+        Report {
+            machine: Machine { cpu: "test".into(), cores: 2, kernel: "test".into() },
+            workload: Some("pingpong-100"),
+            mode: "ping-pong",
+            rounds: 2,
+            duration_s: 1.0,
+            warmup_s: 0.0,
+            connections: 100,
+            size: 64,
+            depth: 1,
+            unit: Unit::Message,
+            figure: "server_cpu_us_per_unit",
+            figure_unit: "µs/message",
+            sources: None,
+            descriptor_limit: None,
+            server_core: Some(0),
+            client_cores: None,
+            client_threads: 1,
+            syscalls: "off".into(),
+            runs,
+            medians,
+            ok: true,
+        }
+    }
+
+    #[test]
+    fn the_median_takes_the_middle() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![7.0]), Some(7.0));
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(vec![5.0, f64::NAN, 1.0, 3.0]), Some(3.0));
+    }
+
+    #[test]
+    fn medians_are_per_peer_and_skip_missing_values() {
+        let run = sample_run;
         let runs = [
             run(Peer::Reactor, 100.0, Some(1.0)),
             run(Peer::Tokio, 50.0, Some(9.0)),
