@@ -75,9 +75,9 @@ fn select_past_fd_setsize_is_a_recorded_failure() {
     }
     let svg = std::env::temp_dir().join(format!("reactor-bench-curve-select-{}.svg", std::process::id()));
     let svg_arg = svg.to_str().expect("utf-8 temp path");
-    let args = ["--idle", "0,1100", "--rounds", "1", "--duration", "200ms", "--warmup", "0s", "--peers", "select"];
+    let args = ["--idle", "0,1100,1150", "--rounds", "1", "--duration", "200ms", "--warmup", "0s", "--peers", "select"];
     let json = curve(&[&args[..], &["--svg", svg_arg, "--linear"]].concat());
-    check_points(&json, &[0, 1100], &["select"], 1);
+    check_points(&json, &[0, 1100, 1150], &["select"], 1);
     assert!(json["runs"][0]["failure"].is_null(), "select holds no idle connection: {}", json["runs"][0]);
     let failure = json["runs"][1]["failure"].as_str().expect("select cannot hold 1,100 idle connections");
     assert!(failure.contains("idle connections accepted") && failure.contains("FD_SETSIZE"), "{failure}");
@@ -85,5 +85,6 @@ fn select_past_fd_setsize_is_a_recorded_failure() {
     let text = std::fs::read_to_string(&svg).expect("--svg writes the file");
     let _ = std::fs::remove_file(&svg);
     assert!(text.contains("select: refuses fds ≥ 1024 (FD_SETSIZE)"), "no failure label in the chart");
+    assert_eq!(text.matches("select: refuses").count(), 1, "only the first failed point is labelled");
     assert!(text.contains("round trips/s") && !text.contains("log scale"), "--linear keeps a linear y axis");
 }

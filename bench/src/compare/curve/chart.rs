@@ -8,9 +8,9 @@
 //! curve, which a log axis cannot show.
 //!
 //! A failed point has no number to draw, but it is a result: it is a cross
-//! at the bottom of the axis, in its peer's colour, with a short label of
-//! why (the whole reason is in the table and the JSON), so that a curve
-//! that stops says where and why it stopped.
+//! at the bottom of the axis, in its peer's colour, the first one of a peer
+//! with a short label of why (the whole reason is in the table and the
+//! JSON), so that a curve that stops says where and why it stopped.
 
 use std::ops::Range;
 
@@ -120,7 +120,9 @@ where
             .label(*peer)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         chart.draw_series(ok.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| err(&e))?;
-        for m in mine.iter().filter(|m| m.round_trips_per_s.is_none()) {
+        // Only a peer's first failed point is labelled: its later ones are
+        // crosses on the same line, and their labels would overlap.
+        for (nth, m) in mine.iter().filter(|m| m.round_trips_per_s.is_none()).enumerate() {
             let level = match stacked.iter_mut().find(|(idle, _)| *idle == m.idle) {
                 Some((_, n)) => {
                     *n += 1;
@@ -138,6 +140,7 @@ where
             let (dx, h) = if right { (-10, HPos::Right) } else { (10, HPos::Left) };
             let style = ("sans-serif", 13).into_font().color(&color).pos(Pos::new(h, VPos::Center));
             let dy = -10 - STACK * level;
+            let label = if nth == 0 { label } else { String::new() };
             let mark = EmptyElement::at((m.idle as f64, bottom))
                 + Cross::new((0, dy), 6, color.stroke_width(2))
                 + Text::new(label, (dx, dy), style);
