@@ -76,6 +76,7 @@ pub(super) fn svg(report: &Report) -> Result<String, String> {
             .configure_mesh()
             .disable_y_mesh()
             .disable_y_axis()
+            .light_line_style(WHITE)
             .x_desc(axis_label(report))
             .x_label_formatter(&|x| format!("{x:.2}"))
             .draw()
@@ -85,7 +86,7 @@ pub(super) fn svg(report: &Report) -> Result<String, String> {
             // The first server at the top.
             let y = (rows - 1 - i) as f64;
             let name = Text::new(
-                medians.peer.to_string(),
+                format!("{}  ", medians.peer),
                 (0.0, y + 0.5),
                 ("sans-serif", 16).into_font().color(&BLACK).pos(Pos::new(HPos::Right, VPos::Center)),
             );
@@ -94,9 +95,10 @@ pub(super) fn svg(report: &Report) -> Result<String, String> {
                 Some(value) => {
                     let rect = Rectangle::new([(0.0, y + 0.25), (value, y + 0.75)], bar.mix(0.55).filled());
                     chart.draw_series(std::iter::once(rect)).map_err(|e| err(&e))?;
+                    // Inside the bar, at its start: clear of the dots.
                     let label = Text::new(
                         format!("  {value:.3}"),
-                        (value, y + 0.5),
+                        (0.0, y + 0.5),
                         ("sans-serif", 14).into_font().color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center)),
                     );
                     chart.plotting_area().draw(&label).map_err(|e| err(&e))?;
