@@ -85,30 +85,34 @@ pub(super) fn svg(report: &Report) -> Result<String, String> {
         for (i, medians) in report.medians.iter().enumerate() {
             // The first server at the top.
             let y = (rows - 1 - i) as f64;
-            let name = Text::new(
-                format!("{}  ", medians.peer),
-                (0.0, y + 0.5),
-                ("sans-serif", 16).into_font().color(&BLACK).pos(Pos::new(HPos::Right, VPos::Center)),
-            );
+            // Offsets in pixels: SVG collapses spaces at the ends of text.
+            let name = EmptyElement::at((0.0, y + 0.5))
+                + Text::new(
+                    medians.peer.to_string(),
+                    (-8, 0),
+                    ("sans-serif", 16).into_font().color(&BLACK).pos(Pos::new(HPos::Right, VPos::Center)),
+                );
             chart.plotting_area().draw(&name).map_err(|e| err(&e))?;
             match of_medians(report, medians) {
                 Some(value) => {
                     let rect = Rectangle::new([(0.0, y + 0.25), (value, y + 0.75)], bar.mix(0.55).filled());
                     chart.draw_series(std::iter::once(rect)).map_err(|e| err(&e))?;
                     // Inside the bar, at its start: clear of the dots.
-                    let label = Text::new(
-                        format!("  {value:.3}"),
-                        (0.0, y + 0.5),
-                        ("sans-serif", 14).into_font().color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center)),
-                    );
+                    let label = EmptyElement::at((0.0, y + 0.5))
+                        + Text::new(
+                            format!("{value:.3}"),
+                            (8, 0),
+                            ("sans-serif", 14).into_font().color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center)),
+                        );
                     chart.plotting_area().draw(&label).map_err(|e| err(&e))?;
                 }
                 None => {
-                    let label = Text::new(
-                        "  no figure (every round failed)".to_string(),
-                        (0.0, y + 0.5),
-                        ("sans-serif", 14).into_font().color(&RED).pos(Pos::new(HPos::Left, VPos::Center)),
-                    );
+                    let label = EmptyElement::at((0.0, y + 0.5))
+                        + Text::new(
+                            "no figure (every round failed)",
+                            (8, 0),
+                            ("sans-serif", 14).into_font().color(&RED).pos(Pos::new(HPos::Left, VPos::Center)),
+                        );
                     chart.plotting_area().draw(&label).map_err(|e| err(&e))?;
                 }
             }
