@@ -117,11 +117,24 @@ impl<S> Engine<S> {
         Ok(())
     }
 
-    /// Delivers the notes that waited for an outbound connection to open.
+    /// Delivers the notes that waited for a connection to open, right after
+    /// its `on_open`, in the order sent.
+    ///
+    /// This runs inside the step that opened the connection (an event), so
+    /// it must not end that step: ending it could free the slot (a note's
+    /// handler that aborts), and the event's own code still has the slot
+    /// in hand. The step's end advances the connection once, after all of
+    /// them. A note that finds the connection already closing (an earlier
+    /// note or `on_open` closed it) is refused, as `notify` would refuse it.
     pub(super) fn deliver_early_notes(&mut self, key: usize) {
-        let id = self.conns[key].id(key);
         for (message, report) in std::mem::take(&mut self.conns[key].early_notes) {
-            let _ = self.notify(id, message, report);
+            let conn = &self.conns[key];
+            if conn.handler.is_none() || matches!(conn.phase, Phase::Closing(_)) || conn.close_request.is_some() {
+                call_report(report, Err(SendError::Closed), &mut self.stats.handler_panics);
+                continue;
+            }
+            self.callback(key, |handler, engine, key, id| handler.notify(engine, key, id, message));
+            call_report(report, Ok(()), &mut self.stats.handler_panics);
         }
     }
 
