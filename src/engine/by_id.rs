@@ -54,10 +54,11 @@ impl<S> Engine<S> {
     /// from inside one (`current` is set), once that callback's step is over,
     /// so that no handler runs inside another.
     ///
-    /// A connection still connecting keeps the message until `on_open` has
-    /// run (no callback comes before it), then delivers it; `report` is told
-    /// when the handler gets it, or that it never will (the connect failed,
-    /// or too many waited: `Config::handle_capacity`).
+    /// A connection still connecting, or still awaiting its PROXY header,
+    /// keeps the message until `on_open` has run (no callback comes before
+    /// it), then delivers it; `report` is told when the handler gets it, or
+    /// that it never will (the connection closed first, or too many waited:
+    /// `Config::handle_capacity`).
     pub(crate) fn notify_from(
         &mut self,
         id: ConnId,
@@ -101,7 +102,7 @@ impl<S> Engine<S> {
     ) -> Result<(), (SendError, Option<Report>)> {
         let Some(key) = self.live_key(id) else { return Err((SendError::Gone, report)) };
         let conn = &mut self.conns[key];
-        if conn.phase == Phase::Connecting {
+        if matches!(conn.phase, Phase::Connecting | Phase::ProxyHeader(_)) {
             if conn.early_notes.len() >= self.config.handle_capacity {
                 return Err((SendError::Overflow, report));
             }
