@@ -86,14 +86,15 @@ impl ProxyProtocol {
     /// more; a header that claims more than this cap is refused as soon as
     /// its length field arrives, without waiting for the rest.
     ///
-    /// The addresses take at most 52 bytes (216 for UNIX paths); the rest is
-    /// TLVs, which balancers fill with what they know of the connection:
-    /// TLS version, cipher and client certificate name, the server name the
-    /// client asked for, ALPN, a unique id, a cloud endpoint id. Together
-    /// those can pass the 536 bytes of a minimal TCP segment, so the cap is
-    /// larger, and 4 KiB (nginx's bound too) still costs little: the bytes
-    /// wait in a connection's pooled 16 KiB input buffer, and only until
-    /// the header deadline (`Config::proxy_header_timeout`).
+    /// The addresses take at most 36 bytes (216 for UNIX socket paths); the
+    /// rest is TLVs, which balancers fill with what they know of the
+    /// connection: TLS version, cipher and client certificate name, the
+    /// server name the client asked for, ALPN, a unique id, a cloud
+    /// endpoint id. Together those can pass 536 bytes (TCP's default
+    /// segment size, the least every host takes in one segment), so the
+    /// cap is larger, and 4 KiB (nginx's bound too) still costs little: the
+    /// bytes wait in a connection's pooled 16 KiB input buffer, and only
+    /// until the header deadline (`Config::proxy_header_timeout`).
     pub const MAX_HEADER_LEN: usize = 4096;
 
     fn takes(self, version: u8) -> bool {
