@@ -3,6 +3,8 @@
 use std::fmt;
 use std::io;
 
+use crate::proxy_header::ProxyHeaderError;
+
 /// Why a connection closed. Every connection gets exactly one, which its
 /// handler sees in [`Handler::on_close`](crate::Handler::on_close), the loop
 /// logs with the id, the peer and the byte counts, and the stats count.
@@ -90,6 +92,21 @@ pub enum CloseReason {
     /// A callback of the handler panicked; the handler was dropped without
     /// being called again.
     HandlerPanicked,
+    /// A connection of a listener with
+    /// [`ListenOptions::proxy_protocol`](crate::ListenOptions::proxy_protocol)
+    /// did not begin with a PROXY header that listener takes, for the reason
+    /// given. Its handler never heard of it (`on_open` waits for the
+    /// header), so only the close line and the stats see this reason. The
+    /// socket is closed at once: there is nothing to send, nor anything to
+    /// wait for.
+    ProxyHeaderInvalid(ProxyHeaderError),
+    /// A connection of a listener with
+    /// [`ListenOptions::proxy_protocol`](crate::ListenOptions::proxy_protocol)
+    /// had not sent its whole PROXY header within
+    /// `Config::proxy_header_timeout` of being accepted, however it
+    /// trickled. As for `ProxyHeaderInvalid`, its handler never heard of it
+    /// and the socket is closed at once.
+    ProxyHeaderTimeout,
 }
 
 /// How the socket is treated once a reason is decided.
@@ -100,7 +117,9 @@ pub(crate) enum CloseMode {
     Graceful,
     /// `SO_LINGER` 0, then close: the peer gets a reset, output is dropped.
     Abort,
-    /// The socket is already broken: just close it.
+    /// Just close the socket: it is already broken, or the peer never got
+    /// past its PROXY header, so there is nothing to send and nothing worth
+    /// waiting for.
     Drop,
 }
 
@@ -116,7 +135,11 @@ impl CloseReason {
             | CloseReason::Shutdown
             | CloseReason::HandlerPanicked => CloseMode::Graceful,
             CloseReason::Aborted | CloseReason::OutputOverflow | CloseReason::SendTimeout => CloseMode::Abort,
-            CloseReason::Reset | CloseReason::Error(_) | CloseReason::ConnectFailed(_) => CloseMode::Drop,
+            CloseReason::Reset
+            | CloseReason::Error(_)
+            | CloseReason::ConnectFailed(_)
+            | CloseReason::ProxyHeaderInvalid(_)
+            | CloseReason::ProxyHeaderTimeout => CloseMode::Drop,
         }
     }
 
@@ -142,6 +165,8 @@ impl CloseReason {
                 | CloseReason::SendTimeout
                 | CloseReason::RequestTimeout
                 | CloseReason::HandlerPanicked
+                | CloseReason::ProxyHeaderInvalid(_)
+                | CloseReason::ProxyHeaderTimeout
         )
     }
 
@@ -161,11 +186,13 @@ impl CloseReason {
             CloseReason::HandlerPanicked => 10,
             CloseReason::RequestTimeout => 11,
             CloseReason::SendTimeout => 12,
+            CloseReason::ProxyHeaderInvalid(_) => 13,
+            CloseReason::ProxyHeaderTimeout => 14,
         }
     }
 
     /// How many distinct counters [`CloseReason::index`] uses.
-    pub(crate) const COUNT: usize = 13;
+    pub(crate) const COUNT: usize = 15;
 }
 
 impl fmt::Display for CloseReason {
@@ -184,6 +211,8 @@ impl fmt::Display for CloseReason {
             CloseReason::OutputOverflow => f.write_str("output overflow"),
             CloseReason::Shutdown => f.write_str("shutdown"),
             CloseReason::HandlerPanicked => f.write_str("handler panicked"),
+            CloseReason::ProxyHeaderInvalid(err) => write!(f, "invalid PROXY header: {err}"),
+            CloseReason::ProxyHeaderTimeout => f.write_str("no complete PROXY header in time"),
         }
     }
 }
@@ -218,6 +247,8 @@ mod tests {
             CloseReason::HandlerPanicked,
             CloseReason::RequestTimeout,
             CloseReason::SendTimeout,
+            CloseReason::ProxyHeaderInvalid(ProxyHeaderError::BadSignature),
+            CloseReason::ProxyHeaderTimeout,
         ];
         let mut seen = [false; CloseReason::COUNT];
         for reason in all {

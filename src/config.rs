@@ -34,6 +34,7 @@ use std::time::Duration;
 /// | `send_timeout` | 60 s | queued output has not moved this long (re-armed by every write that makes progress): reset, `SendTimeout`, dropped bytes logged |
 /// | `linger_timeout` | 5 s | a closing connection whose output is all out and whose write side is shut down waits this long for the peer's end of stream, then is closed (nothing is lost) |
 /// | `connect_timeout` | 10 s | an outbound connect fails with `ConnectFailed(TimedOut)` |
+/// | `proxy_header_timeout` | 5 s | a connection of a listener with `ListenOptions::proxy_protocol` that has not sent its whole PROXY header this long after it was accepted, however it trickles, is closed at once without its handler hearing of it: `ProxyHeaderTimeout` |
 /// | `shutdown_grace` | 5 s | connections still open after a graceful shutdown began are aborted and `run` returns |
 /// | `events_capacity` | 1024 | events taken per `epoll_wait` |
 /// | `handle_capacity` | 1024 | posts waiting in the handle's queue; a post to a full queue fails with `PostError::Full` |
@@ -126,6 +127,16 @@ pub struct Config {
     pub linger_timeout: Duration,
     /// How long an outbound [`connect`](crate::Reactor::connect) may take.
     pub connect_timeout: Duration,
+    /// How long a connection of a listener with
+    /// [`ListenOptions::proxy_protocol`](crate::ListenOptions::proxy_protocol)
+    /// has, from its accept, to send its whole PROXY header. The balancer
+    /// sends the header at once, in the connection's first segment, so a
+    /// few seconds leave ample room for a slow network while a peer that
+    /// sends nothing, or trickles, holds its slot no longer than that. At
+    /// the deadline the connection is closed at once with
+    /// [`CloseReason::ProxyHeaderTimeout`](crate::CloseReason::ProxyHeaderTimeout);
+    /// its handler never hears of it.
+    pub proxy_header_timeout: Duration,
     /// How long a graceful shutdown waits for connections to close before it
     /// aborts the rest.
     pub shutdown_grace: Duration,
@@ -158,6 +169,7 @@ impl Default for Config {
             send_timeout: Duration::from_secs(60),
             linger_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
+            proxy_header_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
             events_capacity: 1024,
             handle_capacity: 1024,
@@ -222,6 +234,9 @@ impl Config {
         if self.send_timeout.is_zero() {
             return invalid("send_timeout must be positive (Duration::MAX for none)");
         }
+        if self.proxy_header_timeout.is_zero() {
+            return invalid("proxy_header_timeout must be positive");
+        }
         Ok(())
     }
 }
@@ -256,6 +271,7 @@ mod tests {
             Config { idle_timeout: Some(Duration::ZERO), ..Config::default() },
             Config { request_timeout: Some(Duration::ZERO), ..Config::default() },
             Config { send_timeout: Duration::ZERO, ..Config::default() },
+            Config { proxy_header_timeout: Duration::ZERO, ..Config::default() },
         ];
         for config in bad {
             let err = config.validate().unwrap_err();

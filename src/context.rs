@@ -285,7 +285,11 @@ impl<'a, S> Context<'a, S> {
         self.id
     }
 
-    /// The peer's address; `None` for a watched descriptor.
+    /// The peer's address; `None` for a watched descriptor. On a listener
+    /// that takes a PROXY protocol header
+    /// ([`ListenOptions::proxy_protocol`](crate::ListenOptions::proxy_protocol)),
+    /// the client's address as the header gives it, from `on_open` on (the
+    /// socket's own peer, the balancer, when the header names no client).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.base.engine.peer_of(self.key)
     }

@@ -6,6 +6,8 @@ use std::io;
 
 use socket2::SockRef;
 
+use crate::proxy_header::ProxyProtocol;
+
 /// Identifies a listener or datagram socket of a reactor, e.g. to ask its
 /// bound address with [`Reactor::local_addr`](crate::Reactor::local_addr).
 ///
@@ -74,6 +76,7 @@ pub struct ListenOptions {
     pub(crate) on_accept: Option<AcceptHook>,
     pub(crate) max_connections: Option<usize>,
     pub(crate) refusal: Option<Box<[u8]>>,
+    pub(crate) proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl ListenOptions {
@@ -136,6 +139,54 @@ impl ListenOptions {
     /// ```
     pub fn refusal(mut self, message: impl Into<Vec<u8>>) -> ListenOptions {
         self.refusal = Some(message.into().into_boxed_slice());
+        self
+    }
+
+    /// Every connection begins with a PROXY protocol header of the
+    /// versions `versions` allows, sent by the load balancer in front of
+    /// the server (HAProxy's `send-proxy` or `send-proxy-v2`, AWS's Network
+    /// Load Balancer, ...) to name the client whose connection it relays.
+    ///
+    /// The reactor reads the header before the handler hears of the
+    /// connection: `on_open` runs once the header is complete, and from
+    /// then on [`Context::peer_addr`](crate::Context::peer_addr) is the
+    /// client's address as the header gives it (the socket's own peer, the
+    /// balancer, when the header gives none: v1 `UNKNOWN`, v2 `LOCAL`, the
+    /// balancer's own health checks). Whatever follows the header in the
+    /// same segment is the handler's first input, byte for byte; the
+    /// header itself never reaches it.
+    ///
+    /// A connection that does not begin with a valid header of an allowed
+    /// version, or that ends its stream inside one, is closed at once with
+    /// [`CloseReason::ProxyHeaderInvalid`](crate::CloseReason::ProxyHeaderInvalid),
+    /// its reason in the close line; one that has not sent its whole header
+    /// within `Config::proxy_header_timeout` (5 s) of being accepted is
+    /// closed with
+    /// [`CloseReason::ProxyHeaderTimeout`](crate::CloseReason::ProxyHeaderTimeout).
+    /// Neither runs a callback of its handler (the factory has made it; it
+    /// is dropped unused). A connection that ends its stream before sending
+    /// anything, as a balancer's plain TCP health check does, closes as
+    /// [`CloseReason::PeerClosed`](crate::CloseReason::PeerClosed), also
+    /// without callbacks. A header may take at most
+    /// [`ProxyProtocol::MAX_HEADER_LEN`] bytes (v1 at most 107); while it is
+    /// awaited the connection holds its slot and counts towards the
+    /// connection limits.
+    ///
+    /// Only a port that clients reach through the balancer alone should
+    /// take the header: anyone who can connect to it directly can claim any
+    /// address.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactor_loop::{ListenOptions, ProxyProtocol};
+    ///
+    /// // Behind HAProxy with `server app 10.0.0.2:7000 send-proxy-v2`.
+    /// let options = ListenOptions::new().proxy_protocol(ProxyProtocol::V2);
+    /// # drop(options);
+    /// ```
+    pub fn proxy_protocol(mut self, versions: ProxyProtocol) -> ListenOptions {
+        self.proxy_protocol = Some(versions);
         self
     }
 

@@ -111,8 +111,9 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Connections closed for `reason` (for [`CloseReason::Error`] and
-    /// [`CloseReason::ConnectFailed`], all error kinds together).
+    /// Connections closed for `reason` (for [`CloseReason::Error`],
+    /// [`CloseReason::ConnectFailed`] and
+    /// [`CloseReason::ProxyHeaderInvalid`], all kinds together).
     pub fn closed_for(&self, reason: CloseReason) -> u64 {
         self.closed_by_reason[reason.index()]
     }

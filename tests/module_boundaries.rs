@@ -29,6 +29,7 @@ fn below_the_api() -> Vec<std::path::PathBuf> {
         "error.rs",
         "panic_guard.rs",
         "listener.rs",
+        "proxy_header.rs",
         "idle_action.rs",
         "bind.rs",
     ] {

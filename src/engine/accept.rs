@@ -24,6 +24,7 @@ use crate::io::token::source_token;
 use crate::io::transport::Transport;
 use crate::listener::{AcceptHook, ListenOptions};
 use crate::panic_guard::guard;
+use crate::proxy_header::ProxyProtocol;
 use crate::timers::deadline_after;
 
 use super::{Engine, HandlerFactory, Phase, Shutdown, Source, TimerTarget};
@@ -63,6 +64,8 @@ pub(super) struct Listener<S> {
     refusal: Option<Box<[u8]>>,
     /// A refusal was logged in the current episode at the limit.
     refusing: bool,
+    /// The PROXY protocol headers its connections begin with, if they do.
+    proxy_protocol: Option<ProxyProtocol>,
     /// On the ready queue.
     pub(super) queued: bool,
 }
@@ -146,6 +149,7 @@ impl<S> Engine<S> {
             max_open: options.max_connections,
             refusal: options.refusal,
             refusing: false,
+            proxy_protocol: options.proxy_protocol,
             queued: false,
         }));
         info!("listening on {local}");
@@ -283,7 +287,10 @@ impl<S> Engine<S> {
                 return;
             }
         };
-        match self.insert_conn(Transport::Tcp(stream), Phase::Open, Some(peer), handler) {
+        // Behind a PROXY header the connection is not opened until the
+        // header has come (`proxy.rs`).
+        let phase = listener.proxy_protocol.map_or(Phase::Open, Phase::ProxyHeader);
+        match self.insert_conn(Transport::Tcp(stream), phase, Some(peer), handler) {
             Ok(id) => {
                 log::trace!("conn {id}: accepted from {peer}");
                 self.conns[id.slot()].listener = Some(key);

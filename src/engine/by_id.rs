@@ -54,10 +54,11 @@ impl<S> Engine<S> {
     /// from inside one (`current` is set), once that callback's step is over,
     /// so that no handler runs inside another.
     ///
-    /// A connection still connecting keeps the message until `on_open` has
-    /// run (no callback comes before it), then delivers it; `report` is told
-    /// when the handler gets it, or that it never will (the connect failed,
-    /// or too many waited: `Config::handle_capacity`).
+    /// A connection still connecting, or still awaiting its PROXY header,
+    /// keeps the message until `on_open` has run (no callback comes before
+    /// it), then delivers it; `report` is told when the handler gets it, or
+    /// that it never will (the connection closed first, or too many waited:
+    /// `Config::handle_capacity`).
     pub(crate) fn notify_from(
         &mut self,
         id: ConnId,
@@ -101,7 +102,7 @@ impl<S> Engine<S> {
     ) -> Result<(), (SendError, Option<Report>)> {
         let Some(key) = self.live_key(id) else { return Err((SendError::Gone, report)) };
         let conn = &mut self.conns[key];
-        if conn.phase == Phase::Connecting {
+        if matches!(conn.phase, Phase::Connecting | Phase::ProxyHeader(_)) {
             if conn.early_notes.len() >= self.config.handle_capacity {
                 return Err((SendError::Overflow, report));
             }
@@ -117,11 +118,24 @@ impl<S> Engine<S> {
         Ok(())
     }
 
-    /// Delivers the notes that waited for an outbound connection to open.
+    /// Delivers the notes that waited for a connection to open, right after
+    /// its `on_open`, in the order sent.
+    ///
+    /// This runs inside the step that opened the connection (an event), so
+    /// it must not end that step: ending it could free the slot (a note's
+    /// handler that aborts), and the event's own code still has the slot
+    /// in hand. The step's end advances the connection once, after all of
+    /// them. A note that finds the connection already closing (an earlier
+    /// note or `on_open` closed it) is refused, as `notify` would refuse it.
     pub(super) fn deliver_early_notes(&mut self, key: usize) {
-        let id = self.conns[key].id(key);
         for (message, report) in std::mem::take(&mut self.conns[key].early_notes) {
-            let _ = self.notify(id, message, report);
+            let conn = &self.conns[key];
+            if conn.handler.is_none() || matches!(conn.phase, Phase::Closing(_)) || conn.close_request.is_some() {
+                call_report(report, Err(SendError::Closed), &mut self.stats.handler_panics);
+                continue;
+            }
+            self.callback(key, |handler, engine, key, id| handler.notify(engine, key, id, message));
+            call_report(report, Ok(()), &mut self.stats.handler_panics);
         }
     }
 

@@ -69,7 +69,7 @@ impl<S> Engine<S> {
                 (Some(reason), _) => self.act_on_close_request(key, reason),
                 (None, Phase::Closing(_)) => self.advance_closing(key),
                 (None, Phase::Open | Phase::ReadClosed) => self.advance_open(key),
-                (None, Phase::Connecting) => Next::Wait,
+                (None, Phase::Connecting | Phase::ProxyHeader(_)) => Next::Wait,
             };
             match next {
                 Next::Again => continue,
@@ -164,17 +164,24 @@ impl<S> Engine<S> {
     /// Starts closing: tells the handler (once) and drops it, then either
     /// waits for a graceful close to complete or ends the connection at once.
     /// Returns whether the connection is still in the table.
+    ///
+    /// A connection whose PROXY header never completed is closed without a
+    /// word to its handler: it never had `on_open`, and nothing of it was
+    /// the handler's.
     pub(super) fn begin_close(&mut self, key: usize, reason: CloseReason) -> bool {
         let conn = &mut self.conns[key];
         let id = conn.id(key);
         let was_connecting = conn.phase == Phase::Connecting;
+        let unopened = matches!(conn.phase, Phase::ProxyHeader(_));
         conn.phase = Phase::Closing(reason);
         for timer in [conn.phase_timer.take(), conn.request_timer.take()].into_iter().flatten() {
             self.timers.cancel(timer);
         }
         conn.partial_since = None;
         if self.conns[key].handler.is_some() {
-            self.invoke(key, |handler, engine, key, id| handler.close(engine, key, id, reason));
+            if !unopened {
+                self.invoke(key, |handler, engine, key, id| handler.close(engine, key, id, reason));
+            }
             // Dropped here, after its last callback.
             if let Some(handler) = self.conns[key].handler.take() {
                 self.drop_handler(id, handler);
@@ -190,6 +197,8 @@ impl<S> Engine<S> {
         }
         if was_connecting {
             debug!("conn {id}: closed before it connected ({reason})");
+        } else if unopened {
+            debug!("conn {id}: closed before its PROXY header was complete ({reason})");
         }
         let conn = &mut self.conns[key];
         conn.close_request = None;

@@ -1,8 +1,13 @@
 //! One connection's state: its phase, socket, handler and buffers.
 //!
 //! ```text
-//!        accept / connect
-//!          |
+//!   accept / connect        accept by a PROXY protocol listener
+//!          |                       |
+//!          |                 ProxyHeader: read the header, no callback yet
+//!          |                       |  (invalid, end of stream, deadline:
+//!          |                       |   closed at once, no callback)
+//!          |<-- header complete ---+
+//!          |    (peer address from it; on_open)
 //!        Open ----- peer EOF -----> ReadClosed (the handler decides: keep
 //!          |                           writing, e.g. a streaming reply, or close)
 //!  handler close / limit / error           |
@@ -28,7 +33,8 @@
 //!
 //! | flag | may be set in | implies |
 //! |---|---|---|
-//! | `handler` present | Connecting, Open, ReadClosed (absent only while its own callback runs) | not Closing |
+//! | `handler` present | ProxyHeader, Connecting, Open, ReadClosed (absent only while its own callback runs) | not Closing |
+//! | `input` | any | in ProxyHeader: the header's beginning, fewer bytes than `ProxyProtocol::MAX_HEADER_LEN`; otherwise what the handler left unconsumed |
 //! | `read_eof` (a read returned end of stream) | ReadClosed, Closing | the peer sends nothing more |
 //! | `hup_reported` (an event said the peer closed) | any | reads go on to end of stream |
 //! | `urgent` | any | reads go on to `WouldBlock` |
@@ -39,6 +45,12 @@
 //! | `drain_pending` | any | `queued`: `on_drained` runs from the ready queue |
 //! | `queued`, `dirty` | any | the id is on the ready queue, the dirty list |
 //! | `partial_since` | Open, ReadClosed | unconsumed input is buffered |
+//! | `early_notes` | ProxyHeader, Connecting | notes wait for `on_open` |
+//!
+//! While a PROXY header is awaited no handler callback has run and nobody
+//! can write to the connection: it has no output, no handler timer, no
+//! request clock, and no write side shut down or asked to be; its phase
+//! timer is the header deadline.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -50,6 +62,7 @@ use crate::close_reason::{CloseMode, CloseReason};
 use crate::conn_id::ConnId;
 use crate::error::Report;
 use crate::io::transport::Transport;
+use crate::proxy_header::ProxyProtocol;
 use crate::timers::TimerId;
 
 use super::ConnDriver;
@@ -65,6 +78,10 @@ pub(super) const READ_INTEREST: Interest = Interest::READABLE;
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, Eq)]
 pub(crate) enum Phase {
+    /// Accepted by a listener that takes a PROXY protocol header of these
+    /// versions, which has not fully come: `on_open` has not run, and the
+    /// bytes so far wait in `input`.
+    ProxyHeader(ProxyProtocol),
     /// An outbound connect is in progress; `on_open` has not run.
     Connecting,
     /// Reading and writing.
@@ -79,6 +96,8 @@ pub(crate) enum Phase {
 /// Written out rather than derived so that it inlines: the hot path
 /// compares phases several times per message, and the derived comparison
 /// (which also compares close reasons) was an out-of-line call each time.
+/// (Two `ProxyHeader` phases are equal whatever versions they take; the
+/// engine matches on it rather than compare.)
 impl PartialEq for Phase {
     #[inline(always)]
     fn eq(&self, other: &Phase) -> bool {
@@ -163,9 +182,10 @@ pub(super) struct Connection<S> {
     /// The handler's own timers, cancelled when the connection closes so
     /// that churn cannot pile up timers that outlive their connections.
     pub(super) timers: Vec<TimerId>,
-    /// Notifications that arrived while an outbound connect was still in
-    /// progress: delivered after `on_open`, in order, or refused if the
-    /// connect fails. No callback runs before `on_open`.
+    /// Notifications that arrived before `on_open` (an outbound connect
+    /// still in progress, a PROXY header still awaited): delivered after
+    /// `on_open`, in order, or refused if the connection closes first. No
+    /// callback runs before `on_open`.
     pub(super) early_notes: Vec<(Box<dyn std::any::Any + Send>, Option<Report>)>,
     /// The listener that accepted it, whose own connection count it holds.
     pub(super) listener: Option<usize>,
@@ -246,6 +266,10 @@ impl<S> Connection<S> {
     /// Whether the handler may still add output: not closing, no close asked
     /// for, write side not shut down.
     pub(super) fn takes_output(&self) -> bool {
+        // Not before a PROXY header has come: nobody who could write has
+        // heard of the connection, and output would be a reply sent before
+        // `on_open`. (An outbound connection takes output while connecting:
+        // its owner had its id from `connect`.)
         matches!(self.phase, Phase::Connecting | Phase::Open | Phase::ReadClosed)
             && self.close_request.is_none()
             && !self.shutdown_requested
@@ -265,10 +289,13 @@ impl<S> Connection<S> {
     }
 
     /// Whether the socket should be read now: for the handler when it takes
-    /// input, or, while closing, to drain the peer's input to end of stream.
+    /// input, for a PROXY header still awaited (whatever the handler will
+    /// wish once open), or, while closing, to drain the peer's input to end
+    /// of stream.
     pub(super) fn wants_read(&self, high_watermark: usize) -> bool {
         match self.phase {
             Phase::Open => self.takes_input(high_watermark),
+            Phase::ProxyHeader(_) => self.close_request.is_none(),
             Phase::Closing(_) => !self.read_eof,
             Phase::Connecting | Phase::ReadClosed => false,
         }
@@ -284,6 +311,7 @@ impl<S> Connection<S> {
     /// an `epoll_ctl`), so a reset is still noticed.
     pub(super) fn desired_interest(&self) -> Option<Interest> {
         let (read, write) = match self.phase {
+            Phase::ProxyHeader(_) => (true, false),
             Phase::Connecting => (true, true),
             Phase::Open => {
                 let held = self.pause_on_backpressure && self.backpressured;
@@ -327,5 +355,43 @@ impl<S> Connection<S> {
             self.phase != Phase::Connecting || (self.input.is_empty() && !self.read_eof),
             "conn {id}: input before the connect completed"
         );
+        debug_assert!(
+            self.early_notes.is_empty() || matches!(self.phase, Phase::Connecting | Phase::ProxyHeader(_)),
+            "conn {id}: notes held back in {:?}, after on_open",
+            self.phase
+        );
+        if let Phase::ProxyHeader(_) = self.phase {
+            // Nothing of the handler's has run: the state is the accept's,
+            // plus the header's bytes so far.
+            debug_assert!(self.input.len() < ProxyProtocol::MAX_HEADER_LEN, "conn {id}: a PROXY header past the cap");
+            debug_assert!(
+                self.output.is_empty()
+                    && self.timers.is_empty()
+                    && self.partial_since.is_none()
+                    && self.request_timer.is_none()
+                    && self.send_timer.is_none()
+                    && !self.read_eof
+                    && !self.shutdown_requested
+                    && !self.write_shut
+                    && !self.backpressured
+                    && !self.drain_pending,
+                "conn {id}: handler state before on_open, while its PROXY header is awaited"
+            );
+            debug_assert!(self.phase_timer.is_some(), "conn {id}: a PROXY header awaited without a deadline");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connection holds a phase and maybe a close request, and the
+    /// hot path copies and compares phases: a close reason's detail (an
+    /// error kind, a PROXY header error) must keep both at two bytes.
+    #[test]
+    fn a_phase_and_a_close_reason_take_two_bytes() {
+        assert_eq!(std::mem::size_of::<Phase>(), 2);
+        assert_eq!(std::mem::size_of::<CloseReason>(), 2);
     }
 }

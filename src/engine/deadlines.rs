@@ -1,6 +1,7 @@
-//! The deadlines a connection lives under: the connect timeout, the idle
-//! check, the linger deadline (one "phase timer" at a time, whichever
-//! applies to its phase), the send timeout and the request timeout.
+//! The deadlines a connection lives under: the PROXY header deadline, the
+//! connect timeout, the idle check, the linger deadline (one "phase timer"
+//! at a time, whichever applies to its phase), the send timeout and the
+//! request timeout.
 //!
 //! None of them costs a timer operation per message: each is armed once and
 //! checked lazily when it fires, against the time of the last progress
@@ -18,14 +19,18 @@ use crate::timers::deadline_after;
 use super::{Engine, PeerDisplay, Phase, TimerTarget};
 
 impl<S> Engine<S> {
-    /// Arms the timer that goes with the connection's phase: the connect
-    /// timeout while connecting, the idle check while open.
+    /// Arms the timer that goes with the connection's phase: the header
+    /// deadline while a PROXY header is awaited, the connect timeout while
+    /// connecting, the idle check while open.
     pub(super) fn arm_phase_timer(&mut self, key: usize) {
         let conn = &mut self.conns[key];
         if let Some(timer) = conn.phase_timer.take() {
             self.timers.cancel(timer);
         }
         let delay = match conn.phase {
+            // Armed once, at the accept: input does not move it, so a peer
+            // that trickles the header cannot hold its slot for longer.
+            Phase::ProxyHeader(_) => Some(self.config.proxy_header_timeout),
             Phase::Connecting => Some(self.config.connect_timeout),
             Phase::Open | Phase::ReadClosed => self.config.idle_timeout,
             Phase::Closing(_) => None,
@@ -36,11 +41,22 @@ impl<S> Engine<S> {
         }
     }
 
-    /// The phase timer fired: the connect timed out, the connection may be
-    /// idle, or a graceful close ran out of time.
+    /// The phase timer fired: the PROXY header or the connect timed out,
+    /// the connection may be idle, or a graceful close ran out of time.
     pub(super) fn phase_timer_fired(&mut self, key: usize) {
         let conn = &mut self.conns[key];
         match conn.phase {
+            Phase::ProxyHeader(_) => {
+                debug!(
+                    "conn {} ({}): no complete PROXY header within {:?} ({} B of it came)",
+                    conn.id(key),
+                    PeerDisplay(conn.peer),
+                    self.config.proxy_header_timeout,
+                    conn.input.len()
+                );
+                self.request_close(key, CloseReason::ProxyHeaderTimeout);
+                self.end_step(key);
+            }
             Phase::Connecting => {
                 self.request_close(key, CloseReason::ConnectFailed(io::ErrorKind::TimedOut));
                 self.end_step(key);

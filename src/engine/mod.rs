@@ -21,6 +21,7 @@
 //! | `close.rs` | advancing the state machine after a step, closing, freeing |
 //! | `deadlines.rs` | idle, connect, linger, send and request timeouts |
 //! | `open.rs` | new connections: accepted, outbound, watched descriptors |
+//! | `proxy.rs` | a PROXY protocol header read before `on_open` |
 //! | `by_id.rs` | what can be done to a connection by id or slot |
 //! | `accept.rs` | listeners, the accept budget, connection limits, descriptor exhaustion |
 //! | `udp.rs` | datagram sockets |
@@ -44,6 +45,7 @@ mod deadlines;
 mod driver;
 mod loop_timers;
 mod open;
+mod proxy;
 mod read;
 mod shutdown;
 mod udp;

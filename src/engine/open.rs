@@ -1,6 +1,7 @@
 //! New connections: the slot, the poller registration and `on_open`, for
-//! accepted connections (`accept.rs` hands them here), outbound connects
-//! and watched descriptors.
+//! accepted connections (`accept.rs` hands them here; those of a PROXY
+//! protocol listener wait for their header first, `proxy.rs`), outbound
+//! connects and watched descriptors.
 
 use std::io;
 use std::net::SocketAddr;
@@ -80,8 +81,14 @@ impl<S> Engine<S> {
         Ok(id)
     }
 
-    /// Runs `on_open` for a new connection and ends its step.
+    /// Runs `on_open` for a new connection and ends its step. One that
+    /// must first send a PROXY header waits for it instead: the header's
+    /// arrival runs `on_open` (`proxy.rs`).
     pub(crate) fn open(&mut self, key: usize) {
+        if let Phase::ProxyHeader(_) = self.conns[key].phase {
+            self.end_step(key);
+            return;
+        }
         // No read here: input that arrived before registration is reported
         // by the registration itself (epoll checks readiness when a
         // descriptor is added), so it comes as an ordinary event.

@@ -114,14 +114,19 @@ impl<S> Engine<S> {
                 return;
             }
             budget -= 1;
-            let draining = matches!(conn.phase, Phase::Closing(_));
+            // The bytes are the handler's while open. Otherwise they are
+            // drained (closing) or a PROXY header's (awaited before
+            // `on_open`): both cold, behind this one test.
+            let open = conn.phase == Phase::Open;
             let result = conn.transport.read(&mut self.read_buffer);
             self.stats.reads += 1;
             match result {
                 Ok(0) => {
                     conn.read_eof = true;
-                    if !draining {
+                    if open {
                         self.peer_closed(key);
+                    } else if let Phase::ProxyHeader(_) = conn.phase {
+                        self.proxy_header_ended(key);
                     }
                     return;
                 }
@@ -133,8 +138,10 @@ impl<S> Engine<S> {
                     // FIN (read on to see the end of stream) and around
                     // urgent data (the read stopped at its mark).
                     let drained = n < self.read_buffer.len() && !conn.hup_reported && !conn.urgent;
-                    if !draining {
+                    if open {
                         self.deliver(key, n);
+                    } else if let Phase::ProxyHeader(versions) = conn.phase {
+                        self.read_proxy_header(key, n, versions);
                     }
                     if drained {
                         return;

@@ -29,7 +29,8 @@ impl<S> Engine<S> {
             let Some(key) = self.live_key(id) else { continue };
             match self.conns[key].phase {
                 Phase::Closing(_) => continue,
-                Phase::Connecting => self.request_close(key, CloseReason::Shutdown),
+                // Never opened: no handler to ask.
+                Phase::Connecting | Phase::ProxyHeader(_) => self.request_close(key, CloseReason::Shutdown),
                 Phase::Open | Phase::ReadClosed => {
                     self.callback(key, |handler, engine, key, id| handler.shutdown(engine, key, id));
                 }

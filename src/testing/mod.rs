@@ -75,6 +75,7 @@ use crate::io::clock::Clock;
 use crate::io::memory_pipe::MemoryPipe;
 use crate::io::token::Readiness;
 use crate::io::transport::Transport;
+use crate::proxy_header::ProxyProtocol;
 use crate::stats::Stats;
 
 pub use splits::{assert_split_invariant, assert_split_invariant_with, SplitOptions};
@@ -114,7 +115,9 @@ const MAX_ROUNDS: usize = 100_000;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnState {
-    /// Reading and writing.
+    /// Reading and writing; or, for a connection made with
+    /// [`TestKit::open_proxied`], reading its PROXY header (its handler has
+    /// not heard of it yet).
     Open,
     /// The peer ended its stream; the connection may still write.
     ReadClosed,
@@ -245,11 +248,63 @@ impl<S> TestKit<S> {
         self.open_pipe(pipe, handler)
     }
 
+    /// Like [`TestKit::open`], for a listener with
+    /// [`ListenOptions::proxy_protocol`](crate::ListenOptions::proxy_protocol):
+    /// the connection first waits for a PROXY header of `versions`, which
+    /// the test sends with [`TestKit::send`] (all at once, or cut anywhere),
+    /// and the handler's `on_open` runs only once the header is complete,
+    /// seeing the client's address from it in `Context::peer_addr`. What
+    /// follows the header is the handler's input. A header that is invalid,
+    /// ends with the peer's stream, or has not come within
+    /// `Config::proxy_header_timeout` ([`TestKit::advance`]) closes the
+    /// connection without any callback.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactor_loop::testing::TestKit;
+    /// use reactor_loop::{CloseReason, Context, Handler, ProxyHeaderError, ProxyProtocol};
+    ///
+    /// /// Greets the client by its address.
+    /// struct Hello;
+    ///
+    /// impl Handler for Hello {
+    ///     fn on_open(&mut self, ctx: &mut Context<'_>) {
+    ///         let client = ctx.peer_addr().unwrap();
+    ///         ctx.write(format!("hello, {client}\n").as_bytes());
+    ///     }
+    ///     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+    ///         ctx.write(input);
+    ///         input.len()
+    ///     }
+    /// }
+    ///
+    /// let mut kit = TestKit::new();
+    /// let conn = kit.open_proxied(ProxyProtocol::V1, Hello);
+    /// assert!(kit.received(conn).is_empty()); // no on_open yet
+    /// kit.send(conn, b"PROXY TCP4 203.0.113.7 10.0.0.1 56324 443\r\nping");
+    /// assert_eq!(kit.received(conn), b"hello, 203.0.113.7:56324\nping");
+    ///
+    /// let direct = kit.open_proxied(ProxyProtocol::V1, Hello);
+    /// kit.send(direct, b"GET / HTTP/1.1\r\n");
+    /// let refused = CloseReason::ProxyHeaderInvalid(ProxyHeaderError::BadSignature);
+    /// assert_eq!(kit.close_reason(direct), Some(refused));
+    /// assert!(kit.received(direct).is_empty());
+    /// ```
+    pub fn open_proxied(&mut self, versions: ProxyProtocol, handler: impl Handler<S> + 'static) -> ConnId {
+        let (peer, local) = self.next_addrs();
+        self.open_in(MemoryPipe::new(peer, local), Phase::ProxyHeader(versions), handler)
+    }
+
     fn open_pipe(&mut self, pipe: MemoryPipe, handler: impl Handler<S> + 'static) -> ConnId {
+        self.open_in(pipe, Phase::Open, handler)
+    }
+
+    fn open_in(&mut self, pipe: MemoryPipe, phase: Phase, handler: impl Handler<S> + 'static) -> ConnId {
         let peer = pipe.peer_addr();
         let id = self
             .engine
-            .insert_conn(Transport::Memory(pipe.clone()), Phase::Open, Some(peer), Box::new(handler))
+            .insert_conn(Transport::Memory(pipe.clone()), phase, Some(peer), Box::new(handler))
             .expect("in-memory connections always register");
         self.pipes.insert(id, pipe);
         self.engine.open(id.slot());
@@ -336,7 +391,7 @@ impl<S> TestKit<S> {
     pub fn state(&self, conn: ConnId) -> ConnState {
         match self.view(conn) {
             Some(view) => match view.phase {
-                Phase::Open | Phase::Connecting => ConnState::Open,
+                Phase::Open | Phase::Connecting | Phase::ProxyHeader(_) => ConnState::Open,
                 Phase::ReadClosed => ConnState::ReadClosed,
                 Phase::Closing(reason) => ConnState::Closing(reason),
             },
