@@ -72,7 +72,9 @@ mod handler;
 mod idle_action;
 mod line_framer;
 mod listener;
+mod loops;
 mod reactor;
+mod shared_addr;
 mod stats;
 pub mod testing;
 mod timers;
@@ -82,6 +84,7 @@ mod timers;
 // helpers the layers share.
 mod bind;
 mod buffers;
+mod cpu;
 mod engine;
 mod io;
 mod panic_guard;
@@ -99,7 +102,9 @@ pub use crate::handler::Handler;
 pub use crate::idle_action::IdleAction;
 pub use crate::line_framer::{Line, LineFramer};
 pub use crate::listener::{ListenOptions, SourceId};
+pub use crate::loops::{default_loops, LoopFailure, Loops, LoopsError, RunningLoops};
 pub use crate::reactor::Reactor;
+pub use crate::shared_addr::SharedAddr;
 pub use crate::stats::Stats;
 pub use crate::timers::{LoopTimerId, TimerId};
 
