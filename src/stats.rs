@@ -237,14 +237,14 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "open {} accepted {} adopted {} closed {} refused {} accept errors {} pauses {} sheds {} in {} B out {} B \
+            "open {} accepted {} closed {} refused {} adopted {} accept errors {} pauses {} sheds {} in {} B out {} B \
              reads {} writes {} polls {} events {} stale {} yields {} queued {} B timers {} lag {:?} (max {:?}) \
              datagrams in {} out {} dropped {}",
             self.open,
             self.accepted,
-            self.adopted,
             self.closed,
             self.refused,
+            self.adopted,
             self.accept_errors,
             self.accept_pauses,
             self.accept_sheds,
