@@ -141,6 +141,7 @@ pub fn serve<S: 'static, H: Handler<S> + 'static>(
         log::info!("stopped");
         return Ok(());
     }
+    let backlog = config.listen_backlog;
     let make = move || Reactor::with_config(config.clone(), state());
     let built = match loops.balance {
         Balance::Reuseport | Balance::Cpu => {
@@ -159,7 +160,7 @@ pub fn serve<S: 'static, H: Handler<S> + 'static>(
             })
         }
         Balance::HandOff => {
-            let listener = std::net::TcpListener::bind(addr)?;
+            let listener = hand_off_listener(addr, backlog)?;
             log::info!("listening on {} (hand-off to {threads} loops)", listener.local_addr()?);
             Loops::new(move |_index| make()).hand_off(listener, move |_index| factory())
         }
@@ -168,6 +169,24 @@ pub fn serve<S: 'static, H: Handler<S> + 'static>(
     log_shares(&stats);
     log::info!("stopped");
     Ok(())
+}
+
+/// The hand-off acceptor's listener: the first address `addr` resolves to
+/// that binds, with `SO_REUSEADDR` and the reactor's backlog (std's
+/// `TcpListener::bind` has a backlog of 128, which a burst of connects
+/// overflows while one thread accepts for all the loops).
+fn hand_off_listener(addr: &str, backlog: u32) -> io::Result<std::net::TcpListener> {
+    use reactor_loop::socket2::{Domain, Socket, Type};
+    let mut last = None;
+    for addr in addr.to_socket_addrs()? {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        match socket.bind(&addr.into()).and_then(|()| socket.listen(backlog.min(i32::MAX as u32) as i32)) {
+            Ok(()) => return Ok(socket.into()),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the address resolves to nothing")))
 }
 
 /// One line per loop: the connections it took, and its share of all.
