@@ -826,7 +826,27 @@ impl<S, H: Handler<S>> Handler<S> for Counted<H> {
     }
 }
 
-/// How one loop failed.
+/// How one loop failed: part of a [`LoopsError`].
+///
+/// # Examples
+///
+/// ```
+/// use reactor_loop::{LoopFailure, Loops, LoopsError, Reactor};
+///
+/// let outcome = Loops::new(|index| {
+///     if index == 0 {
+///         panic!("no config for loop {index}");
+///     }
+///     Reactor::new()
+/// })
+/// .threads(2)
+/// .run();
+/// let Err(LoopsError::Loops(failures)) = outcome else { panic!("loop 0 fails") };
+/// let (index, failure) = &failures[0];
+/// assert_eq!(*index, 0);
+/// assert!(matches!(failure, LoopFailure::Panicked(message) if message == "no config for loop 0"));
+/// assert_eq!(failure.to_string(), "panicked: no config for loop 0");
+/// ```
 #[derive(Debug)]
 pub enum LoopFailure {
     /// Its builder, its pin to a CPU, or its run returned this error.

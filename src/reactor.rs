@@ -196,6 +196,39 @@ impl<S: 'static> Reactor<S> {
     /// Takes in a TCP socket accepted elsewhere as a connection driven by
     /// `handler`; see [`LoopContext::adopt`], which does the same from a
     /// posted job.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use std::net::{TcpListener, TcpStream};
+    /// use reactor_loop::{Context, Handler, Reactor};
+    ///
+    /// struct Hello;
+    ///
+    /// impl Handler for Hello {
+    ///     fn on_open(&mut self, ctx: &mut Context<'_>) {
+    ///         ctx.write(b"hello\n");
+    ///         ctx.close();
+    ///     }
+    ///     fn on_input(&mut self, _ctx: &mut Context<'_>, input: &[u8]) -> usize {
+    ///         input.len()
+    ///     }
+    /// }
+    ///
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let mut client = TcpStream::connect(listener.local_addr()?)?;
+    /// let (accepted, _peer) = listener.accept()?;
+    /// let mut reactor = Reactor::new()?;
+    /// reactor.adopt(accepted, Hello)?; // `on_open` runs now: the greeting is sent
+    /// drop(client.shutdown(std::net::Shutdown::Write)); // let the close finish
+    /// reactor.shutdown();
+    /// reactor.run()?;
+    /// let mut greeting = String::new();
+    /// client.read_to_string(&mut greeting)?;
+    /// assert_eq!(greeting, "hello\n");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn adopt(&mut self, stream: std::net::TcpStream, handler: impl Handler<S> + 'static) -> io::Result<ConnId> {
         self.engine.refresh_now();
         let id = self.engine.adopt(stream, Box::new(handler));

@@ -49,6 +49,10 @@ use crate::close_reason::CloseReason;
 /// let stats = kit.stats();
 /// assert_eq!(stats.open, 0);
 /// assert_eq!(stats.closed_for(CloseReason::Reset), 1);
+///
+/// // Several loops' stats add up.
+/// let total: reactor_loop::Stats = [stats.clone(), stats].iter().sum();
+/// assert_eq!(total.closed_for(CloseReason::Reset), 2);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
