@@ -359,16 +359,27 @@ impl<S: 'static> Loops<S> {
             outcomes: (0..count).map(|_| None).collect(),
             shutdowns: 0,
         };
-        let supervisor = thread::Builder::new()
+        // The loops' threads go to the supervisor once it runs, so that if
+        // it cannot be started they are still here to be waited for.
+        let (threads_tx, threads_rx) = mpsc::channel();
+        let spawned = thread::Builder::new()
             .name("loops-supervisor".into())
-            .spawn(move || supervisor.run(threads))
-            .map_err(|err| {
+            .spawn(move || supervisor.run(threads_rx.recv().unwrap_or_default()));
+        match spawned {
+            Ok(supervisor) => {
+                let _ = threads_tx.send(threads);
+                Ok(RunningLoops { handles, control, supervisor })
+            }
+            Err(err) => {
                 for handle in &handles {
                     let _ = handle.shutdown();
                 }
-                LoopsError::Start(err)
-            })?;
-        Ok(RunningLoops { handles, control, supervisor })
+                for thread in threads {
+                    let _ = thread.join();
+                }
+                Err(LoopsError::Start(err))
+            }
+        }
     }
 }
 
@@ -448,6 +459,10 @@ struct Control {
 ///
 /// let loops = Loops::new(|_index| Reactor::new()).threads(2).start()?;
 /// assert_eq!(loops.len(), 2);
+/// assert!(!loops.is_empty());
+/// for (index, handle) in loops.handles().iter().enumerate() {
+///     handle.run(move |ctx| assert_eq!(ctx.stats().accepted, 0, "loop {index}"))?;
+/// }
 /// // Any loop can be reached through its handle.
 /// let (tx, rx) = mpsc::channel();
 /// loops.handle(1).run(move |ctx| tx.send(ctx.stats().open).unwrap())?;
