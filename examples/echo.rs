@@ -5,7 +5,8 @@
 //! reads.
 //!
 //! Run:  cargo run --release --example echo -- [ADDR] [--idle-timeout SECS] [--max-connections N]
-//!       (default 127.0.0.1:9000; 60 s, 10,000)
+//!           [--threads N [--balance reuseport|cpu|hand-off] [--pin]]
+//!       (default 127.0.0.1:9000; 60 s, the descriptor limit; 1 loop)
 //! Try:  cargo run -q --release --example line_client -- 127.0.0.1:9000   (then type lines)
 //! Logs: RUST_LOG=debug shows each connection's close line.
 //!
@@ -16,6 +17,11 @@
 //! clock. At `--max-connections` a new client is sent
 //! `error: server full, try later\n` and closed at once, instead of waiting
 //! unanswered in the kernel's backlog.
+//!
+//! Cores: `--threads N` runs N event loops on N threads, each with its own
+//! listener on the address (`SO_REUSEPORT`) and an equal share of
+//! `--max-connections`; the server logs one line per loop, and Ctrl-C stops
+//! them all (`reactor_loop::Loops`; docs/SCALING.md).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -24,7 +30,7 @@ use std::io;
 use std::time::Duration;
 
 use clap::Parser;
-use reactor_loop::{Config, Context, Handler, ListenOptions, Reactor};
+use reactor_loop::{Config, Context, Handler, ListenOptions};
 
 /// What a client that arrives at `--max-connections` is told before the
 /// server closes it.
@@ -46,14 +52,16 @@ struct Args {
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=i64::from(u32::MAX / 2)))]
     max_connections: Option<u32>,
+    #[command(flatten)]
+    loops: common::LoopArgs,
 }
 
 impl Args {
-    /// The reactor's config for these options.
+    /// Each loop's config for these options.
     fn config(&self) -> Config {
         let defaults = Config::default(); // its max_connections follows the descriptor limit
         Config {
-            max_connections: self.max_connections.map_or(defaults.max_connections, |n| n as usize),
+            max_connections: self.loops.per_loop(self.max_connections.map_or(defaults.max_connections, |n| n as usize)),
             idle_timeout: (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout)),
             ..defaults
         }
@@ -83,13 +91,12 @@ fn run() -> io::Result<()> {
     // Logs the limit it got.
     let _ = reactor_loop::raise_fd_limit();
     let config = args.config();
-    log::info!("holding up to {} connections (--max-connections)", config.max_connections);
-    let mut reactor = Reactor::with_config(config, ())?;
-    reactor.listen_with(args.addr.as_str(), ListenOptions::new().refusal(FULL), || Echo)?;
-    reactor.handle_signals()?;
-    reactor.run()?;
-    log::info!("stopped");
-    Ok(())
+    if args.loops.threads == 1 {
+        log::info!("holding up to {} connections (--max-connections)", config.max_connections);
+    } else {
+        log::info!("holding up to {} connections per loop (--max-connections)", config.max_connections);
+    }
+    common::serve(&args.loops, &args.addr, config, || (), || ListenOptions::new().refusal(FULL), || Echo)
 }
 
 #[cfg(test)]

@@ -171,6 +171,65 @@ impl<'a, S> LoopContext<'a, S> {
         self.engine.connect(addr, Box::new(handler))
     }
 
+    /// Takes in a TCP socket that was accepted elsewhere (by another
+    /// thread's listener, say) as a connection of this loop, driven by
+    /// `handler`: it is made non-blocking, gets `TCP_NODELAY` if
+    /// `Config::nodelay` says so, counts in [`Stats::adopted`], and its
+    /// handler's `on_open` runs at once. This is how an accepting thread
+    /// hands connections to loops: it posts a job through the loop's
+    /// [`Handle::run`](crate::Handle::run) that adopts the socket
+    /// ([`Loops::hand_off`](crate::Loops::hand_off) does exactly that).
+    ///
+    /// Fails, dropping the handler and closing the socket, at
+    /// `Config::max_connections`, during a shutdown, and when called from
+    /// a handler's callback (no handler runs inside another: adopt from a
+    /// posted job or a loop timer).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::{TcpListener, TcpStream};
+    /// use std::sync::mpsc;
+    /// use reactor_loop::{Context, Handler, Reactor};
+    ///
+    /// struct Echo;
+    ///
+    /// impl Handler for Echo {
+    ///     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+    ///         ctx.write(input);
+    ///         input.len()
+    ///     }
+    /// }
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let handle = reactor.handle();
+    /// // Another thread accepts and hands the socket over.
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let _client = TcpStream::connect(listener.local_addr()?)?;
+    /// let (accepted, _peer) = listener.accept()?;
+    /// let (done, adopted) = mpsc::channel();
+    /// handle
+    ///     .run(move |ctx| {
+    ///         let id = ctx.adopt(accepted, Echo).expect("room for it");
+    ///         done.send(id).unwrap();
+    ///         ctx.shutdown_reactor();
+    ///     })
+    ///     .unwrap();
+    /// reactor.run()?;
+    /// assert!(adopted.try_recv().is_ok());
+    /// assert_eq!(reactor.stats().adopted, 1);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn adopt(&mut self, stream: std::net::TcpStream, handler: impl Handler<S> + 'static) -> io::Result<ConnId> {
+        if self.current.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "adopt from a posted job or a loop timer, not from a handler's callback",
+            ));
+        }
+        self.engine.adopt(stream, Box::new(handler))
+    }
+
     /// Bytes queued for output on a connection; `None` if it has gone. A
     /// relay checks this before forwarding more.
     pub fn queued_output_of(&self, id: ConnId) -> Option<usize> {

@@ -32,6 +32,14 @@
 //! # ;Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! ## More cores
+//!
+//! A reactor is one thread. [`Loops`] runs one per core, each built by your
+//! closure on its own thread and sharing nothing with the others, with one
+//! signal handler and one shutdown for all; their listeners share a port
+//! through `SO_REUSEPORT` ([`SharedAddr`], [`ListenOptions::reuse_port`]),
+//! or one acceptor hands connections out ([`Loops::hand_off`]).
+//!
 //! ## Guides
 //!
 //! - [The architecture guide](guide::architecture): how a turn of the loop
@@ -41,6 +49,9 @@
 //! - [The testing guide](guide::testing): testing a handler in memory with
 //!   [`testing::TestKit`], a clock moved by hand, and every split of an
 //!   input.
+//! - [The scaling guide](guide::scaling): one reactor, a loop per core with
+//!   [`Loops`] and the ways to spread connections among them, measured,
+//!   and several machines behind a balancer.
 //!
 //! ## Dependencies in the API
 //!
@@ -72,8 +83,10 @@ mod handler;
 mod idle_action;
 mod line_framer;
 mod listener;
+mod loops;
 mod proxy_header;
 mod reactor;
+mod shared_addr;
 mod stats;
 pub mod testing;
 mod timers;
@@ -83,6 +96,7 @@ mod timers;
 // helpers the layers share.
 mod bind;
 mod buffers;
+mod cpu;
 mod engine;
 mod io;
 mod panic_guard;
@@ -100,8 +114,10 @@ pub use crate::handler::Handler;
 pub use crate::idle_action::IdleAction;
 pub use crate::line_framer::{Line, LineFramer};
 pub use crate::listener::{ListenOptions, SourceId};
+pub use crate::loops::{default_loops, LoopFailure, Loops, LoopsError, RunningLoops};
 pub use crate::proxy_header::{ProxyHeaderError, ProxyProtocol};
 pub use crate::reactor::Reactor;
+pub use crate::shared_addr::SharedAddr;
 pub use crate::stats::Stats;
 pub use crate::timers::{LoopTimerId, TimerId};
 
@@ -114,12 +130,15 @@ pub use socket2;
 pub struct ReadmeDoctests;
 
 /// Guides to the crate, longer than the API docs: the same text as
-/// `docs/ARCHITECTURE.md` and `docs/TESTING.md` in the repository. Their
-/// Rust code blocks are compiled and run as doc tests.
+/// `docs/ARCHITECTURE.md`, `docs/TESTING.md` and `docs/SCALING.md` in the
+/// repository. Their Rust code blocks are compiled and run as doc tests.
 pub mod guide {
     #[doc = include_str!("../docs/ARCHITECTURE.md")]
     pub mod architecture {}
 
     #[doc = include_str!("../docs/TESTING.md")]
     pub mod testing {}
+
+    #[doc = include_str!("../docs/SCALING.md")]
+    pub mod scaling {}
 }

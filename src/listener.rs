@@ -72,6 +72,7 @@ pub(crate) type AcceptHook = Box<dyn FnMut(&SockRef<'_>) -> io::Result<()>>;
 pub struct ListenOptions {
     pub(crate) backlog: Option<u32>,
     pub(crate) reuse_port: bool,
+    pub(crate) steer_by_cpu: Option<u32>,
     pub(crate) nodelay: Option<bool>,
     pub(crate) on_accept: Option<AcceptHook>,
     pub(crate) max_connections: Option<usize>,
@@ -96,6 +97,50 @@ impl ListenOptions {
     /// connections among them.
     pub fn reuse_port(mut self, reuse: bool) -> ListenOptions {
         self.reuse_port = reuse;
+        self
+    }
+
+    /// Sets `SO_REUSEPORT` (as [`ListenOptions::reuse_port`]) and, once
+    /// the socket listens, attaches to its reuseport group a classic BPF
+    /// program (`SO_ATTACH_REUSEPORT_CBPF`) that gives each new connection
+    /// to the group's socket number `cpu % loops`, where `cpu` is the CPU
+    /// on which the kernel handles the connection's first packet (for a
+    /// network card, the CPU its receive queue interrupts; on loopback,
+    /// the connecting thread's CPU). Sockets are numbered in the order
+    /// they joined the group; [`Loops`](crate::Loops) builds its loops one
+    /// after another in index order, so with one such listener per loop,
+    /// socket `i` is loop `i`'s.
+    ///
+    /// The program belongs to the group, not to this socket: setting it on
+    /// the first loop's listener is enough (later listeners join the group
+    /// and its program), and setting it on every loop's replaces it with
+    /// an identical one. It helps only when loop `i` is pinned to CPU `i`
+    /// ([`Loops::pin_to_cores`](crate::Loops::pin_to_cores)) and the
+    /// network card's queues interrupt those same CPUs: then a connection
+    /// is served on the CPU that already has its packets in cache. Without
+    /// that it spreads connections only as evenly as the interrupts are
+    /// spread, which can be much worse than the default hash (docs/SCALING.md
+    /// has measurements).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactor_loop::{Context, Handler, ListenOptions, Reactor};
+    ///
+    /// struct Discard;
+    /// impl Handler for Discard {
+    ///     fn on_input(&mut self, _ctx: &mut Context<'_>, input: &[u8]) -> usize {
+    ///         input.len()
+    ///     }
+    /// }
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// reactor.listen_with("127.0.0.1:0", ListenOptions::new().steer_by_cpu(4), || Discard)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn steer_by_cpu(mut self, loops: usize) -> ListenOptions {
+        self.reuse_port = true;
+        self.steer_by_cpu = Some(u32::try_from(loops.max(1)).unwrap_or(u32::MAX));
         self
     }
 

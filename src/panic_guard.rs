@@ -26,7 +26,7 @@ pub(crate) fn guard<R>(f: impl FnOnce() -> R) -> Result<R, String> {
 /// The message of a panic payload, for the log.
 #[cold]
 #[inline(never)]
-fn message(payload: Box<dyn Any + Send>) -> String {
+pub(crate) fn message(payload: Box<dyn Any + Send>) -> String {
     if let Some(message) = payload.downcast_ref::<&str>() {
         (*message).to_owned()
     } else if let Some(message) = payload.downcast_ref::<String>() {

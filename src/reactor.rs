@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use log::{info, warn};
@@ -123,7 +123,7 @@ impl<S: 'static> Reactor<S> {
     }
 
     /// Like [`Reactor::listen`], with per-listener options (backlog,
-    /// `SO_REUSEPORT`, a hook for accepted sockets).
+    /// `SO_REUSEPORT` and CPU steering, a hook for accepted sockets).
     pub fn listen_with<A, H, F>(&mut self, addr: A, options: ListenOptions, factory: F) -> io::Result<SourceId>
     where
         A: ToSocketAddrs,
@@ -132,6 +132,9 @@ impl<S: 'static> Reactor<S> {
     {
         let backlog = options.backlog.unwrap_or(self.engine.config().listen_backlog);
         let socket = bind_first(addr, |addr| tcp_listener(addr, backlog, options.reuse_port))?;
+        if let Some(loops) = options.steer_by_cpu {
+            crate::cpu::steer_by_cpu(socket.as_fd(), loops)?;
+        }
         let mut factory = factory;
         let key = self.engine.add_listener(socket, options, Box::new(move || Box::new(factory())))?;
         Ok(SourceId(key))
@@ -188,6 +191,49 @@ impl<S: 'static> Reactor<S> {
     pub fn watch_fd(&mut self, fd: impl Into<OwnedFd>, handler: impl Handler<S> + 'static) -> io::Result<ConnId> {
         self.engine.refresh_now();
         self.engine.watch_fd(fd.into(), Box::new(handler))
+    }
+
+    /// Takes in a TCP socket accepted elsewhere as a connection driven by
+    /// `handler`; see [`LoopContext::adopt`], which does the same from a
+    /// posted job.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use std::net::{TcpListener, TcpStream};
+    /// use reactor_loop::{Context, Handler, Reactor};
+    ///
+    /// struct Hello;
+    ///
+    /// impl Handler for Hello {
+    ///     fn on_open(&mut self, ctx: &mut Context<'_>) {
+    ///         ctx.write(b"hello\n");
+    ///         ctx.close();
+    ///     }
+    ///     fn on_input(&mut self, _ctx: &mut Context<'_>, input: &[u8]) -> usize {
+    ///         input.len()
+    ///     }
+    /// }
+    ///
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let mut client = TcpStream::connect(listener.local_addr()?)?;
+    /// let (accepted, _peer) = listener.accept()?;
+    /// let mut reactor = Reactor::new()?;
+    /// reactor.adopt(accepted, Hello)?; // `on_open` runs now: the greeting is sent
+    /// drop(client.shutdown(std::net::Shutdown::Write)); // let the close finish
+    /// reactor.shutdown();
+    /// reactor.run()?;
+    /// let mut greeting = String::new();
+    /// client.read_to_string(&mut greeting)?;
+    /// assert_eq!(greeting, "hello\n");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn adopt(&mut self, stream: std::net::TcpStream, handler: impl Handler<S> + 'static) -> io::Result<ConnId> {
+        self.engine.refresh_now();
+        let id = self.engine.adopt(stream, Box::new(handler));
+        self.engine.flush_dirty();
+        id
     }
 
     /// A handle that posts into this loop from other threads.

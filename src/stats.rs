@@ -1,6 +1,8 @@
 //! [`Stats`]: the loop's counters.
 
 use std::fmt;
+use std::iter::Sum;
+use std::ops::{Add, AddAssign};
 use std::time::Duration;
 
 use crate::close_reason::CloseReason;
@@ -14,6 +16,10 @@ use crate::close_reason::CloseReason;
 /// costs an increment, never a lock or an atomic. With the default config the
 /// loop also logs them at debug level every 10 s
 /// (`Config::stats_interval`).
+///
+/// Stats of several loops ([`Loops`](crate::Loops)) add up with `+`, `+=`
+/// or [`Iterator::sum`]: counters and gauges are summed, and the two lags
+/// are the worst of the loops'.
 ///
 /// # Examples
 ///
@@ -43,12 +49,19 @@ use crate::close_reason::CloseReason;
 /// let stats = kit.stats();
 /// assert_eq!(stats.open, 0);
 /// assert_eq!(stats.closed_for(CloseReason::Reset), 1);
+///
+/// // Several loops' stats add up.
+/// let total: reactor_loop::Stats = [stats.clone(), stats].iter().sum();
+/// assert_eq!(total.closed_for(CloseReason::Reset), 2);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
     /// Connections accepted by listeners.
     pub accepted: u64,
+    /// Accepted sockets handed to this loop from outside and taken in as
+    /// connections ([`LoopContext::adopt`](crate::LoopContext::adopt)).
+    pub adopted: u64,
     /// Outbound connects that completed.
     pub connected: u64,
     /// Connections open now (gauge), including closing ones.
@@ -124,17 +137,119 @@ impl Stats {
     }
 }
 
+impl AddAssign<&Stats> for Stats {
+    fn add_assign(&mut self, other: &Stats) {
+        // Every field, so that a new one cannot be forgotten silently: the
+        // destructuring fails to compile until it is added here.
+        let Stats {
+            accepted,
+            adopted,
+            connected,
+            open,
+            closed,
+            closed_by_reason,
+            bytes_in,
+            bytes_out,
+            reads,
+            writes,
+            interest_changes,
+            polls,
+            events,
+            wakeups,
+            posts,
+            stale_events,
+            read_yields,
+            accept_yields,
+            accept_pauses,
+            accept_sheds,
+            accept_errors,
+            refused,
+            datagrams_in,
+            datagrams_out,
+            datagrams_dropped,
+            handler_panics,
+            queued_output,
+            timers,
+            loop_lag,
+            loop_lag_max,
+        } = other;
+        self.accepted += accepted;
+        self.adopted += adopted;
+        self.connected += connected;
+        self.open += open;
+        self.closed += closed;
+        for (sum, count) in self.closed_by_reason.iter_mut().zip(closed_by_reason) {
+            *sum += count;
+        }
+        self.bytes_in += bytes_in;
+        self.bytes_out += bytes_out;
+        self.reads += reads;
+        self.writes += writes;
+        self.interest_changes += interest_changes;
+        self.polls += polls;
+        self.events += events;
+        self.wakeups += wakeups;
+        self.posts += posts;
+        self.stale_events += stale_events;
+        self.read_yields += read_yields;
+        self.accept_yields += accept_yields;
+        self.accept_pauses += accept_pauses;
+        self.accept_sheds += accept_sheds;
+        self.accept_errors += accept_errors;
+        self.refused += refused;
+        self.datagrams_in += datagrams_in;
+        self.datagrams_out += datagrams_out;
+        self.datagrams_dropped += datagrams_dropped;
+        self.handler_panics += handler_panics;
+        self.queued_output += queued_output;
+        self.timers += timers;
+        self.loop_lag = self.loop_lag.max(*loop_lag);
+        self.loop_lag_max = self.loop_lag_max.max(*loop_lag_max);
+    }
+}
+
+impl AddAssign for Stats {
+    fn add_assign(&mut self, other: Stats) {
+        *self += &other;
+    }
+}
+
+impl Add for Stats {
+    type Output = Stats;
+
+    fn add(mut self, other: Stats) -> Stats {
+        self += &other;
+        self
+    }
+}
+
+impl Sum for Stats {
+    fn sum<I: Iterator<Item = Stats>>(iter: I) -> Stats {
+        iter.fold(Stats::default(), Add::add)
+    }
+}
+
+impl<'a> Sum<&'a Stats> for Stats {
+    fn sum<I: Iterator<Item = &'a Stats>>(iter: I) -> Stats {
+        iter.fold(Stats::default(), |mut sum, stats| {
+            sum += stats;
+            sum
+        })
+    }
+}
+
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "open {} accepted {} closed {} refused {} accept errors {} pauses {} sheds {} in {} B out {} B \
+            "open {} accepted {} closed {} refused {} adopted {} accept errors {} pauses {} sheds {} in {} B out {} B \
              reads {} writes {} polls {} events {} stale {} yields {} queued {} B timers {} lag {:?} (max {:?}) \
              datagrams in {} out {} dropped {}",
             self.open,
             self.accepted,
             self.closed,
             self.refused,
+            self.adopted,
             self.accept_errors,
             self.accept_pauses,
             self.accept_sheds,
@@ -154,5 +269,36 @@ impl fmt::Display for Stats {
             self.datagrams_out,
             self.datagrams_dropped,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_add_up_field_by_field_and_lags_take_the_worst() {
+        let mut a =
+            Stats { accepted: 2, open: 1, bytes_in: 10, loop_lag_max: Duration::from_millis(5), ..Stats::default() };
+        a.count_close(CloseReason::Reset);
+        let mut b = Stats {
+            accepted: 3,
+            adopted: 4,
+            open: 2,
+            bytes_in: 1,
+            loop_lag_max: Duration::from_millis(2),
+            ..Stats::default()
+        };
+        b.count_close(CloseReason::Reset);
+        b.count_close(CloseReason::PeerClosed);
+        let sum: Stats = [a.clone(), b.clone()].iter().sum();
+        assert_eq!((sum.accepted, sum.adopted, sum.open, sum.bytes_in), (5, 4, 3, 11));
+        assert_eq!(
+            (sum.closed, sum.closed_for(CloseReason::Reset), sum.closed_for(CloseReason::PeerClosed)),
+            (3, 2, 1)
+        );
+        assert_eq!(sum.loop_lag_max, Duration::from_millis(5));
+        assert_eq!(a.clone() + b.clone(), sum);
+        assert_eq!(vec![a, b].into_iter().sum::<Stats>(), sum);
     }
 }

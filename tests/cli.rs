@@ -128,6 +128,11 @@ fn a_bad_option_value_is_named_on_one_line_with_exit_2() {
             }
         }
     }
+    for name in ["echo", "http_hello"] {
+        assert_refused(name, &["--threads", "0"], "'0'");
+        assert_refused(name, &["--threads", "lots"], "'lots'");
+        assert_refused(name, &["--threads", "2", "--balance", "random"], "'random'");
+    }
     assert_refused("hotline", &["--operator-delay", "later"], "'later'");
     assert_refused("chat", &["--max-output", "12"], "'12'");
 }

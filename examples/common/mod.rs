@@ -10,14 +10,19 @@
 //! - [`finish`]: the exit status and one readable line when a server fails
 //!   to start or stops on an error.
 //! - [`count`]: "1 job", "2 jobs" in what the examples print.
+//! - [`LoopArgs`] and [`serve`]: `--threads N` (and how connections are
+//!   spread among the loops) for the servers that take it: one reactor as
+//!   before, or N reactors with [`Loops`].
 
 #![allow(dead_code)] // each example uses a part
 
 use std::fmt;
+use std::io;
 use std::net::ToSocketAddrs;
 
 use clap::error::ErrorKind;
 use clap::Parser;
+use reactor_loop::{Config, Handler, ListenOptions, Loops, Reactor, SharedAddr, Stats};
 
 /// The command line, parsed; or the process exits: 0 after printing the
 /// usage (`--help`), 2 after printing one line that says what is wrong.
@@ -76,6 +81,124 @@ pub fn count<N: fmt::Display + PartialEq + From<u8>>(n: N, one: &str, many: &str
     format!("{n} {noun}")
 }
 
+/// How a server with `--threads N` above 1 spreads connections among its
+/// loops.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Balance {
+    /// A listener per loop on the same address (SO_REUSEPORT): the kernel
+    /// hashes each connection's addresses to pick one.
+    Reuseport,
+    /// As reuseport, and the loop picked is the number of the CPU that
+    /// received the connection, modulo N (a BPF program on the group);
+    /// meant for loops pinned with --pin.
+    Cpu,
+    /// One acceptor thread hands each connection to the loop holding the
+    /// fewest; at --max-connections a client is closed without a word.
+    HandOff,
+}
+
+/// `--threads`, `--balance` and `--pin`: flattened into a server's own
+/// arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoopArgs {
+    /// Event loops, each on its own thread with its own share of the
+    /// connections (1: one reactor, as always).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: u32,
+    /// With --threads above 1: how connections are spread among the loops.
+    #[arg(long, value_enum, default_value_t = Balance::Reuseport)]
+    pub balance: Balance,
+    /// With --threads above 1: pin loop i to CPU i.
+    #[arg(long)]
+    pub pin: bool,
+}
+
+impl LoopArgs {
+    /// `max_connections` for each loop: an equal share of the server's.
+    pub fn per_loop(&self, max_connections: usize) -> usize {
+        max_connections.div_ceil(self.threads as usize).max(1)
+    }
+}
+
+/// Serves `addr` until a signal stops it: with one loop, one reactor with
+/// `config`, `state()` and a listener with `options()` making handlers with
+/// `factory`; with N, N such reactors spread as `--balance` says, each
+/// with its own state. Logs each loop's connections when they stop.
+pub fn serve<S: 'static, H: Handler<S> + 'static>(
+    loops: &LoopArgs,
+    addr: &str,
+    config: Config,
+    state: impl Fn() -> S + Send + Sync + 'static,
+    options: impl Fn() -> ListenOptions + Send + Sync + 'static,
+    factory: fn() -> H,
+) -> io::Result<()> {
+    let threads = loops.threads as usize;
+    if threads == 1 {
+        let mut reactor = Reactor::with_config(config, state())?;
+        reactor.listen_with(addr, options(), factory)?;
+        reactor.handle_signals()?;
+        reactor.run()?;
+        log::info!("stopped");
+        return Ok(());
+    }
+    let backlog = config.listen_backlog;
+    let make = move || Reactor::with_config(config.clone(), state());
+    let built = match loops.balance {
+        Balance::Reuseport | Balance::Cpu => {
+            let shared = SharedAddr::bind(addr)?;
+            let balance = loops.balance;
+            Loops::new(move |index| {
+                let mut reactor = make()?;
+                // The CPU program goes on the group once, with the first
+                // loop's listener; the others join the group after it.
+                let options = match balance {
+                    Balance::Cpu if index == 0 => options().steer_by_cpu(threads),
+                    _ => options().reuse_port(true),
+                };
+                reactor.listen_with(shared.addr(), options, factory)?;
+                Ok(reactor)
+            })
+        }
+        Balance::HandOff => {
+            let listener = hand_off_listener(addr, backlog)?;
+            log::info!("listening on {} (hand-off to {threads} loops)", listener.local_addr()?);
+            Loops::new(move |_index| make()).hand_off(listener, move |_index| factory())
+        }
+    };
+    let stats = built.threads(threads).pin_to_cores(loops.pin).handle_signals(true).run()?;
+    log_shares(&stats);
+    log::info!("stopped");
+    Ok(())
+}
+
+/// The hand-off acceptor's listener: the first address `addr` resolves to
+/// that binds, with `SO_REUSEADDR` and the reactor's backlog (std's
+/// `TcpListener::bind` has a backlog of 128, which a burst of connects
+/// overflows while one thread accepts for all the loops).
+fn hand_off_listener(addr: &str, backlog: u32) -> io::Result<std::net::TcpListener> {
+    use reactor_loop::socket2::{Domain, Socket, Type};
+    let mut last = None;
+    for addr in addr.to_socket_addrs()? {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        match socket.bind(&addr.into()).and_then(|()| socket.listen(backlog.min(i32::MAX as u32) as i32)) {
+            Ok(()) => return Ok(socket.into()),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the address resolves to nothing")))
+}
+
+/// One line per loop: the connections it took, and its share of all.
+fn log_shares(stats: &[Stats]) {
+    let taken = |stats: &Stats| stats.accepted + stats.adopted;
+    let total: u64 = stats.iter().map(taken).sum();
+    for (index, stats) in stats.iter().enumerate() {
+        let share = if total == 0 { 0.0 } else { 100.0 * taken(stats) as f64 / total as f64 };
+        log::info!("loop {index}: {} ({share:.1}%)", count(taken(stats), "connection", "connections"));
+    }
+}
+
 #[cfg(test)]
 mod common_tests {
     use super::*;
@@ -100,6 +223,24 @@ mod common_tests {
         assert!(address("foo").unwrap_err().contains("expected IP:PORT"));
         assert!(address("127.0.0.1:99999").is_err());
         assert!(address("127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn a_loops_share_of_the_connection_limit_rounds_up() {
+        #[derive(Parser)]
+        struct Args {
+            #[command(flatten)]
+            loops: LoopArgs,
+        }
+        let parse = |args: &[&str]| Args::try_parse_from(["x"].iter().chain(args)).map(|a| a.loops);
+        let one = parse(&[]).unwrap();
+        assert_eq!((one.threads, one.balance, one.pin), (1, Balance::Reuseport, false));
+        assert_eq!(one.per_loop(10), 10);
+        let three = parse(&["--threads", "3", "--balance", "hand-off", "--pin"]).unwrap();
+        assert_eq!((three.threads, three.balance, three.pin), (3, Balance::HandOff, true));
+        assert_eq!((three.per_loop(10), three.per_loop(1)), (4, 1));
+        assert!(parse(&["--threads", "0"]).is_err());
+        assert!(parse(&["--threads", "many"]).is_err());
     }
 
     #[test]

@@ -37,7 +37,11 @@
 //!
 //! Run:  cargo run --release --example http_hello -- [ADDR] [--idle-timeout SECS] [--request-timeout SECS]
 //!           [--max-connections N] [--output-high-watermark BYTES]
-//!       (default 127.0.0.1:8080, 60 s, 10 s, 10000, 65536 bytes)
+//!           [--threads N [--balance reuseport|cpu|hand-off] [--pin]]
+//!       (default 127.0.0.1:8080, 60 s, 10 s, 10000, 65536 bytes, 1 loop)
+//! Cores: `--threads N` runs N event loops on N threads, each with its own
+//!       listener on the address, its own date cache and an equal share of
+//!       `--max-connections` (docs/SCALING.md).
 //! Try:  curl -i http://127.0.0.1:8080/
 //!       wrk -t1 -c100 -d10s http://127.0.0.1:8080/
 //! Logs: RUST_LOG=debug shows refused requests and each connection's close line.
@@ -54,7 +58,7 @@ use std::io;
 use std::time::Duration;
 
 use clap::Parser;
-use reactor_loop::{Config, Context, Handler, ListenOptions, Reactor, TimerId};
+use reactor_loop::{Config, Context, Handler, ListenOptions, TimerId};
 
 use crate::date::DateCache;
 use crate::request::{HeadScan, Method, Parsed, Persistence, MAX_HEAD};
@@ -86,6 +90,8 @@ struct Args {
     /// answered and read, until the queue falls to a quarter of it.
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1 << 30))]
     output_high_watermark: u32,
+    #[command(flatten)]
+    loops: common::LoopArgs,
 }
 
 /// What a client that arrives at `--max-connections` is told before the
@@ -234,13 +240,15 @@ fn run() -> io::Result<()> {
     let _ = reactor_loop::raise_fd_limit();
     let config = Config {
         request_timeout: seconds(args.request_timeout),
-        max_connections: args.max_connections as usize,
+        max_connections: args.loops.per_loop(args.max_connections as usize),
         ..config(seconds(args.idle_timeout), args.output_high_watermark as usize)
     };
-    let mut reactor = Reactor::with_config(config, DateCache::new())?;
-    reactor.listen_with(args.addr.as_str(), ListenOptions::new().refusal(FULL), HelloHttp::new)?;
-    reactor.handle_signals()?;
-    reactor.run()?;
-    log::info!("stopped");
-    Ok(())
+    common::serve(
+        &args.loops,
+        &args.addr,
+        config,
+        DateCache::new,
+        || ListenOptions::new().refusal(FULL),
+        HelloHttp::new,
+    )
 }

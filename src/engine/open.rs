@@ -1,7 +1,8 @@
 //! New connections: the slot, the poller registration and `on_open`, for
 //! accepted connections (`accept.rs` hands them here; those of a PROXY
-//! protocol listener wait for their header first, `proxy.rs`), outbound
-//! connects and watched descriptors.
+//! protocol listener wait for their header first, `proxy.rs`), sockets
+//! accepted elsewhere and adopted, outbound connects and watched
+//! descriptors.
 
 use std::io;
 use std::net::SocketAddr;
@@ -77,6 +78,25 @@ impl<S> Engine<S> {
         let receiver = pipe::Receiver::from(fd);
         receiver.set_nonblocking(true)?;
         let id = self.insert_conn(Transport::Pipe(receiver), Phase::Open, None, handler)?;
+        self.open(id.slot());
+        Ok(id)
+    }
+
+    /// Takes in a TCP socket accepted elsewhere (another thread's listener)
+    /// as an open connection: made non-blocking, `TCP_NODELAY` as the
+    /// config says, then `on_open`.
+    pub(crate) fn adopt(&mut self, stream: std::net::TcpStream, handler: Box<dyn ConnDriver<S>>) -> io::Result<ConnId> {
+        self.check_room()?;
+        stream.set_nonblocking(true)?;
+        let peer = stream.peer_addr().ok();
+        if self.config.nodelay {
+            if let Err(err) = stream.set_nodelay(true) {
+                debug!("adopted conn from {peer:?}: cannot set TCP_NODELAY: {err}");
+            }
+        }
+        let stream = mio::net::TcpStream::from_std(stream);
+        let id = self.insert_conn(Transport::Tcp(stream), Phase::Open, peer, handler)?;
+        self.stats.adopted += 1;
         self.open(id.slot());
         Ok(id)
     }
