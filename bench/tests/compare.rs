@@ -202,3 +202,29 @@ fn bad_arguments_are_refused_with_a_reason() {
     let e = refused(&["--workload", "pingpong-1m"]);
     assert!(e.contains("pingpong-10k") && e.contains("bulk-1m"), "the presets are listed: {e}");
 }
+
+#[test]
+fn reactor_loops_and_tokio_workers_on_two_server_threads() {
+    // Not SHORT: it picks reactor and epoll, and --peers adds up.
+    let args = ["--rounds", "1", "--duration", "500ms", "--warmup", "100ms", "--peers", "reactor,tokio"];
+    let out = run(&[&args[..], &["--server-threads", "2", "--json"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["ok"], true, "{json:#}");
+    assert_eq!(json["server_threads"], 2, "{json:#}");
+    assert!(json["server_core"].is_null(), "several server threads are not pinned: {json:#}");
+    for run in json["runs"].as_array().expect("runs") {
+        assert_eq!(run["error_total"], 0, "{run:#}");
+    }
+    let medians = json["medians"].as_array().expect("medians");
+    assert_eq!(medians.iter().map(|m| m["peer"].as_str().unwrap()).collect::<Vec<_>>(), ["reactor", "tokio"]);
+    for m in medians {
+        assert!(f(m, "server_cpu_us_per_unit") > 0.0, "{m:#}");
+    }
+}
+
+#[test]
+fn two_server_threads_refuse_a_single_threaded_peer() {
+    let e = refused(&["--server-threads", "2", "--peers", "reactor,epoll", "--rounds", "1"]);
+    assert!(e.contains("the epoll peer runs one thread"), "{e}");
+}

@@ -196,7 +196,7 @@ pub fn run(args: &CurveArgs) -> io::Result<ExitCode> {
                 let _ = io::stderr().flush();
                 // The server starts from this (unpinned) thread: a child
                 // inherits the affinity of the thread that spawns it.
-                let server = Server::start(&exe, peer, server_core)?;
+                let server = Server::start(&exe, peer, server_core, 1)?;
                 let point = thread::scope(|scope| {
                     thread::Builder::new()
                         .name("curve-client".into())

@@ -124,9 +124,15 @@ pub struct CompareArgs {
     #[arg(long, value_parser = parse_sources)]
     pub source: Option<Sources>,
 
-    /// The core every server is pinned to.
+    /// The core every server is pinned to (with one server thread).
     #[arg(long, default_value_t = 0)]
     pub server_core: usize,
+
+    /// Server threads: reactor runs this many loops, tokio a multi-thread
+    /// runtime with this many workers (the other peers run one thread and
+    /// are refused). With more than one the server is not pinned.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub server_threads: u16,
 
     /// Cores for the client threads, one thread each (comma-separated)
     /// [default: every core but the server's].
@@ -187,6 +193,16 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
     if args.peers.is_empty() {
         return Err(invalid("--peers lists no server".into()));
     }
+    if args.server_threads > 1 {
+        if let Some(peer) = args.peers.iter().find(|peer| !peer.threaded()) {
+            return Err(invalid(format!(
+                "--server-threads {}: the {} peer runs one thread (reactor and tokio run several; \
+                 pass --peers reactor,tokio)",
+                args.server_threads,
+                peer.name()
+            )));
+        }
+    }
     // The servers inherit the limit: raise it before starting any.
     if let Err(err) = reactor_loop::raise_fd_limit() {
         eprintln!("reactor-bench compare: warning: cannot raise the descriptor limit: {err}");
@@ -203,7 +219,12 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
         ids.sort_unstable();
         ids
     });
-    let placement = place(args, shape.connections, available.as_deref()).map_err(invalid)?;
+    let mut placement = place(args, shape.connections, available.as_deref()).map_err(invalid)?;
+    if args.server_threads > 1 {
+        // Several server threads go where the kernel puts them; the client
+        // keeps to its cores.
+        placement.server_core = None;
+    }
     for warning in &placement.warnings {
         eprintln!("reactor-bench compare: warning: {warning}");
     }
@@ -254,6 +275,7 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
         sources: args.source.as_ref().map(|s| s.0.iter().map(|ip| ip.to_string()).collect()),
         descriptor_limit: limit.map(|(soft, _)| soft),
         server_core: placement.server_core,
+        server_threads: args.server_threads,
         client_cores: placement.client_cores.clone(),
         client_threads: placement.client_threads,
         syscalls: syscalls.err().unwrap_or_else(|| "counted".into()),
@@ -316,7 +338,7 @@ fn run_one(
     count_syscalls: bool,
     (round, position): (usize, usize),
 ) -> io::Result<Run> {
-    let server = Server::start(exe, peer, placement.server_core)?;
+    let server = Server::start(exe, peer, placement.server_core, args.server_threads)?;
     let pid = server.child.id();
     let hold = shape.mode == Mode::Hold;
     let rss_before = if hold { Some(rss_anon_kb(pid)?) } else { None };

@@ -204,6 +204,8 @@ pub(super) struct Report {
     /// The descriptor soft limit of the bench and the servers.
     pub(super) descriptor_limit: Option<u64>,
     pub(super) server_core: Option<usize>,
+    /// Threads of each server (reactor's loops, tokio's workers).
+    pub(super) server_threads: u16,
     pub(super) client_cores: Option<Vec<usize>>,
     pub(super) client_threads: usize,
     /// `counted`, `off`, or `unavailable: <why>`.
@@ -273,6 +275,7 @@ pub(super) mod tests {
             sources: None,
             descriptor_limit: None,
             server_core: Some(0),
+            server_threads: 1,
             client_cores: None,
             client_threads: 1,
             syscalls: "off".into(),

@@ -25,12 +25,14 @@ pub(super) struct Server {
 }
 
 impl Server {
-    /// Starts `reactor-bench serve <peer> 127.0.0.1:0 [--core N]` and waits
-    /// (bounded) for its `listening on` line.
-    pub(super) fn start(exe: &Path, peer: Peer, core: Option<usize>) -> io::Result<Server> {
+    /// Starts `reactor-bench serve <peer> 127.0.0.1:0 [--core N | --threads
+    /// N]` and waits (bounded) for its `listening on` line.
+    pub(super) fn start(exe: &Path, peer: Peer, core: Option<usize>, threads: u16) -> io::Result<Server> {
         let mut command = Command::new(exe);
         command.args(["serve", peer.name(), "127.0.0.1:0"]);
-        if let Some(core) = core {
+        if threads > 1 {
+            command.arg("--threads").arg(threads.to_string());
+        } else if let Some(core) = core {
             command.arg("--core").arg(core.to_string());
         }
         let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;

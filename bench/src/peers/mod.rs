@@ -107,9 +107,22 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(default_value = "127.0.0.1:9000")]
     pub addr: SocketAddr,
-    /// Pin the server's thread to this core.
-    #[arg(long)]
+    /// Pin the server's thread to this core (one thread only).
+    #[arg(long, conflicts_with = "threads")]
     pub core: Option<usize>,
+    /// Server threads: reactor runs this many loops (`Loops`, one
+    /// `SO_REUSEPORT` listener each), tokio a multi-thread runtime with this
+    /// many workers; the other peers run one thread. Unpinned when more
+    /// than one.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: u16,
+}
+
+impl Peer {
+    /// Whether the peer can run on more than one thread.
+    pub fn threaded(self) -> bool {
+        matches!(self, Peer::Reactor | Peer::Tokio)
+    }
 }
 
 /// Runs the chosen server until the process is stopped. It prints
@@ -123,9 +136,17 @@ pub fn serve(args: &ServeArgs) -> io::Result<()> {
     if let Some(core) = args.core {
         crate::pin_to_core(core);
     }
+    let threads = usize::from(args.threads);
+    if threads > 1 && !args.peer.threaded() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("the {} peer runs one thread; --threads applies to reactor and tokio", args.peer.name()),
+        ));
+    }
     match args.peer {
+        Peer::Reactor if threads > 1 => reactor_echo::serve_loops(args.addr, threads),
         Peer::Reactor => reactor_echo::serve(args.addr),
-        Peer::Tokio => tokio_echo::serve(args.addr),
+        Peer::Tokio => tokio_echo::serve(args.addr, threads),
         Peer::Mio => mio_echo::serve(args.addr),
         Peer::Epoll => epoll_echo::serve(args.addr),
         Peer::Select => select_echo::serve(args.addr),

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 
-use reactor_loop::{Context, Handle, Handler, Reactor};
+use reactor_loop::{Context, Handle, Handler, ListenOptions, Loops, Reactor, SharedAddr};
 
 /// Sends back whatever arrives.
 struct Echo;
@@ -24,6 +24,26 @@ pub fn serve(addr: SocketAddr) -> io::Result<()> {
     reactor.handle_signals()?;
     println!("listening on {}", reactor.local_addr(listener)?);
     reactor.run()
+}
+
+/// Serves with `threads` loops, one `SO_REUSEPORT` listener each on the
+/// same address (the kernel spreads connections among them), stopping
+/// gracefully on SIGINT or SIGTERM.
+pub fn serve_loops(addr: SocketAddr, threads: usize) -> io::Result<()> {
+    let shared = SharedAddr::bind(addr)?;
+    let bound = shared.addr();
+    let running = Loops::new(move |_| {
+        let mut reactor = Reactor::new()?;
+        reactor.listen_with(shared.addr(), ListenOptions::new().reuse_port(true), || Echo)?;
+        Ok(reactor)
+    })
+    .threads(threads)
+    .handle_signals(true)
+    .start()?;
+    // Every loop listens by now.
+    println!("listening on {bound}");
+    running.join()?;
+    Ok(())
 }
 
 /// Starts the echo server on its own thread on `addr` (port 0 picks one);

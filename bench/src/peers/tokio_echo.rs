@@ -1,4 +1,5 @@
-//! The canonical tokio echo server, on a `current_thread` runtime: an accept
+//! The canonical tokio echo server, on a `current_thread` runtime (or a
+//! `multi_thread` one, with `serve --threads N`): an accept
 //! loop spawning one task per connection that reads into a buffer and
 //! `write_all`s it back.
 //!
@@ -13,9 +14,15 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::READ_BUFFER;
 
-/// Serves in the foreground until the process is stopped.
-pub fn serve(addr: SocketAddr) -> io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+/// Serves in the foreground until the process is stopped: on a
+/// `current_thread` runtime, or with more than one thread a `multi_thread`
+/// runtime with that many workers (tasks then move between them).
+pub fn serve(addr: SocketAddr, threads: usize) -> io::Result<()> {
+    let runtime = if threads > 1 {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_io().build()?
+    } else {
+        tokio::runtime::Builder::new_current_thread().enable_io().build()?
+    };
     runtime.block_on(async {
         let listener = TcpListener::from_std(super::listener(addr)?)?;
         println!("listening on {}", listener.local_addr()?);
