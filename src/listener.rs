@@ -95,7 +95,8 @@ impl ListenOptions {
 
     /// Sets `SO_REUSEPORT`, so that several reactors (one per thread) can
     /// each have a listener on the same port and the kernel spreads
-    /// connections among them.
+    /// connections among them. A Unix socket listener refuses it
+    /// (`InvalidInput`): a path has one listener.
     pub fn reuse_port(mut self, reuse: bool) -> ListenOptions {
         self.reuse_port = reuse;
         self
@@ -121,7 +122,8 @@ impl ListenOptions {
     /// is served on the CPU that already has its packets in cache. Without
     /// that it spreads connections only as evenly as the interrupts are
     /// spread, which can be much worse than the default hash (docs/SCALING.md
-    /// has measurements).
+    /// has measurements). A Unix socket listener refuses it
+    /// (`InvalidInput`).
     ///
     /// # Examples
     ///
@@ -146,6 +148,7 @@ impl ListenOptions {
     }
 
     /// Whether accepted sockets get `TCP_NODELAY` (default `Config::nodelay`).
+    /// Ignored by a Unix socket listener: a Unix socket has no Nagle delay.
     pub fn nodelay(mut self, nodelay: bool) -> ListenOptions {
         self.nodelay = Some(nodelay);
         self
@@ -221,6 +224,11 @@ impl ListenOptions {
     /// Only a port that clients reach through the balancer alone should
     /// take the header: anyone who can connect to it directly can claim any
     /// address.
+    ///
+    /// A Unix socket listener takes it too, from a proxy on the same host
+    /// (HAProxy's `send-proxy-v2` to a `unix@` server): its connections'
+    /// peer is then the client the header names, and stays `None` when the
+    /// header names none (v2 `LOCAL`, a `UNIX` family).
     ///
     /// # Examples
     ///
