@@ -5,7 +5,7 @@
 //! reads.
 //!
 //! Run:  cargo run --release --example echo -- [ADDR] [--idle-timeout SECS] [--max-connections N]
-//!           [--threads N [--balance reuseport|cpu|hand-off] [--pin]]
+//!           [--threads N [--balance reuseport|cpu|hand-off] [--pin]] [--unix PATH]
 //!       (default 127.0.0.1:9000; 60 s, the descriptor limit; 1 loop)
 //! Try:  cargo run -q --release --example line_client -- 127.0.0.1:9000   (then type lines)
 //! Logs: RUST_LOG=debug shows each connection's close line.
@@ -17,6 +17,11 @@
 //! clock. At `--max-connections` a new client is sent
 //! `error: server full, try later\n` and closed at once, instead of waiting
 //! unanswered in the kernel's backlog.
+//!
+//! Unix socket: `--unix PATH` listens on a Unix domain socket at PATH
+//! instead of TCP (one loop); the socket file is removed when the server
+//! stops, and a stale one left by a server that was killed is replaced.
+//! Try it with `socat - UNIX-CONNECT:PATH` or `nc -U PATH`.
 //!
 //! Cores: `--threads N` runs N event loops on N threads, each with its own
 //! listener on the address (`SO_REUSEPORT`) and an equal share of
@@ -52,6 +57,10 @@ struct Args {
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=i64::from(u32::MAX / 2)))]
     max_connections: Option<u32>,
+    /// Listen on a Unix domain socket at PATH instead of TCP (one loop;
+    /// the file is removed when the server stops).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["addr", "threads"])]
+    unix: Option<std::path::PathBuf>,
     #[command(flatten)]
     loops: common::LoopArgs,
 }
@@ -95,6 +104,9 @@ fn run() -> io::Result<()> {
         log::info!("holding up to {} connections (--max-connections)", config.max_connections);
     } else {
         log::info!("holding up to {} connections per loop (--max-connections)", config.max_connections);
+    }
+    if let Some(path) = &args.unix {
+        return common::serve_unix(path, config, (), ListenOptions::new().refusal(FULL), || Echo);
     }
     common::serve(&args.loops, &args.addr, config, || (), || ListenOptions::new().refusal(FULL), || Echo)
 }

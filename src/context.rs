@@ -344,7 +344,10 @@ impl<'a, S> Context<'a, S> {
         self.id
     }
 
-    /// The peer's address; `None` for a watched descriptor. On a listener
+    /// The peer's address; `None` for a watched descriptor and for a
+    /// connection of a Unix socket listener
+    /// ([`Reactor::listen_unix`](crate::Reactor::listen_unix)), whose
+    /// client has no IP address. On a listener
     /// that takes a PROXY protocol header
     /// ([`ListenOptions::proxy_protocol`](crate::ListenOptions::proxy_protocol)),
     /// the client's address as the header gives it, from `on_open` on (the
@@ -354,7 +357,8 @@ impl<'a, S> Context<'a, S> {
     }
 
     /// The local address of this connection's socket, e.g. to tell which of
-    /// several listeners a client dialled.
+    /// several listeners a client dialled. A Unix socket has none: it fails
+    /// with `Unsupported`.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.base.engine.local_addr_of(self.key)
     }

@@ -101,6 +101,7 @@ mod engine;
 mod io;
 mod panic_guard;
 mod signal_watch;
+mod unix_socket;
 
 pub use crate::close_reason::CloseReason;
 pub use crate::config::Config;

@@ -78,6 +78,7 @@ pub struct ListenOptions {
     pub(crate) max_connections: Option<usize>,
     pub(crate) refusal: Option<Box<[u8]>>,
     pub(crate) proxy_protocol: Option<ProxyProtocol>,
+    pub(crate) unix_mode: Option<u32>,
 }
 
 impl ListenOptions {
@@ -94,7 +95,8 @@ impl ListenOptions {
 
     /// Sets `SO_REUSEPORT`, so that several reactors (one per thread) can
     /// each have a listener on the same port and the kernel spreads
-    /// connections among them.
+    /// connections among them. A Unix socket listener refuses it
+    /// (`InvalidInput`): a path has one listener.
     pub fn reuse_port(mut self, reuse: bool) -> ListenOptions {
         self.reuse_port = reuse;
         self
@@ -120,7 +122,8 @@ impl ListenOptions {
     /// is served on the CPU that already has its packets in cache. Without
     /// that it spreads connections only as evenly as the interrupts are
     /// spread, which can be much worse than the default hash (docs/SCALING.md
-    /// has measurements).
+    /// has measurements). A Unix socket listener refuses it
+    /// (`InvalidInput`).
     ///
     /// # Examples
     ///
@@ -145,6 +148,7 @@ impl ListenOptions {
     }
 
     /// Whether accepted sockets get `TCP_NODELAY` (default `Config::nodelay`).
+    /// Ignored by a Unix socket listener: a Unix socket has no Nagle delay.
     pub fn nodelay(mut self, nodelay: bool) -> ListenOptions {
         self.nodelay = Some(nodelay);
         self
@@ -221,6 +225,11 @@ impl ListenOptions {
     /// take the header: anyone who can connect to it directly can claim any
     /// address.
     ///
+    /// A Unix socket listener takes it too, from a proxy on the same host
+    /// (HAProxy's `send-proxy-v2` to a `unix@` server): its connections'
+    /// peer is then the client the header names, and stays `None` when the
+    /// header names none (v2 `LOCAL`, a `UNIX` family).
+    ///
     /// # Examples
     ///
     /// ```
@@ -235,9 +244,34 @@ impl ListenOptions {
         self
     }
 
+    /// The permission bits of a Unix socket listener's file (for
+    /// [`Reactor::listen_unix_with`](crate::Reactor::listen_unix_with)),
+    /// e.g. `0o660` to let the group connect (connecting needs write
+    /// permission on the file). They are set after the bind and before the
+    /// socket listens, so no client connects while the file has other
+    /// bits. Unset, the file gets what the process's umask leaves of
+    /// `0o777` (`0o755` under the usual umask `022`, which lets only the
+    /// owner connect). A TCP listener fails with `InvalidInput` if it is
+    /// set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactor_loop::ListenOptions;
+    ///
+    /// // The owner and the group (say, the proxy's) may connect.
+    /// let options = ListenOptions::new().unix_mode(0o660);
+    /// # drop(options);
+    /// ```
+    pub fn unix_mode(mut self, mode: u32) -> ListenOptions {
+        self.unix_mode = Some(mode & 0o7777);
+        self
+    }
+
     /// Runs `hook` on each accepted socket before its handler is made, to set
     /// socket options (buffer sizes, keepalive, ...). A hook that fails drops
-    /// that connection.
+    /// that connection. On a Unix socket listener it gets the accepted Unix
+    /// socket (buffer sizes apply; TCP options fail).
     pub fn on_accept(mut self, hook: impl FnMut(&SockRef<'_>) -> io::Result<()> + 'static) -> ListenOptions {
         self.on_accept = Some(Box::new(hook));
         self

@@ -3,6 +3,7 @@
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use log::{info, warn};
@@ -13,7 +14,7 @@ use crate::config::Config;
 use crate::conn_id::ConnId;
 use crate::context::LoopContext;
 use crate::datagram::{DatagramHandler, UdpOptions};
-use crate::engine::Engine;
+use crate::engine::{Engine, ListenSocket};
 use crate::error::SendError;
 use crate::handle::{Handle, Inbox};
 use crate::handler::Handler;
@@ -23,6 +24,7 @@ use crate::listener::{ListenOptions, SourceId};
 use crate::signal_watch::SignalWatch;
 use crate::stats::Stats;
 use crate::timers::LoopTimerId;
+use crate::unix_socket::unix_listener;
 
 /// One thread's event loop: a `mio::Poll` over listeners, connections,
 /// datagram sockets and watched descriptors, each connection driven by its
@@ -135,7 +137,121 @@ impl<S: 'static> Reactor<S> {
         if let Some(loops) = options.steer_by_cpu {
             crate::cpu::steer_by_cpu(socket.as_fd(), loops)?;
         }
+        if options.unix_mode.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "ListenOptions::unix_mode is for Unix socket listeners (Reactor::listen_unix_with)",
+            ));
+        }
         let mut factory = factory;
+        let key =
+            self.engine.add_listener(ListenSocket::Tcp(socket), options, Box::new(move || Box::new(factory())))?;
+        Ok(SourceId(key))
+    }
+
+    /// Listens on a Unix domain stream socket at `path`; each accepted
+    /// connection gets a handler from `factory`, and is driven exactly as a
+    /// TCP connection is (reading, writing, backpressure, graceful close,
+    /// timeouts, limits). Logs `listening on unix:<path>` (info) once
+    /// bound.
+    ///
+    /// The socket file is created here and removed when the listener
+    /// closes: at [`shutdown`](Reactor::shutdown), or when the reactor is
+    /// dropped (a process killed outright leaves it behind). A file
+    /// already at `path` is dealt with first:
+    ///
+    /// - a stale socket (nothing listens on it any more: connecting is
+    ///   refused) is removed and replaced;
+    /// - a live one (another process listens on it) makes this fail with
+    ///   [`io::ErrorKind::AddrInUse`];
+    /// - anything that is not a socket is left alone, and this fails with
+    ///   [`io::ErrorKind::AlreadyExists`].
+    ///
+    /// The file's permissions are what the umask leaves unless
+    /// [`ListenOptions::unix_mode`] sets them. A Unix socket's client has
+    /// no IP address: [`Context::peer_addr`](crate::Context::peer_addr) is
+    /// `None` for its connections (unless a PROXY protocol header names the
+    /// client), and [`Context::local_addr`](crate::Context::local_addr)
+    /// fails with `Unsupported`; [`Reactor::local_unix_path`] tells the
+    /// listener's path.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    ///
+    /// use reactor_loop::{Context, Handler, Reactor};
+    ///
+    /// struct Echo;
+    ///
+    /// impl Handler for Echo {
+    ///     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+    ///         ctx.write(input);
+    ///         input.len()
+    ///     }
+    /// }
+    ///
+    /// let dir = std::env::temp_dir().join(format!("reactor-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("echo.sock");
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let listener = reactor.listen_unix(&path, || Echo)?;
+    /// assert_eq!(reactor.local_unix_path(listener)?, std::path::absolute(&path)?);
+    ///
+    /// let mut client = UnixStream::connect(&path)?;
+    /// client.write_all(b"ping")?;
+    /// let mut reply = [0; 4];
+    /// while reactor.stats().bytes_out < 4 {
+    ///     reactor.turn(Some(std::time::Duration::from_millis(100)))?;
+    /// }
+    /// client.read_exact(&mut reply)?;
+    /// assert_eq!(&reply, b"ping");
+    ///
+    /// drop(client);
+    /// reactor.shutdown(); // the listener closes: its socket file is removed
+    /// reactor.run()?;
+    /// assert!(!path.exists());
+    /// # std::fs::remove_dir(&dir)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn listen_unix<P, H, F>(&mut self, path: P, factory: F) -> io::Result<SourceId>
+    where
+        P: AsRef<Path>,
+        H: Handler<S> + 'static,
+        F: FnMut() -> H + 'static,
+    {
+        self.listen_unix_with(path, ListenOptions::new(), factory)
+    }
+
+    /// Like [`Reactor::listen_unix`], with per-listener options. Those that
+    /// apply to a Unix socket: the backlog, [`ListenOptions::unix_mode`],
+    /// the accept hook (given the accepted Unix socket), the connection
+    /// limit and refusal, and the PROXY protocol (a proxy that relays to a
+    /// Unix socket can send the client's TCP address in a header; one
+    /// that names no client leaves `peer_addr` `None`).
+    /// [`ListenOptions::nodelay`] is ignored (a Unix socket has no Nagle
+    /// delay). [`ListenOptions::reuse_port`] and
+    /// [`ListenOptions::steer_by_cpu`] have no meaning for a path, which
+    /// only one socket can have: they make this fail with `InvalidInput`.
+    pub fn listen_unix_with<P, H, F>(&mut self, path: P, options: ListenOptions, factory: F) -> io::Result<SourceId>
+    where
+        P: AsRef<Path>,
+        H: Handler<S> + 'static,
+        F: FnMut() -> H + 'static,
+    {
+        if options.reuse_port || options.steer_by_cpu.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "SO_REUSEPORT and CPU steering are TCP options: a Unix socket path has one listener",
+            ));
+        }
+        let backlog = options.backlog.unwrap_or(self.engine.config().listen_backlog);
+        let (socket, file) = unix_listener(path.as_ref(), backlog, options.unix_mode)?;
+        let options = ListenOptions { nodelay: Some(false), ..options };
+        let mut factory = factory;
+        let socket = ListenSocket::Unix(socket, file);
         let key = self.engine.add_listener(socket, options, Box::new(move || Box::new(factory())))?;
         Ok(SourceId(key))
     }
@@ -164,8 +280,16 @@ impl<S: 'static> Reactor<S> {
 
     /// The address a listener or datagram socket is bound to, with the real
     /// port when port 0 was asked.
+    /// A Unix socket listener fails with `InvalidInput`: see
+    /// [`Reactor::local_unix_path`].
     pub fn local_addr(&self, source: SourceId) -> io::Result<SocketAddr> {
         self.engine.source_local_addr(source.0)
+    }
+
+    /// The socket file of a listener made by [`Reactor::listen_unix`], as an
+    /// absolute path. Other sources fail with `InvalidInput`.
+    pub fn local_unix_path(&self, source: SourceId) -> io::Result<PathBuf> {
+        self.engine.source_unix_path(source.0)
     }
 
     /// Opens an outbound TCP connection driven by `handler`. The connect runs

@@ -83,3 +83,35 @@ fn at_max_connections_a_new_client_is_told_and_closed_and_the_others_are_served(
         (&reply == b"back").then_some(())
     });
 }
+
+#[test]
+fn with_unix_the_echo_listens_on_a_unix_socket_and_removes_it_on_sigint() {
+    use std::os::unix::net::UnixStream;
+
+    let dir = std::env::temp_dir().join(format!("reactor-echo-unix-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("echo.sock");
+    // No TCP address to wait for: wait for the Unix one's log line.
+    let mut server = Example::start("echo", &["--unix", path.to_str().unwrap()], 0);
+    let listening = format!("listening on unix:{}", path.display());
+    wait_for("the listening line", || server.log().iter().any(|line| line.contains(&listening)).then_some(()));
+
+    let mut client = UnixStream::connect(&path).unwrap();
+    client.set_read_timeout(Some(util::WAIT)).unwrap();
+    client.write_all(b"hello over a unix socket\n").unwrap();
+    let mut reply = [0u8; 25];
+    client.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"hello over a unix socket\n");
+
+    server.signal("INT");
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).expect("graceful close");
+    assert!(rest.is_empty());
+    drop(client);
+    assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0), "log: {:#?}", server.log());
+    assert!(std::fs::symlink_metadata(&path).is_err(), "the socket file is gone after SIGINT");
+    let log = server.log();
+    assert!(log.iter().any(|line| line.contains("(unix:") && line.contains("closed: shutdown")), "log: {log:#?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

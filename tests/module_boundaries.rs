@@ -34,6 +34,7 @@ fn below_the_api() -> Vec<std::path::PathBuf> {
         "bind.rs",
         "cpu.rs",
         "shared_addr.rs",
+        "unix_socket.rs",
     ] {
         files.push(src.join(leaf));
     }

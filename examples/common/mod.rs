@@ -13,6 +13,8 @@
 //! - [`LoopArgs`] and [`serve`]: `--threads N` (and how connections are
 //!   spread among the loops) for the servers that take it: one reactor as
 //!   before, or N reactors with [`Loops`].
+//! - [`serve_unix`]: `--unix PATH`, one reactor listening on a Unix domain
+//!   socket instead of TCP.
 
 #![allow(dead_code)] // each example uses a part
 
@@ -167,6 +169,25 @@ pub fn serve<S: 'static, H: Handler<S> + 'static>(
     };
     let stats = built.threads(threads).pin_to_cores(loops.pin).handle_signals(true).run()?;
     log_shares(&stats);
+    log::info!("stopped");
+    Ok(())
+}
+
+/// Serves a Unix domain socket at `path` until a signal stops it: one
+/// reactor with `config`, `state` and a listener with `options` making
+/// handlers with `factory`. The socket file is removed when it stops; a
+/// stale one left at `path` by a server that died is replaced.
+pub fn serve_unix<S: 'static, H: Handler<S> + 'static>(
+    path: &std::path::Path,
+    config: Config,
+    state: S,
+    options: ListenOptions,
+    factory: fn() -> H,
+) -> io::Result<()> {
+    let mut reactor = Reactor::with_config(config, state)?;
+    reactor.listen_unix_with(path, options, factory)?;
+    reactor.handle_signals()?;
+    reactor.run()?;
     log::info!("stopped");
     Ok(())
 }

@@ -11,13 +11,14 @@
 //! one warning per episode.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use log::{debug, error, info, warn};
-use mio::net::{TcpListener, TcpStream};
-use mio::Interest;
+use mio::net::{TcpListener, UnixListener};
+use mio::{Interest, Registry, Token};
 use socket2::SockRef;
 
 use crate::io::token::source_token;
@@ -26,8 +27,9 @@ use crate::listener::{AcceptHook, ListenOptions};
 use crate::panic_guard::guard;
 use crate::proxy_header::ProxyProtocol;
 use crate::timers::deadline_after;
+use crate::unix_socket::SocketFile;
 
-use super::{Engine, HandlerFactory, Phase, Shutdown, Source, TimerTarget};
+use super::{Engine, HandlerFactory, PeerDisplay, Phase, Shutdown, Source, TimerTarget};
 
 /// First pause after descriptor exhaustion.
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -44,10 +46,76 @@ enum Accepting {
     Paused,
 }
 
+/// A listening socket: TCP, or Unix domain (stream).
+pub(crate) enum ListenSocket {
+    Tcp(TcpListener),
+    /// With its socket file, removed when the listener is dropped.
+    Unix(UnixListener, SocketFile),
+}
+
+/// Where a listener listens, for `local_addr` and the log (`unix:<path>`).
+pub(super) enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(Box<Path>),
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// Who an accepted client is, for the log: its address, or for a Unix
+/// socket's client (which has none) the listener's path.
+struct Client<'a>(Option<SocketAddr>, &'a ListenAddr);
+
+impl std::fmt::Display for Client<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => write!(f, "{}", self.1),
+        }
+    }
+}
+
+impl ListenSocket {
+    /// Accepts one client: its stream and, over TCP, its address.
+    fn accept(&self) -> io::Result<(Transport, Option<SocketAddr>)> {
+        match self {
+            ListenSocket::Tcp(socket) => socket.accept().map(|(stream, peer)| (Transport::Tcp(stream), Some(peer))),
+            ListenSocket::Unix(socket, _) => socket.accept().map(|(stream, _)| (Transport::Unix(stream), None)),
+        }
+    }
+
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        match self {
+            ListenSocket::Tcp(socket) => registry.register(socket, token, Interest::READABLE),
+            ListenSocket::Unix(socket, _) => registry.register(socket, token, Interest::READABLE),
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            ListenSocket::Tcp(socket) => registry.deregister(socket),
+            ListenSocket::Unix(socket, _) => registry.deregister(socket),
+        }
+    }
+
+    fn local(&self) -> io::Result<ListenAddr> {
+        match self {
+            ListenSocket::Tcp(socket) => socket.local_addr().map(ListenAddr::Tcp),
+            ListenSocket::Unix(_, file) => Ok(ListenAddr::Unix(file.path().into())),
+        }
+    }
+}
+
 /// One listening socket and the factory of its connections' handlers.
 pub(super) struct Listener<S> {
-    socket: TcpListener,
-    pub(super) local: SocketAddr,
+    socket: ListenSocket,
+    pub(super) local: ListenAddr,
     factory: HandlerFactory<S>,
     nodelay: bool,
     on_accept: Option<AcceptHook>,
@@ -129,14 +197,15 @@ impl<S> Engine<S> {
     /// a handler from `factory`.
     pub(crate) fn add_listener(
         &mut self,
-        mut socket: TcpListener,
+        mut socket: ListenSocket,
         options: ListenOptions,
         factory: HandlerFactory<S>,
     ) -> io::Result<usize> {
-        let local = socket.local_addr()?;
+        let local = socket.local()?;
         let entry = self.sources.vacant_entry();
         let key = entry.key();
-        self.registry.register(&mut socket, source_token(key), Interest::READABLE)?;
+        socket.register(&self.registry, source_token(key))?;
+        info!("listening on {local}");
         entry.insert(Source::Listener(Listener {
             socket,
             local,
@@ -152,7 +221,6 @@ impl<S> Engine<S> {
             proxy_protocol: options.proxy_protocol,
             queued: false,
         }));
-        info!("listening on {local}");
         if self.conns.len() >= self.config.max_connections {
             self.pause_at_limit();
         }
@@ -203,15 +271,15 @@ impl<S> Engine<S> {
             }
             budget -= 1;
             match listener.socket.accept() {
-                Ok((stream, peer)) => {
+                Ok((transport, peer)) => {
                     if listener.backoff.take().is_some() {
                         info!("listener {}: accepting again", listener.local);
                     }
                     self.stats.accepted += 1;
                     if full {
-                        self.refuse(key, stream, peer);
+                        self.refuse(key, transport, peer);
                     } else {
-                        self.admit(key, stream, peer);
+                        self.admit(key, transport, peer);
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
@@ -233,7 +301,7 @@ impl<S> Engine<S> {
     /// it: one non-blocking write, never a wait. Input the client already
     /// sent is read and dropped first, because closing a socket with unread
     /// input makes Linux send a reset that may destroy the refusal.
-    fn refuse(&mut self, key: usize, stream: TcpStream, peer: SocketAddr) {
+    fn refuse(&mut self, key: usize, mut stream: Transport, peer: Option<SocketAddr>) {
         let Some(Source::Listener(listener)) = self.sources.get_mut(key) else { return };
         let Some(message) = listener.refusal.as_deref() else { return };
         self.stats.refused += 1;
@@ -245,34 +313,40 @@ impl<S> Engine<S> {
                 listener.local
             );
         }
-        let _ = (&stream).read(&mut self.read_buffer);
-        match (&stream).write(message) {
+        let peer = Client(peer, &listener.local);
+        let _ = stream.read(&mut self.read_buffer);
+        match stream.write(&[IoSlice::new(message)]) {
             Ok(n) if n == message.len() => {}
             Ok(n) => debug!("conn from {peer}: refusal cut short after {n} of {} bytes", message.len()),
             Err(err) => debug!("conn from {peer}: refusal not sent: {err}"),
         }
-        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let _ = stream.shutdown_write();
         debug!("conn from {peer}: refused at the connection limit");
     }
 
     /// Turns an accepted socket into a connection and opens it.
-    fn admit(&mut self, key: usize, stream: TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, key: usize, stream: Transport, peer: Option<SocketAddr>) {
         let Some(Source::Listener(listener)) = self.sources.get_mut(key) else { return };
         if listener.nodelay {
             if let Err(err) = stream.set_nodelay(true) {
-                debug!("conn from {peer}: cannot set TCP_NODELAY: {err}");
+                debug!("conn from {}: cannot set TCP_NODELAY: {err}", Client(peer, &listener.local));
             }
         }
         if let Some(hook) = listener.on_accept.as_mut() {
-            match guard(|| hook(&SockRef::from(&stream))) {
+            let socket = match &stream {
+                Transport::Tcp(stream) => SockRef::from(stream),
+                Transport::Unix(stream) => SockRef::from(stream),
+                Transport::Pipe(_) | Transport::Memory(_) => unreachable!("a listener accepts sockets"),
+            };
+            match guard(|| hook(&socket)) {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => {
-                    debug!("conn from {peer}: accept hook refused it: {err}");
+                    debug!("conn from {}: accept hook refused it: {err}", Client(peer, &listener.local));
                     return;
                 }
                 Err(message) => {
                     self.stats.handler_panics += 1;
-                    error!("conn from {peer}: the accept hook panicked: {message}");
+                    error!("conn from {}: the accept hook panicked: {message}", Client(peer, &listener.local));
                     return;
                 }
             }
@@ -283,23 +357,33 @@ impl<S> Engine<S> {
             Ok(handler) => handler,
             Err(message) => {
                 self.stats.handler_panics += 1;
-                error!("conn from {peer}: the handler factory panicked: {message}; dropping it");
+                error!(
+                    "conn from {}: the handler factory panicked: {message}; dropping it",
+                    Client(peer, &listener.local)
+                );
                 return;
             }
         };
         // Behind a PROXY header the connection is not opened until the
         // header has come (`proxy.rs`).
         let phase = listener.proxy_protocol.map_or(Phase::Open, Phase::ProxyHeader);
-        match self.insert_conn(Transport::Tcp(stream), phase, Some(peer), handler) {
+        match self.insert_conn(stream, phase, peer, handler) {
             Ok(id) => {
-                log::trace!("conn {id}: accepted from {peer}");
+                log::trace!("conn {id}: accepted from {}", {
+                    let conn = &self.conns[id.slot()];
+                    PeerDisplay(conn.peer, &conn.transport)
+                });
                 self.conns[id.slot()].listener = Some(key);
                 if let Some(Source::Listener(listener)) = self.sources.get_mut(key) {
                     listener.open += 1;
                 }
                 self.open(id.slot());
             }
-            Err(err) => warn!("conn from {peer}: cannot register: {err}"),
+            Err(err) => {
+                if let Some(Source::Listener(listener)) = self.sources.get(key) {
+                    warn!("conn from {}: cannot register: {err}", Client(peer, &listener.local));
+                }
+            }
         }
     }
 
@@ -333,7 +417,7 @@ impl<S> Engine<S> {
         };
         listener.backoff = Some(backoff);
         listener.accepting = Accepting::Paused;
-        if let Err(err) = self.registry.deregister(&mut listener.socket) {
+        if let Err(err) = listener.socket.deregister(&self.registry) {
             debug!("listener {}: deregister: {err}", listener.local);
         }
         self.stats.accept_pauses += 1;
@@ -352,7 +436,7 @@ impl<S> Engine<S> {
             listener.accepting = Accepting::AtLimit;
             return;
         }
-        if let Err(err) = self.registry.register(&mut listener.socket, source_token(key), Interest::READABLE) {
+        if let Err(err) = listener.socket.register(&self.registry, source_token(key)) {
             warn!("listener {}: cannot register again: {err}", listener.local);
             return;
         }
@@ -380,7 +464,7 @@ impl<S> Engine<S> {
                 // A listener with a refusal keeps accepting, to refuse.
                 if listener.accepting == Accepting::Yes && listener.refusal.is_none() {
                     listener.accepting = Accepting::AtLimit;
-                    if let Err(err) = self.registry.deregister(&mut listener.socket) {
+                    if let Err(err) = listener.socket.deregister(&self.registry) {
                         debug!("listener {}: deregister: {err}", listener.local);
                     }
                 }
@@ -401,7 +485,7 @@ impl<S> Engine<S> {
              wait in its backlog until one of its connections closes",
             listener.local, listener.open
         );
-        if let Err(err) = self.registry.deregister(&mut listener.socket) {
+        if let Err(err) = listener.socket.deregister(&self.registry) {
             debug!("listener {}: deregister: {err}", listener.local);
         }
     }
@@ -440,7 +524,7 @@ impl<S> Engine<S> {
         if listener.accepting != Accepting::AtLimit || listener.max_open.is_some_and(|max| listener.open >= max) {
             return;
         }
-        if let Err(err) = self.registry.register(&mut listener.socket, source_token(key), Interest::READABLE) {
+        if let Err(err) = listener.socket.register(&self.registry, source_token(key)) {
             warn!("listener {}: cannot register again: {err}", listener.local);
             return;
         }

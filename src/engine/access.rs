@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use mio::Interest;
@@ -13,6 +14,7 @@ use crate::conn_id::ConnId;
 use crate::io::clock::Clock;
 use crate::stats::Stats;
 
+use super::accept::ListenAddr;
 use super::{Engine, Phase, Shutdown, Source, TimerTarget};
 
 /// A connection as the test kit sees it.
@@ -87,8 +89,32 @@ impl<S> Engine<S> {
     /// The address a listener or datagram socket is bound to.
     pub(crate) fn source_local_addr(&self, key: usize) -> io::Result<SocketAddr> {
         match self.sources.get(key) {
-            Some(Source::Listener(listener)) => Ok(listener.local),
+            Some(Source::Listener(listener)) => match &listener.local {
+                ListenAddr::Tcp(addr) => Ok(*addr),
+                ListenAddr::Unix(path) => Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("a Unix socket listener (at {}) has no IP address", path.display()),
+                )),
+            },
             Some(Source::Datagram(socket)) => Ok(socket.local),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, "no such listener or socket")),
+        }
+    }
+
+    /// The path a Unix socket listener is bound to.
+    pub(crate) fn source_unix_path(&self, key: usize) -> io::Result<PathBuf> {
+        match self.sources.get(key) {
+            Some(Source::Listener(listener)) => match &listener.local {
+                ListenAddr::Unix(path) => Ok(path.to_path_buf()),
+                ListenAddr::Tcp(addr) => Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("a TCP listener (on {addr}) has no socket file"),
+                )),
+            },
+            Some(Source::Datagram(socket)) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a datagram socket (on {}) has no socket file", socket.local),
+            )),
             None => Err(io::Error::new(io::ErrorKind::NotFound, "no such listener or socket")),
         }
     }

@@ -259,7 +259,7 @@ impl<S> Engine<S> {
         conn.transport.closed(reason);
         self.stats.count_close(reason);
         self.stats.open = self.conns.len();
-        let peer = PeerDisplay(conn.peer);
+        let peer = PeerDisplay(conn.peer, &conn.transport);
         let (read, written) = (conn.bytes_in, conn.bytes_out);
         if unsent > 0 {
             info!(

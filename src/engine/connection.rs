@@ -18,11 +18,14 @@
 //!          |
 //!          +--- done / deadline / reset ---> closed (slot freed)
 //!  abort: SO_LINGER 0 then close -> RST, closed at once
+//!         (a Unix socket has no RST: it is simply closed)
 //! ```
 //!
 //! Output is never dropped behind a FIN: whenever a connection is freed with
 //! output still queued (send timeout, shutdown grace, abort) the socket is
-//! reset, so the peer cannot mistake a cut reply for a complete one.
+//! reset, so the peer cannot mistake a cut reply for a complete one. (A
+//! Unix socket cannot be reset: there the peer sees end of stream, or
+//! `ECONNRESET` if input it sent was left unread.)
 //!
 //! The transitions themselves live in `close.rs` (and the read and write
 //! paths); this file holds the data and the questions it can answer about

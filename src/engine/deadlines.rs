@@ -50,7 +50,7 @@ impl<S> Engine<S> {
                 debug!(
                     "conn {} ({}): no complete PROXY header within {:?} ({} B of it came)",
                     conn.id(key),
-                    PeerDisplay(conn.peer),
+                    PeerDisplay(conn.peer, &conn.transport),
                     self.config.proxy_header_timeout,
                     conn.input.len()
                 );
@@ -66,7 +66,7 @@ impl<S> Engine<S> {
                 debug!(
                     "conn {} ({}): linger deadline passed while closing ({reason})",
                     conn.id(key),
-                    PeerDisplay(conn.peer)
+                    PeerDisplay(conn.peer, &conn.transport)
                 );
                 self.finish(key);
             }
@@ -127,7 +127,7 @@ impl<S> Engine<S> {
         debug!(
             "conn {} ({}): {} B of output did not move for {:?}",
             conn.id(key),
-            PeerDisplay(conn.peer),
+            PeerDisplay(conn.peer, &conn.transport),
             conn.output.len(),
             self.config.send_timeout
         );
@@ -171,7 +171,7 @@ impl<S> Engine<S> {
         }
         debug!(
             "conn {id} ({}): request unfinished after {timeout:?} ({} B buffered)",
-            PeerDisplay(conn.peer),
+            PeerDisplay(conn.peer, &conn.transport),
             conn.input.len()
         );
         self.request_close(key, CloseReason::RequestTimeout);

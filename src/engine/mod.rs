@@ -69,6 +69,7 @@ use crate::panic_guard::guard;
 use crate::stats::Stats;
 use crate::timers::{deadline_after, TimerId, Timers};
 
+pub(crate) use self::accept::ListenSocket;
 pub(crate) use self::access::ConnView;
 pub(crate) use self::connection::Phase;
 pub(crate) use self::driver::{ConnDriver, DatagramDriver, HandlerFactory, LoopTimerFn};
@@ -293,7 +294,10 @@ impl<S> Engine<S> {
             }
             Err(message) => {
                 let conn = &mut self.conns[key];
-                error!("conn {id} ({}): handler panicked: {message}; closing it", PeerDisplay(conn.peer));
+                error!(
+                    "conn {id} ({}): handler panicked: {message}; closing it",
+                    PeerDisplay(conn.peer, &conn.transport)
+                );
                 self.stats.handler_panics += 1;
                 // The panicked handler is never called again, not even
                 // `on_close`; drop it outside the table in case its drop
@@ -497,14 +501,15 @@ impl<S> Engine<S> {
     }
 }
 
-/// Prints an optional peer address, `-` when there is none (a pipe).
-struct PeerDisplay(Option<SocketAddr>);
+/// Prints a connection's peer: its address, or for a peer without one
+/// `-` (a watched descriptor) or `unix:<path>` (a Unix socket).
+struct PeerDisplay<'a>(Option<SocketAddr>, &'a crate::io::transport::Transport);
 
-impl std::fmt::Display for PeerDisplay {
+impl std::fmt::Display for PeerDisplay<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
             Some(addr) => write!(f, "{addr}"),
-            None => f.write_str("-"),
+            None => self.1.describe_peer(f),
         }
     }
 }

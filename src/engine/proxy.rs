@@ -82,7 +82,7 @@ impl<S> Engine<S> {
                 debug!(
                     "conn {} ({}): invalid PROXY header: {err}; it began \"{}\"",
                     conn.id(key),
-                    PeerDisplay(conn.peer),
+                    PeerDisplay(conn.peer, &conn.transport),
                     so_far[..so_far.len().min(SHOWN)].escape_ascii()
                 );
                 self.pool.give(held);
@@ -105,7 +105,7 @@ impl<S> Engine<S> {
             debug!(
                 "conn {} ({}): end of stream within the PROXY header, after {} B",
                 conn.id(key),
-                PeerDisplay(conn.peer),
+                PeerDisplay(conn.peer, &conn.transport),
                 conn.bytes_in
             );
             CloseReason::ProxyHeaderInvalid(ProxyHeaderError::Truncated)
@@ -123,14 +123,14 @@ impl<S> Engine<S> {
                 debug!(
                     "conn {id}: PROXY v{} header from {}: client {client}, to {destination}",
                     header.version,
-                    PeerDisplay(conn.peer)
+                    PeerDisplay(conn.peer, &conn.transport)
                 );
                 conn.peer = Some(client);
             }
             None => debug!(
                 "conn {id}: PROXY v{} header from {} names no client; the socket's address stands",
                 header.version,
-                PeerDisplay(conn.peer)
+                PeerDisplay(conn.peer, &conn.transport)
             ),
         }
         conn.phase = Phase::Open;

@@ -273,7 +273,7 @@ impl<S> Engine<S> {
             let id = conn.id(key);
             debug!(
                 "conn {id} ({}): {} bytes of unconsumed input pass max_input {}",
-                PeerDisplay(conn.peer),
+                PeerDisplay(conn.peer, &conn.transport),
                 buffered.len(),
                 self.config.max_input
             );
@@ -287,7 +287,7 @@ impl<S> Engine<S> {
     /// Records a socket error; the connection closes when its step ends.
     pub(super) fn fail(&mut self, key: usize, err: &io::Error) {
         let conn = &self.conns[key];
-        debug!("conn {} ({}): {err}", conn.id(key), PeerDisplay(conn.peer));
+        debug!("conn {} ({}): {err}", conn.id(key), PeerDisplay(conn.peer, &conn.transport));
         self.request_close(key, CloseReason::from_error(err));
     }
 }

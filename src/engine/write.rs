@@ -74,7 +74,7 @@ impl<S> OutputOf<'_, S> {
         info!(
             "conn {} ({}): {} bytes queued plus {adding} pass max_output {}",
             conn.id(self.key),
-            PeerDisplay(conn.peer),
+            PeerDisplay(conn.peer, &conn.transport),
             conn.output.len(),
             self.config.max_output
         );

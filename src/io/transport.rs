@@ -9,7 +9,7 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
-use mio::net::TcpStream;
+use mio::net::{TcpStream, UnixStream};
 use mio::unix::pipe;
 use mio::{Interest, Registry, Token};
 use socket2::SockRef;
@@ -21,6 +21,10 @@ use crate::io::memory_pipe::MemoryPipe;
 pub(crate) enum Transport {
     /// A TCP connection, accepted or outbound.
     Tcp(TcpStream),
+    /// A Unix domain stream socket accepted by a Unix socket listener. It
+    /// reads, writes and shuts down like TCP; it has no IP addresses, no
+    /// Nagle delay and no reset (an abortive close is an ordinary close).
+    Unix(UnixStream),
     /// A readable descriptor watched by the loop, such as stdin when it is a
     /// pipe. It has no write side.
     Pipe(pipe::Receiver),
@@ -34,6 +38,7 @@ impl Transport {
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Transport::Tcp(stream) => stream.read(buf),
+            Transport::Unix(stream) => stream.read(buf),
             Transport::Pipe(pipe) => pipe.read(buf),
             Transport::Memory(pipe) => pipe.read(buf),
         }
@@ -47,6 +52,9 @@ impl Transport {
         match self {
             Transport::Tcp(stream) if bufs.len() == 1 => stream.write(&bufs[0]),
             Transport::Tcp(stream) => SockRef::from(&*stream).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL),
+            // mio's `UnixStream::write` is `write(2)`, which raises `SIGPIPE`:
+            // always `sendmsg` with `MSG_NOSIGNAL`.
+            Transport::Unix(stream) => SockRef::from(&*stream).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL),
             Transport::Pipe(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "a watched descriptor is read-only")),
             Transport::Memory(pipe) => pipe.write(bufs),
         }
@@ -54,13 +62,14 @@ impl Transport {
 
     /// Whether this transport has a write side to flush and shut down.
     pub(crate) fn can_write(&self) -> bool {
-        matches!(self, Transport::Tcp(_) | Transport::Memory(_))
+        matches!(self, Transport::Tcp(_) | Transport::Unix(_) | Transport::Memory(_))
     }
 
     /// Sends end-of-stream to the peer (`shutdown(Write)`).
     pub(crate) fn shutdown_write(&self) -> io::Result<()> {
         match self {
             Transport::Tcp(stream) => stream.shutdown(Shutdown::Write),
+            Transport::Unix(stream) => stream.shutdown(Shutdown::Write),
             Transport::Pipe(_) => Ok(()),
             Transport::Memory(pipe) => {
                 pipe.shutdown_write();
@@ -71,9 +80,16 @@ impl Transport {
 
     /// Arranges for the close that follows to send a reset and drop unsent
     /// output (`SO_LINGER` 0); mio's `TcpStream` has no `set_linger`.
+    ///
+    /// A Unix stream socket has no reset: closing it is all there is. The
+    /// peer reads what already reached its receive buffer, then end of
+    /// stream, or `ECONNRESET` if input it sent was left unread here (Linux
+    /// reports that on close). Output still queued in the loop is dropped
+    /// either way, as for TCP.
     pub(crate) fn set_abortive(&self) -> io::Result<()> {
         match self {
             Transport::Tcp(stream) => SockRef::from(stream).set_linger(Some(Duration::ZERO)),
+            Transport::Unix(_) => Ok(()),
             Transport::Pipe(_) => Ok(()),
             Transport::Memory(pipe) => {
                 pipe.set_abortive();
@@ -86,26 +102,29 @@ impl Transport {
     pub(crate) fn take_error(&self) -> io::Result<Option<io::Error>> {
         match self {
             Transport::Tcp(stream) => stream.take_error(),
+            Transport::Unix(stream) => stream.take_error(),
             Transport::Pipe(_) => Ok(None),
             Transport::Memory(pipe) => Ok(pipe.take_error()),
         }
     }
 
     /// The peer's address; `NotConnected` while an outbound connect is still
-    /// in progress.
+    /// in progress. A Unix socket has none.
     pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
         match self {
             Transport::Tcp(stream) => stream.peer_addr(),
             Transport::Pipe(_) => Err(io::ErrorKind::Unsupported.into()),
+            Transport::Unix(_) => Err(no_ip_address()),
             Transport::Memory(pipe) => Ok(pipe.peer_addr()),
         }
     }
 
-    /// The local address of the socket.
+    /// The local address of the socket. A Unix socket has none.
     pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         match self {
             Transport::Tcp(stream) => stream.local_addr(),
             Transport::Pipe(_) => Err(io::ErrorKind::Unsupported.into()),
+            Transport::Unix(_) => Err(no_ip_address()),
             Transport::Memory(pipe) => Ok(pipe.local_addr()),
         }
     }
@@ -114,13 +133,14 @@ impl Transport {
     pub(crate) fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         match self {
             Transport::Tcp(stream) => stream.set_nodelay(nodelay),
-            Transport::Pipe(_) | Transport::Memory(_) => Ok(()),
+            Transport::Unix(_) | Transport::Pipe(_) | Transport::Memory(_) => Ok(()),
         }
     }
 
     pub(crate) fn register(&mut self, registry: &Registry, token: Token, interest: Interest) -> io::Result<()> {
         match self {
             Transport::Tcp(stream) => registry.register(stream, token, interest),
+            Transport::Unix(stream) => registry.register(stream, token, interest),
             Transport::Pipe(pipe) => registry.register(pipe, token, interest),
             Transport::Memory(_) => Ok(()),
         }
@@ -129,6 +149,7 @@ impl Transport {
     pub(crate) fn reregister(&mut self, registry: &Registry, token: Token, interest: Interest) -> io::Result<()> {
         match self {
             Transport::Tcp(stream) => registry.reregister(stream, token, interest),
+            Transport::Unix(stream) => registry.reregister(stream, token, interest),
             Transport::Pipe(pipe) => registry.reregister(pipe, token, interest),
             Transport::Memory(_) => Ok(()),
         }
@@ -137,6 +158,7 @@ impl Transport {
     pub(crate) fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         match self {
             Transport::Tcp(stream) => registry.deregister(stream),
+            Transport::Unix(stream) => registry.deregister(stream),
             Transport::Pipe(pipe) => registry.deregister(pipe),
             Transport::Memory(_) => Ok(()),
         }
@@ -156,7 +178,28 @@ impl Transport {
                     log::debug!("cannot restore blocking mode on a watched descriptor: {err}");
                 }
             }
-            Transport::Tcp(_) => {}
+            Transport::Tcp(_) | Transport::Unix(_) => {}
         }
     }
+
+    /// Writes what the log shows for a peer without an IP address: `-` for
+    /// a watched descriptor, `unix:<path>` for a Unix socket (the peer's own
+    /// path if it bound one, else the path it connected to). Only the log
+    /// calls it, so the `getpeername`/`getsockname` costs nothing per
+    /// message.
+    pub(crate) fn describe_peer(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Transport::Unix(stream) = self else { return f.write_str("-") };
+        let named = |addr: io::Result<std::os::unix::net::SocketAddr>| {
+            addr.ok().and_then(|addr| addr.as_pathname().map(std::path::Path::to_path_buf))
+        };
+        match named(stream.peer_addr()).or_else(|| named(stream.local_addr())) {
+            Some(path) => write!(f, "unix:{}", path.display()),
+            None => f.write_str("unix:-"),
+        }
+    }
+}
+
+/// What asking a Unix socket for an IP address gives.
+fn no_ip_address() -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, "a Unix domain socket has no IP address")
 }
