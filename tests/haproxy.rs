@@ -249,6 +249,14 @@ fn echo_behind_haproxy(send_proxy: &str, version: &str) {
 }
 
 #[test]
+fn docs_scaling_shows_the_configuration_the_tests_run() {
+    let page = include_str!("../docs/SCALING.md");
+    let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let shown = config(at(7000), at(7001), at(7002), "send-proxy-v2");
+    assert!(page.contains(&format!("```text\n{shown}```\n")), "docs/SCALING.md should show:\n{shown}");
+}
+
+#[test]
 fn echo_behind_haproxy_with_send_proxy_v2_sees_each_client_and_echoes_every_byte() {
     echo_behind_haproxy("send-proxy-v2", "v2");
 }
