@@ -6,6 +6,7 @@
 //!
 //! Run:  cargo run --release --example echo -- [ADDR] [--idle-timeout SECS] [--max-connections N]
 //!           [--threads N [--balance reuseport|cpu|hand-off] [--pin]] [--unix PATH]
+//!           [--proxy-protocol v1|v2|any] [--greet-peer]
 //!       (default 127.0.0.1:9000; 60 s, the descriptor limit; 1 loop)
 //! Try:  cargo run -q --release --example line_client -- 127.0.0.1:9000   (then type lines)
 //! Logs: RUST_LOG=debug shows each connection's close line.
@@ -27,6 +28,13 @@
 //! listener on the address (`SO_REUSEPORT`) and an equal share of
 //! `--max-connections`; the server logs one line per loop, and Ctrl-C stops
 //! them all (`reactor_loop::Loops`; docs/SCALING.md).
+//!
+//! Behind a load balancer: `--proxy-protocol v2` (or `v1`, `any`) makes the
+//! listener read the PROXY protocol header HAProxy's `send-proxy-v2` (or
+//! `send-proxy`) sends, so the handler sees the client's address rather
+//! than the balancer's; `--greet-peer` first writes
+//! `you are <ip>:<port>\n` to each client, the address its handler saw
+//! (docs/SCALING.md, "N machines"; tests/haproxy.rs).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -61,6 +69,13 @@ struct Args {
     /// the file is removed when the server stops).
     #[arg(long, value_name = "PATH", conflicts_with_all = ["addr", "threads"])]
     unix: Option<std::path::PathBuf>,
+    /// Before echoing, write `you are <ip>:<port>` and a newline to each
+    /// client: the address its handler sees (the client's own with
+    /// --proxy-protocol, not the balancer's).
+    #[arg(long)]
+    greet_peer: bool,
+    #[command(flatten)]
+    proxy: common::ProxyArgs,
     #[command(flatten)]
     loops: common::LoopArgs,
 }
@@ -88,6 +103,22 @@ impl Handler for Echo {
     }
 }
 
+/// Echo that first tells each client the address it sees: the peer's, or
+/// with a PROXY header the client's that the header names.
+struct GreetPeer;
+
+impl Handler for GreetPeer {
+    fn on_open(&mut self, ctx: &mut Context<'_>) {
+        if let Some(peer) = ctx.peer_addr() {
+            ctx.write(format!("you are {peer}\n").as_bytes());
+        }
+    }
+
+    fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+        Echo.on_input(ctx, input)
+    }
+}
+
 fn main() -> std::process::ExitCode {
     common::finish(run())
 }
@@ -95,6 +126,7 @@ fn main() -> std::process::ExitCode {
 /// Starts the server and runs it until a shutdown.
 fn run() -> io::Result<()> {
     let args: Args = common::args();
+    args.proxy.check(&args.loops);
     common::init_logging();
 
     // Logs the limit it got.
@@ -105,17 +137,21 @@ fn run() -> io::Result<()> {
     } else {
         log::info!("holding up to {} connections per loop (--max-connections)", config.max_connections);
     }
-    if let Some(path) = &args.unix {
-        return common::serve_unix(path, config, (), ListenOptions::new().refusal(FULL), || Echo);
+    let proxy = args.proxy;
+    let options = move || proxy.apply(ListenOptions::new().refusal(FULL));
+    match (&args.unix, args.greet_peer) {
+        (Some(path), true) => common::serve_unix(path, config, (), options(), || GreetPeer),
+        (Some(path), false) => common::serve_unix(path, config, (), options(), || Echo),
+        (None, true) => common::serve(&args.loops, &args.addr, config, || (), options, || GreetPeer),
+        (None, false) => common::serve(&args.loops, &args.addr, config, || (), options, || Echo),
     }
-    common::serve(&args.loops, &args.addr, config, || (), || ListenOptions::new().refusal(FULL), || Echo)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use reactor_loop::testing::{assert_split_invariant, ConnState, TestKit};
-    use reactor_loop::CloseReason;
+    use reactor_loop::{CloseReason, ProxyHeaderError, ProxyProtocol};
 
     /// The config the example runs with, given these options.
     fn config(options: &[&str]) -> Config {
@@ -171,6 +207,24 @@ mod tests {
         assert_eq!(kit.received(conn), b"x".repeat(20));
         kit.advance(Duration::from_secs(60));
         assert_eq!(kit.close_reason(conn), Some(CloseReason::IdleTimeout));
+    }
+
+    #[test]
+    fn greet_peer_names_the_client_a_proxy_header_gives_then_echoes() {
+        let mut kit = TestKit::new();
+        let conn = kit.open_proxied(ProxyProtocol::V1, GreetPeer);
+        assert!(kit.received(conn).is_empty(), "nothing before the header");
+        kit.send(conn, b"PROXY TCP4 203.0.113.7 10.0.0.1 56324 443\r\nping");
+        assert_eq!(kit.received(conn), b"you are 203.0.113.7:56324\nping");
+    }
+
+    #[test]
+    fn without_a_header_the_handler_never_hears_of_the_client() {
+        let mut kit = TestKit::new();
+        let conn = kit.open_proxied(ProxyProtocol::V2, GreetPeer);
+        kit.send(conn, b"hello\n");
+        assert_eq!(kit.close_reason(conn), Some(CloseReason::ProxyHeaderInvalid(ProxyHeaderError::BadSignature)));
+        assert!(kit.received(conn).is_empty());
     }
 
     #[test]

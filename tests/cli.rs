@@ -133,6 +133,10 @@ fn a_bad_option_value_is_named_on_one_line_with_exit_2() {
         assert_refused(name, &["--threads", "lots"], "'lots'");
         assert_refused(name, &["--threads", "2", "--balance", "random"], "'random'");
     }
+    assert_refused("echo", &["--proxy-protocol", "v3"], "'v3'");
+    // The hand-off acceptor gives sockets to the loops without reading a
+    // PROXY header: refused rather than silently taking none.
+    assert_refused("echo", &["--proxy-protocol", "v2", "--threads", "2", "--balance", "hand-off"], "hand-off");
     assert_refused("hotline", &["--operator-delay", "later"], "'later'");
     assert_refused("chat", &["--max-output", "12"], "'12'");
 }

@@ -15,6 +15,9 @@
 //!   before, or N reactors with [`Loops`].
 //! - [`serve_unix`]: `--unix PATH`, one reactor listening on a Unix domain
 //!   socket instead of TCP.
+//! - [`ProxyArgs`]: `--proxy-protocol v1|v2|any`, a listener behind a load
+//!   balancer that sends a PROXY protocol header (HAProxy's `send-proxy`,
+//!   `send-proxy-v2`).
 
 #![allow(dead_code)] // each example uses a part
 
@@ -24,7 +27,7 @@ use std::net::ToSocketAddrs;
 
 use clap::error::ErrorKind;
 use clap::Parser;
-use reactor_loop::{Config, Handler, ListenOptions, Loops, Reactor, SharedAddr, Stats};
+use reactor_loop::{Config, Handler, ListenOptions, Loops, ProxyProtocol, Reactor, SharedAddr, Stats};
 
 /// The command line, parsed; or the process exits: 0 after printing the
 /// usage (`--help`), 2 after printing one line that says what is wrong.
@@ -210,6 +213,51 @@ fn hand_off_listener(addr: &str, backlog: u32) -> io::Result<std::net::TcpListen
     Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the address resolves to nothing")))
 }
 
+/// Which PROXY protocol header `--proxy-protocol` expects.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyVersion {
+    /// The text line of version 1 (HAProxy's send-proxy).
+    V1,
+    /// The binary header of version 2 (HAProxy's send-proxy-v2).
+    V2,
+    /// Either version.
+    Any,
+}
+
+/// `--proxy-protocol`: flattened into a server's own arguments.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct ProxyArgs {
+    /// Every connection must begin with a PROXY protocol header of this
+    /// version, sent by the load balancer in front (HAProxy's send-proxy:
+    /// v1, send-proxy-v2: v2), and the client's address is the one it
+    /// names; a connection without a valid header within 5 s is closed
+    /// unheard. Not with --balance hand-off. [default: no header]
+    #[arg(long, value_enum, value_name = "VERSION")]
+    pub proxy_protocol: Option<ProxyVersion>,
+}
+
+impl ProxyArgs {
+    /// `options`, taking the header if `--proxy-protocol` asks for one.
+    pub fn apply(&self, options: ListenOptions) -> ListenOptions {
+        match self.proxy_protocol {
+            None => options,
+            Some(ProxyVersion::V1) => options.proxy_protocol(ProxyProtocol::V1),
+            Some(ProxyVersion::V2) => options.proxy_protocol(ProxyProtocol::V2),
+            Some(ProxyVersion::Any) => options.proxy_protocol(ProxyProtocol::Any),
+        }
+    }
+
+    /// Refuses `--proxy-protocol` with `--balance hand-off`, whose acceptor
+    /// hands sockets to the loops without reading a header: exit 2 with one
+    /// line, as for any bad argument.
+    pub fn check(&self, loops: &LoopArgs) {
+        if self.proxy_protocol.is_some() && loops.threads > 1 && loops.balance == Balance::HandOff {
+            eprintln!("error: --proxy-protocol cannot be used with --balance hand-off (use reuseport or cpu)");
+            std::process::exit(2)
+        }
+    }
+}
+
 /// One line per loop: the connections it took, and its share of all.
 fn log_shares(stats: &[Stats]) {
     let taken = |stats: &Stats| stats.accepted + stats.adopted;
@@ -262,6 +310,22 @@ mod common_tests {
         assert_eq!((three.per_loop(10), three.per_loop(1)), (4, 1));
         assert!(parse(&["--threads", "0"]).is_err());
         assert!(parse(&["--threads", "many"]).is_err());
+    }
+
+    #[test]
+    fn proxy_protocol_takes_a_version() {
+        #[derive(Parser)]
+        struct Args {
+            #[command(flatten)]
+            proxy: ProxyArgs,
+        }
+        let parse = |args: &[&str]| Args::try_parse_from(["x"].iter().chain(args)).map(|a| a.proxy.proxy_protocol);
+        assert_eq!(parse(&[]).unwrap(), None);
+        assert_eq!(parse(&["--proxy-protocol", "v1"]).unwrap(), Some(ProxyVersion::V1));
+        assert_eq!(parse(&["--proxy-protocol", "v2"]).unwrap(), Some(ProxyVersion::V2));
+        assert_eq!(parse(&["--proxy-protocol", "any"]).unwrap(), Some(ProxyVersion::Any));
+        assert!(parse(&["--proxy-protocol", "v3"]).is_err());
+        assert!(parse(&["--proxy-protocol"]).is_err());
     }
 
     #[test]
