@@ -95,7 +95,9 @@ impl ListenOptions {
 
     /// Sets `SO_REUSEPORT`, so that several reactors (one per thread) can
     /// each have a listener on the same port and the kernel spreads
-    /// connections among them. A Unix socket listener refuses it
+    /// connections among them. [`Loops`](crate::Loops) runs such reactors,
+    /// one per core; docs/SCALING.md compares this with its other ways of
+    /// spreading connections. A Unix socket listener refuses it
     /// (`InvalidInput`): a path has one listener.
     pub fn reuse_port(mut self, reuse: bool) -> ListenOptions {
         self.reuse_port = reuse;

@@ -78,7 +78,7 @@ pub(super) fn svg(report: &Report) -> Result<String, String> {
             .disable_y_axis()
             .light_line_style(WHITE)
             .x_desc(axis_label(report))
-            .x_label_formatter(&|x| format!("{x:.2}"))
+            .x_label_formatter(&|x| if report.mode == "hold" { format!("{x:.0}") } else { format!("{x:.2}") })
             .draw()
             .map_err(|e| err(&e))?;
         let bar = RGBColor(0x1f, 0x77, 0xb4);
@@ -100,7 +100,7 @@ pub(super) fn svg(report: &Report) -> Result<String, String> {
                     // Inside the bar, at its start: clear of the dots.
                     let label = EmptyElement::at((0.0, y + 0.5))
                         + Text::new(
-                            format!("{value:.3}"),
+                            if report.mode == "hold" { format!("{value:.0}") } else { format!("{value:.3}") },
                             (8, 0),
                             ("sans-serif", 14).into_font().color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center)),
                         );
