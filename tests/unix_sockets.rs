@@ -319,3 +319,80 @@ fn tcp_only_options_are_refused_or_ignored() {
     let err = reactor.listen_with("127.0.0.1:0", ListenOptions::new().unix_mode(0o600), || Echo).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
 }
+
+#[test]
+fn a_peer_that_floods_and_never_reads_is_cut_off_and_others_are_served() {
+    let dir = Scratch::new();
+    let path = dir.path("flood.sock");
+    // Small watermarks and a short send timeout: the echo backs up behind
+    // a peer that never reads, reading stops, and the stalled output ends
+    // the connection.
+    let config = Config {
+        output_high_watermark: 64 * 1024,
+        output_low_watermark: 16 * 1024,
+        send_timeout: std::time::Duration::from_millis(300),
+        ..Config::default()
+    };
+    let server = echo_server(config, &path, ListenOptions::new);
+    let flooder = connect(&path);
+    let mut writer = flooder.try_clone().unwrap();
+    let flood = thread::spawn(move || {
+        // Writes until the server cuts the connection (or the write timeout
+        // passes, which the assertion below would then report).
+        let chunk = vec![7u8; 64 * 1024];
+        let mut written = 0usize;
+        while writer.write_all(&chunk).is_ok() {
+            written += chunk.len();
+            if written > 256 << 20 {
+                break;
+            }
+        }
+        written
+    });
+    let stats = wait_for("the flooder's close", || {
+        Some(server.stats()).filter(|s| s.closed_for(CloseReason::SendTimeout) == 1)
+    });
+    assert_eq!(stats.closed, 1, "only the flooder closed");
+    let written = flood.join().unwrap();
+    assert!(written < 256 << 20, "the flood was never cut off ({written} bytes written)");
+    drop(flooder);
+    // The server still serves everyone else.
+    let data = pattern(200_000, 3);
+    assert!(echo_through(&path, data.clone()) == data, "a later client's echo differs");
+}
+
+#[test]
+fn a_peer_that_hangs_up_in_the_middle_of_a_large_reply_ends_the_flush_at_once() {
+    let dir = Scratch::new();
+    let path = dir.path("hangup.sock");
+    let reply = pattern(4 << 20, 5);
+    let listen_at = path.clone();
+    let server = Server::start(
+        Config::default(),
+        || (),
+        move |reactor| {
+            reactor.listen_unix(&listen_at, move || ReplyAndClose(reply.clone()))?;
+            Ok(vec![])
+        },
+    );
+    let mut client = connect(&path);
+    client.write_all(b"go").unwrap();
+    // Take a little of the 4 MiB reply, then hang up with the rest unsent.
+    let mut first = vec![0u8; 64 * 1024];
+    client.read_exact(&mut first).unwrap();
+    assert!(first == pattern(4 << 20, 5)[..first.len()], "the reply's start differs");
+    drop(client);
+    let stats = wait_for("the close", || Some(server.stats()).filter(|s| s.closed == 1));
+    // The close began as the handler's graceful one, and is counted so;
+    // the hang-up cut its flush short instead of leaving it waiting.
+    assert_eq!(stats.closed_for(CloseReason::Handler), 1, "closed for another reason: {stats:?}");
+    assert!(stats.bytes_out < 4 << 20, "the whole reply went out to a peer that hung up: {stats:?}");
+    assert_eq!(stats.queued_output, 0, "the unsent rest is dropped, not kept: {stats:?}");
+    // And the next client gets its whole reply.
+    let mut next = connect(&path);
+    next.write_all(b"go").unwrap();
+    let mut got = Vec::new();
+    next.read_to_end(&mut got).unwrap();
+    assert_eq!(got.len(), 4 << 20);
+    assert!(got == pattern(4 << 20, 5), "the second reply differs");
+}
