@@ -48,6 +48,51 @@ pub fn process_user(pid: u32) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND))
 }
 
+/// Process `pid` followed by its descendants, found by scanning /proc for
+/// parent pids (this kernel may lack `/proc/<pid>/task/<tid>/children`):
+/// a server that forks workers, such as nginx, is one server.
+pub fn process_tree(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(entries) = fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(child) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+            if let Some(parent) = parent_of(child) {
+                parents.push((child, parent));
+            }
+        }
+    }
+    let mut tree = vec![pid];
+    let mut at = 0;
+    // Each pid appears once in the scan, so the tree is finite.
+    while at < tree.len() {
+        let parent = tree[at];
+        tree.extend(parents.iter().filter(|&&(_, p)| p == parent).map(|&(child, _)| child));
+        at += 1;
+    }
+    tree
+}
+
+/// The parent pid in `/proc/<pid>/stat` (field 4).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU time of process `pid` and its descendants ([`process_tree`]); `None`
+/// if `pid`'s own cannot be read. A descendant that exits between the scan
+/// and the reading counts nothing.
+pub fn process_tree_cpu(pid: u32) -> Option<Duration> {
+    let own = process(pid)?;
+    Some(process_tree(pid).into_iter().skip(1).filter_map(process).fold(own, |sum, cpu| sum + cpu))
+}
+
+/// User-mode CPU time ([`process_user`]) of process `pid` and its
+/// descendants.
+pub fn process_tree_user(pid: u32) -> Option<Duration> {
+    let own = process_user(pid)?;
+    Some(process_tree(pid).into_iter().skip(1).filter_map(process_user).fold(own, |sum, cpu| sum + cpu))
+}
+
 /// The CPU-time clock of process `pid` (`clock_getcpuclockid(3)`).
 fn process_clock(pid: u32) -> Option<Duration> {
     let pid = libc::pid_t::try_from(pid).ok().filter(|&pid| pid > 0)?;
@@ -101,6 +146,28 @@ mod tests {
         std::hint::black_box(x);
         assert!(this_thread() > before);
         assert!(process(std::process::id()).is_some());
+    }
+
+    #[test]
+    fn a_process_tree_includes_its_children_and_their_cpu_time() {
+        let pid = std::process::id();
+        let own_before = process(pid).unwrap();
+        // A child that spins until killed.
+        let mut child = std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap();
+        let spun = Duration::from_millis(50);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while process(child.id()).is_none_or(|cpu| cpu < spun) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let tree = process_tree(pid);
+        let tree_cpu = process_tree_cpu(pid).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(tree[0], pid);
+        assert!(tree.contains(&child.id()), "child {} not in {tree:?}", child.id());
+        // Our own time only grows, and the child's was at least `spun`.
+        assert!(tree_cpu >= own_before + spun, "{tree_cpu:?} < {own_before:?} + {spun:?}");
+        assert!(!process_tree(pid).contains(&child.id()));
     }
 
     #[test]

@@ -228,3 +228,54 @@ fn two_server_threads_refuse_a_single_threaded_peer() {
     let e = refused(&["--server-threads", "2", "--peers", "reactor,epoll", "--rounds", "1"]);
     assert!(e.contains("the epoll peer runs one thread"), "{e}");
 }
+
+/// Whether nginx is installed (`.ci/run` installs it).
+fn nginx_installed() -> bool {
+    let in_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("nginx").is_file()));
+    in_path || std::path::Path::new("/usr/sbin/nginx").is_file()
+}
+
+#[test]
+fn http_requests_on_two_server_threads_against_reactor_tokio_and_nginx() {
+    let mut peers = "reactor,tokio,nginx";
+    if !nginx_installed() {
+        eprintln!("SKIPPED nginx in this test: no nginx binary (apt-get install nginx)");
+        peers = "reactor,tokio";
+    }
+    let args = ["--workload", "http", "--rounds", "1", "--duration", "500ms", "--warmup", "100ms"];
+    let out = run(&[&args[..], &["--peers", peers, "--server-threads", "2", "--json"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["ok"], true, "every response was a 200 and none was missing: {json:#}");
+    assert_eq!((json["workload"].as_str(), json["http"].as_bool()), (Some("http"), Some(true)), "{json:#}");
+    assert_eq!((json["unit"].as_str(), json["server_threads"].as_u64()), (Some("message"), Some(2)), "{json:#}");
+    let medians = json["medians"].as_array().expect("medians");
+    let names: Vec<&str> = medians.iter().map(|m| m["peer"].as_str().unwrap()).collect();
+    assert_eq!(names.join(","), peers);
+    for m in medians {
+        assert!(f(m, "server_cpu_us_per_unit") > 0.0, "{m:#}");
+        assert!(f(m, "messages_per_s") > 0.0, "{m:#}");
+    }
+    for run in json["runs"].as_array().expect("runs") {
+        assert_eq!(run["error_total"], 0, "{run:#}");
+        // nginx's master only supervises: its workers, its children, did
+        // the work, and their CPU time is the server's (tens of ms here;
+        // the master alone uses well under one).
+        if run["peer"] == "nginx" {
+            assert!(f(run, "server_cpu_s") > 0.01, "the workers' CPU time is counted: {run:#}");
+        }
+    }
+}
+
+#[test]
+fn each_workload_refuses_the_peers_that_do_not_speak_its_protocol() {
+    let e = refused(&["--workload", "http", "--peers", "reactor,epoll", "--rounds", "1"]);
+    assert!(e.contains("the epoll peer is an echo server"), "{e}");
+    let e = refused(&["--peers", "reactor,nginx", "--rounds", "1"]);
+    assert!(e.contains("the nginx peer serves HTTP only: pass --workload http"), "{e}");
+    let e = refused(&["--workload", "http", "--size", "100"]);
+    assert!(e.contains("--size does not apply to the http workload"), "{e}");
+    let e = refused(&["--workload", "http", "--mode", "hold"]);
+    assert!(e.contains("not hold"), "{e}");
+}

@@ -3,8 +3,8 @@
 
 use reactor_loop::Context;
 
-use crate::date::DATE_LINE_LEN;
-use crate::request::{Persistence, Refusal};
+use super::date::DATE_LINE_LEN;
+use super::request::{Persistence, Refusal};
 
 /// One response, in the pieces that do not depend on the request.
 pub struct Reply {

@@ -170,6 +170,9 @@ pub fn run(args: &CurveArgs) -> io::Result<ExitCode> {
         if args.peers[..i].contains(peer) {
             return Err(invalid(format!("--peers lists {} twice", peer.name())));
         }
+        if !peer.echoes() {
+            return Err(invalid(format!("the {} peer serves HTTP only; the curve runs echo servers", peer.name())));
+        }
     }
     let nofile = raise_nofile()?;
     let cores: Vec<usize> = core_affinity::get_core_ids()
@@ -196,7 +199,7 @@ pub fn run(args: &CurveArgs) -> io::Result<ExitCode> {
                 let _ = io::stderr().flush();
                 // The server starts from this (unpinned) thread: a child
                 // inherits the affinity of the thread that spawns it.
-                let server = Server::start(&exe, peer, server_core, 1)?;
+                let server = Server::start(&exe, peer, server_core, 1, false)?;
                 let point = thread::scope(|scope| {
                     thread::Builder::new()
                         .name("curve-client".into())

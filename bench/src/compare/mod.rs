@@ -78,6 +78,8 @@ use self::server::{rss_anon_kb, Server};
 use self::table::{render, run_line};
 use self::workload::{Shape, Unit, Workload};
 
+pub use self::workload::descriptor_limit;
+
 /// `reactor-bench compare`.
 #[derive(Args, Debug)]
 pub struct CompareArgs {
@@ -139,9 +141,10 @@ pub struct CompareArgs {
     #[arg(long, value_delimiter = ',')]
     pub client_cores: Option<Vec<usize>>,
 
-    /// Servers to compare (comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Peer::DEFAULT)]
-    pub peers: Vec<Peer>,
+    /// Servers to compare (comma-separated) [default: reactor, tokio, mio,
+    /// epoll; for --workload http: reactor, tokio, nginx].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub peers: Option<Vec<Peer>>,
 
     /// Also draw the comparison as SVG to this file: a bar per server (its
     /// median figure) with a dot per round.
@@ -157,6 +160,34 @@ pub struct CompareArgs {
     /// there (progress goes to stderr).
     #[arg(long)]
     pub json: bool,
+}
+
+/// The servers to compare: `listed` (`--peers`), or the default for the
+/// workload; each must serve its protocol, and none may appear twice.
+fn peers_of(listed: Option<&[Peer]>, http: bool) -> Result<Vec<Peer>, String> {
+    let peers = match listed {
+        Some(listed) => listed.to_vec(),
+        None if http => Peer::HTTP_DEFAULT.to_vec(),
+        None => Peer::DEFAULT.to_vec(),
+    };
+    if peers.is_empty() {
+        return Err("--peers lists no server".into());
+    }
+    for (i, peer) in peers.iter().enumerate() {
+        if peers[..i].contains(peer) {
+            return Err(format!("--peers lists {} twice", peer.name()));
+        }
+        if http && !peer.speaks_http() {
+            return Err(format!(
+                "the {} peer is an echo server; the http workload runs reactor, tokio and nginx",
+                peer.name()
+            ));
+        }
+        if !http && !peer.echoes() {
+            return Err(format!("the {} peer serves HTTP only: pass --workload http", peer.name()));
+        }
+    }
+    Ok(peers)
 }
 
 /// The peers of round `round` (from 0): the list rotated left by `round`.
@@ -185,18 +216,11 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
         std::fs::File::create(path)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display())))?;
     }
-    for (i, peer) in args.peers.iter().enumerate() {
-        if args.peers[..i].contains(peer) {
-            return Err(invalid(format!("--peers lists {} twice", peer.name())));
-        }
-    }
-    if args.peers.is_empty() {
-        return Err(invalid("--peers lists no server".into()));
-    }
+    let peers = peers_of(args.peers.as_deref(), shape.http).map_err(invalid)?;
     if args.server_threads > 1 {
-        if let Some(peer) = args.peers.iter().find(|peer| !peer.threaded()) {
+        if let Some(peer) = peers.iter().find(|peer| !peer.threaded()) {
             return Err(invalid(format!(
-                "--server-threads {}: the {} peer runs one thread (reactor and tokio run several; \
+                "--server-threads {}: the {} peer runs one thread (reactor, tokio and nginx run several; \
                  pass --peers reactor,tokio)",
                 args.server_threads,
                 peer.name()
@@ -238,10 +262,10 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
     }
     let count_syscalls = syscalls.is_ok();
 
-    let total = args.rounds * args.peers.len();
+    let total = args.rounds * peers.len();
     let mut runs = Vec::with_capacity(total);
     for round in 0..args.rounds {
-        for (position, peer) in rotated(&args.peers, round).into_iter().enumerate() {
+        for (position, peer) in rotated(&peers, round).into_iter().enumerate() {
             eprint!("[{}/{total}] round {} {:<8}", runs.len() + 1, round + 1, peer.name());
             let _ = io::stderr().flush();
             let run = run_one(&exe, peer, args, &shape, &placement, count_syscalls, (round + 1, position + 1))?;
@@ -250,7 +274,7 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
         }
     }
 
-    let medians: Vec<Medians> = args.peers.iter().map(|&peer| Medians::of(peer, &runs)).collect();
+    let medians: Vec<Medians> = peers.iter().map(|&peer| Medians::of(peer, &runs)).collect();
     let failed: Vec<&Run> = runs.iter().filter(|run| run.error_total > 0 || run.held == Some(false)).collect();
     let unit = Unit::of(&shape);
     let (figure, figure_unit) = match (shape.mode, unit) {
@@ -262,6 +286,7 @@ pub fn run(args: &CompareArgs) -> io::Result<ExitCode> {
     let report = Report {
         machine: Machine::this(),
         workload: workload::name_of(&shape),
+        http: shape.http,
         mode: shape.mode.name(),
         rounds: args.rounds,
         duration_s: args.duration.as_secs_f64(),
@@ -338,7 +363,7 @@ fn run_one(
     count_syscalls: bool,
     (round, position): (usize, usize),
 ) -> io::Result<Run> {
-    let server = Server::start(exe, peer, placement.server_core, args.server_threads)?;
+    let server = Server::start(exe, peer, placement.server_core, args.server_threads, shape.http)?;
     let pid = server.child.id();
     let hold = shape.mode == Mode::Hold;
     let rss_before = if hold { Some(rss_anon_kb(pid)?) } else { None };
@@ -363,20 +388,24 @@ fn run_one(
         connect_timeout: Duration::from_secs(5),
         reply_timeout: Duration::from_secs(1),
         source: args.source.clone(),
-        request: None,
+        // Every response is checked: an HTTP/1.x status line with 200, and
+        // the whole response framed by its Content-Length.
+        request: shape.http.then(|| crate::peers::http::REQUEST.to_string()),
         expect: None,
         expect_line: false,
         greeting: None,
         json: false,
         series: false,
         plot: None,
-        expect_http: false,
+        expect_http: shape.http,
         expect_status: 200,
         quiet: true,
         cores: placement.client_cores.clone(),
     };
-    let server_cpu = || cpu::process(pid).ok_or_else(|| io::Error::other(format!("cannot read the CPU time of {pid}")));
-    let server_user = || cpu::process_user(pid).unwrap_or_default();
+    // The server's whole process tree: nginx's workers are its children.
+    let server_cpu =
+        || cpu::process_tree_cpu(pid).ok_or_else(|| io::Error::other(format!("cannot read the CPU time of {pid}")));
+    let server_user = || cpu::process_tree_user(pid).unwrap_or_default();
     let mut start: Option<(Instant, Duration)> = None;
     let mut end: Option<(Instant, Duration)> = None;
     let (mut user_start, mut user_end) = (Duration::ZERO, Duration::ZERO);
@@ -512,14 +541,16 @@ mod tests {
         let shape = workload::resolve(a.workload, a.mode, a.connections, a.size, a.depth).unwrap();
         assert_eq!((shape.mode, shape.connections, shape.size, shape.depth), (Mode::PingPong, 100, 64, 1));
         assert_eq!((a.duration, a.warmup), (Duration::from_secs(5), Duration::from_secs(1)));
-        assert_eq!(a.peers, Peer::DEFAULT);
+        assert_eq!(a.peers, None);
+        assert_eq!(peers_of(None, false).unwrap(), Peer::DEFAULT);
+        assert_eq!(peers_of(None, true).unwrap(), Peer::HTTP_DEFAULT);
         assert!(a.client_cores.is_none() && a.source.is_none() && !a.syscalls && !a.json);
         let a = args(&["--peers", "mio,reactor", "--client-cores", "2,3", "--duration", "1s", "--warmup", "0s"]);
-        assert_eq!(a.peers, [Peer::Mio, Peer::Reactor]);
+        assert_eq!(a.peers.as_deref(), Some(&[Peer::Mio, Peer::Reactor][..]));
         assert_eq!(a.client_cores, Some(vec![2, 3]));
         assert_eq!(a.warmup, Duration::ZERO);
         // The classic peers run only when asked for.
-        assert_eq!(args(&["--peers", "epoll,poll,select"]).peers, [Peer::Epoll, Peer::Poll, Peer::Select]);
+        assert_eq!(args(&["--peers", "epoll,poll,select"]).peers, Some(vec![Peer::Epoll, Peer::Poll, Peer::Select]));
         assert!(!Peer::DEFAULT.contains(&Peer::Select) && !Peer::DEFAULT.contains(&Peer::Poll));
         // Workloads by name, and the options that change them.
         let a = args(&["--workload", "bulk-1m", "-c", "4", "--mode", "pipelined", "--depth", "2"]);
@@ -529,6 +560,18 @@ mod tests {
         );
         let a = args(&["--workload", "pingpong-10k", "--source", "127.0.0.2-127.0.0.3"]);
         assert_eq!(a.source.map(|s| s.0.len()), Some(2));
+    }
+
+    #[test]
+    fn each_workload_runs_the_peers_that_speak_its_protocol() {
+        assert!(peers_of(Some(&[Peer::Reactor, Peer::Nginx]), true).is_ok());
+        let err = peers_of(Some(&[Peer::Reactor, Peer::Epoll]), true).unwrap_err();
+        assert!(err.contains("epoll peer is an echo server"), "{err}");
+        let err = peers_of(Some(&[Peer::Nginx]), false).unwrap_err();
+        assert!(err.contains("--workload http"), "{err}");
+        let err = peers_of(Some(&[Peer::Tokio, Peer::Tokio]), false).unwrap_err();
+        assert!(err.contains("twice"), "{err}");
+        assert!(peers_of(Some(&[]), false).is_err());
     }
 
     #[test]

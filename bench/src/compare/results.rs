@@ -184,6 +184,8 @@ pub(super) struct Report {
     pub(super) machine: Machine,
     /// The preset the load is, or `None` for a load of its own.
     pub(super) workload: Option<&'static str>,
+    /// HTTP requests (`--workload http`) rather than echoed messages.
+    pub(super) http: bool,
     pub(super) mode: &'static str,
     pub(super) rounds: usize,
     pub(super) duration_s: f64,
@@ -262,6 +264,7 @@ pub(super) mod tests {
         Report {
             machine: Machine { cpu: "test".into(), cores: 2, kernel: "test".into() },
             workload: Some("pingpong-100"),
+            http: false,
             mode: "ping-pong",
             rounds: 2,
             duration_s: 1.0,

@@ -26,10 +26,13 @@ pub(super) struct Server {
 
 impl Server {
     /// Starts `reactor-bench serve <peer> 127.0.0.1:0 [--core N | --threads
-    /// N]` and waits (bounded) for its `listening on` line.
-    pub(super) fn start(exe: &Path, peer: Peer, core: Option<usize>, threads: u16) -> io::Result<Server> {
+    /// N] [--http]` and waits (bounded) for its `listening on` line.
+    pub(super) fn start(exe: &Path, peer: Peer, core: Option<usize>, threads: u16, http: bool) -> io::Result<Server> {
         let mut command = Command::new(exe);
         command.args(["serve", peer.name(), "127.0.0.1:0"]);
+        if http {
+            command.arg("--http");
+        }
         if threads > 1 {
             command.arg("--threads").arg(threads.to_string());
         } else if let Some(core) = core {
@@ -98,10 +101,18 @@ impl Drop for Server {
     }
 }
 
-/// A process's anonymous resident memory (`RssAnon` in
-/// `/proc/<pid>/status`), in kB: the heap and the other private memory it
-/// has touched, not its mapped files nor the kernel's socket buffers.
+/// A server's anonymous resident memory (`RssAnon` in
+/// `/proc/<pid>/status`, summed over the process and its descendants), in
+/// kB: the heap and the other private memory it has touched, not its mapped
+/// files nor the kernel's socket buffers.
 pub(super) fn rss_anon_kb(pid: u32) -> io::Result<u64> {
+    let own = rss_anon_kb_of(pid)?;
+    // Workers forked by the server (nginx's) are part of it.
+    let workers = crate::cpu::process_tree(pid).into_iter().skip(1).filter_map(|child| rss_anon_kb_of(child).ok());
+    Ok(workers.fold(own, |sum, kb| sum + kb))
+}
+
+fn rss_anon_kb_of(pid: u32) -> io::Result<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
     parse_rss_anon(&status).ok_or_else(|| io::Error::other(format!("no RssAnon line in /proc/{pid}/status")))
 }

@@ -129,6 +129,11 @@ fn reading(report: &Report) -> String {
             .into();
     }
     let lead = match report.unit {
+        Unit::Message if report.http => {
+            "reading: server CPU/msg is the server's CPU time per request answered (a kept-alive GET, its 200 \
+             response checked) in the measured window: the fair comparison, lower is better.\n         msg/s \
+             (requests/s), p50 and p99 are what the client saw, and depend on the client and the machine too; "
+        }
         Unit::Message => {
             "reading: server CPU/msg is the server's CPU time per echoed message in the measured window: the fair \
              comparison, lower is better.\n         msg/s, p50 and p99 are what the client saw, and depend on the \
@@ -153,7 +158,10 @@ fn reading(report: &Report) -> String {
 /// The load, in a few words: `ping-pong, 100 connections, 64 B`.
 fn load_words(report: &Report) -> String {
     let connections = count(report.connections as u64, "connection");
-    let size = size_words(report.size);
+    let size = match report.http {
+        true => format!("GET / ({})", size_words(report.size)),
+        false => size_words(report.size),
+    };
     let load = match report.mode {
         "pipelined" => format!("pipelined x{}, {connections}, {size}", report.depth),
         "hold" => format!("hold, {connections}, one {size} probe each"),
@@ -189,7 +197,7 @@ pub(super) fn render(report: &Report) -> String {
         .medians
         .iter()
         .filter_map(|m| Peer::ALL.into_iter().find(|p| p.name() == m.peer))
-        .map(|p| format!("{} = {}", p.name(), p.describe()))
+        .map(|p| format!("{} = {}", p.name(), if report.http { p.describe_http() } else { p.describe() }))
         .collect();
     let _ = writeln!(out, "peers:   {}", peers.join("; "));
     let machine = &report.machine;
@@ -375,6 +383,7 @@ mod tests {
         Report {
             machine: Machine { cpu: "a CPU".into(), cores: 2, kernel: "6.1".into() },
             workload: Some("pingpong-100"),
+            http: false,
             mode: "ping-pong",
             rounds,
             duration_s: 1.0,
@@ -396,6 +405,18 @@ mod tests {
             medians: vec![medians(Peer::Reactor, rounds, counted), medians(Peer::Epoll, rounds, counted)],
             ok: true,
         }
+    }
+
+    #[test]
+    fn an_http_table_speaks_of_requests() {
+        let mut r = report(3, "off");
+        r.http = true;
+        r.workload = Some("http");
+        r.size = 33;
+        let out = render(&r);
+        assert!(out.contains("per request answered"), "{out}");
+        assert!(out.contains("http: ping-pong, 100 connections, GET / (33 B);"), "{out}");
+        assert!(out.contains("reactor = reactor, http_hello's parser and responses"), "{out}");
     }
 
     #[test]

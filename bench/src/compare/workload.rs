@@ -47,10 +47,15 @@ pub enum Workload {
     /// the server holds them all, and its anonymous RSS per connection.
     #[value(name = "hold-10k")]
     Hold10k,
+    /// HTTP: ping-pong of a kept-alive `GET /` on 100 connections, every
+    /// response checked for status 200; against HTTP servers (reactor,
+    /// tokio, nginx); per request.
+    #[value(name = "http")]
+    Http,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 8] = [
+    pub const ALL: [Workload; 9] = [
         Workload::PingPong100,
         Workload::PingPong1k,
         Workload::PingPong10k,
@@ -59,6 +64,7 @@ impl Workload {
         Workload::Pipelined16,
         Workload::Churn,
         Workload::Hold10k,
+        Workload::Http,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,12 +77,13 @@ impl Workload {
             Workload::Pipelined16 => "pipelined-16",
             Workload::Churn => "churn",
             Workload::Hold10k => "hold-10k",
+            Workload::Http => "http",
         }
     }
 
     /// The load the preset stands for.
     pub fn shape(self) -> Shape {
-        let shape = |mode, connections, size, depth| Shape { mode, connections, size, depth };
+        let shape = |mode, connections, size, depth| Shape { mode, connections, size, depth, http: false };
         match self {
             Workload::PingPong100 => shape(Mode::PingPong, 100, 64, 1),
             Workload::PingPong1k => shape(Mode::PingPong, 1_000, 64, 1),
@@ -86,6 +93,7 @@ impl Workload {
             Workload::Pipelined16 => shape(Mode::Pipelined, 100, 64, 16),
             Workload::Churn => shape(Mode::Churn, 100, 64, 1),
             Workload::Hold10k => shape(Mode::Hold, 10_000, 64, 1),
+            Workload::Http => Shape { http: true, ..shape(Mode::PingPong, 100, HTTP_REQUEST_LEN, 1) },
         }
     }
 }
@@ -99,7 +107,14 @@ pub struct Shape {
     pub size: usize,
     /// Messages in flight per connection (1 but in pipelined mode).
     pub depth: usize,
+    /// HTTP requests and responses instead of echoed messages: `size` is
+    /// then the request's length, fixed.
+    pub http: bool,
 }
+
+/// Bytes of the request an HTTP workload sends
+/// (`crate::peers::http::REQUEST`, unescaped).
+pub const HTTP_REQUEST_LEN: usize = 33;
 
 /// What a comparison's figures are per.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -120,7 +135,7 @@ impl Unit {
     pub fn of(shape: &Shape) -> Unit {
         match shape.mode {
             Mode::Churn | Mode::Hold => Unit::Connection,
-            _ if shape.size >= BULK_SIZE => Unit::Megabyte,
+            _ if shape.size >= BULK_SIZE && !shape.http => Unit::Megabyte,
             _ => Unit::Message,
         }
     }
@@ -169,6 +184,12 @@ pub fn resolve(
         (_, _) => 1,
     };
     let connections = connections.unwrap_or(preset.connections);
+    if preset.http && size.is_some() {
+        return Err("--size does not apply to the http workload: its request is fixed".into());
+    }
+    if preset.http && mode == Mode::Hold {
+        return Err("the http workload runs ping-pong, pipelined and churn, not hold".into());
+    }
     let size = size.unwrap_or(preset.size);
     if connections == 0 {
         return Err("--connections must be at least 1".into());
@@ -179,7 +200,7 @@ pub fn resolve(
     if size == 0 {
         return Err("--size must be at least 1".into());
     }
-    Ok(Shape { mode, connections, size, depth })
+    Ok(Shape { mode, connections, size, depth, http: preset.http })
 }
 
 /// The preset `shape` is exactly, if any: the name a report gives it.

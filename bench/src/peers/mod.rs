@@ -1,5 +1,6 @@
-//! The echo servers that `compare` runs side by side, and `serve`, which
-//! runs one of them in the foreground.
+//! The servers that `compare` runs side by side, and `serve`, which runs
+//! one of them in the foreground: echo servers, and with `--http` (or
+//! nginx) HTTP servers that answer `Hello, World` (`http`).
 //!
 //! All of them set `TCP_NODELAY` on accepted sockets (reactor does by default)
 //! and read into a 64 KiB buffer (reactor's default read size); reactor,
@@ -8,6 +9,7 @@
 
 mod classic;
 mod epoll_echo;
+pub mod http;
 mod mio_echo;
 mod poll_echo;
 mod reactor_echo;
@@ -65,6 +67,9 @@ pub enum Peer {
     /// and every entry's revents scanned each turn. Not in compare's default
     /// set.
     Poll,
+    /// nginx (an HTTP server only): `return 200 "Hello, World"`, one worker
+    /// process per server thread. Needs nginx installed.
+    Nginx,
 }
 
 impl Peer {
@@ -72,7 +77,11 @@ impl Peer {
     pub const DEFAULT: [Peer; 4] = [Peer::Reactor, Peer::Tokio, Peer::Mio, Peer::Epoll];
 
     /// Every peer.
-    pub const ALL: [Peer; 6] = [Peer::Reactor, Peer::Tokio, Peer::Mio, Peer::Epoll, Peer::Select, Peer::Poll];
+    pub const ALL: [Peer; 7] =
+        [Peer::Reactor, Peer::Tokio, Peer::Mio, Peer::Epoll, Peer::Select, Peer::Poll, Peer::Nginx];
+
+    /// The peers compare runs by default on an HTTP workload.
+    pub const HTTP_DEFAULT: [Peer; 3] = [Peer::Reactor, Peer::Tokio, Peer::Nginx];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -82,6 +91,7 @@ impl Peer {
             Peer::Epoll => "epoll",
             Peer::Select => "select",
             Peer::Poll => "poll",
+            Peer::Nginx => "nginx",
         }
     }
 
@@ -94,6 +104,16 @@ impl Peer {
             Peer::Epoll => "a bare epoll loop on raw syscalls, the floor",
             Peer::Select => "a classic select loop, every descriptor tested per call, none past 1024",
             Peer::Poll => "a classic poll loop, every pollfd scanned per call",
+            Peer::Nginx => "nginx, a worker process per server thread",
+        }
+    }
+
+    /// What it is when it serves HTTP (`serve --http`).
+    pub fn describe_http(self) -> &'static str {
+        match self {
+            Peer::Reactor => "reactor, http_hello's parser and responses",
+            Peer::Tokio => "tokio, a task per connection, the same parser and responses",
+            _ => self.describe(),
         }
     }
 }
@@ -116,12 +136,27 @@ pub struct ServeArgs {
     /// than one.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,
+    /// Answer HTTP requests (`GET` gets `200 Hello, World`, kept alive)
+    /// instead of echoing: reactor and tokio; nginx always does.
+    #[arg(long)]
+    pub http: bool,
 }
 
 impl Peer {
-    /// Whether the peer can run on more than one thread.
+    /// Whether the peer can run on more than one thread (nginx: worker
+    /// processes).
     pub fn threaded(self) -> bool {
-        matches!(self, Peer::Reactor | Peer::Tokio)
+        matches!(self, Peer::Reactor | Peer::Tokio | Peer::Nginx)
+    }
+
+    /// Whether the peer has an HTTP server.
+    pub fn speaks_http(self) -> bool {
+        matches!(self, Peer::Reactor | Peer::Tokio | Peer::Nginx)
+    }
+
+    /// Whether the peer has an echo server.
+    pub fn echoes(self) -> bool {
+        self != Peer::Nginx
     }
 }
 
@@ -140,16 +175,25 @@ pub fn serve(args: &ServeArgs) -> io::Result<()> {
     if threads > 1 && !args.peer.threaded() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("the {} peer runs one thread; --threads applies to reactor and tokio", args.peer.name()),
+            format!("the {} peer runs one thread; --threads applies to reactor, tokio and nginx", args.peer.name()),
         ));
     }
-    match args.peer {
-        Peer::Reactor if threads > 1 => reactor_echo::serve_loops(args.addr, threads),
-        Peer::Reactor => reactor_echo::serve(args.addr),
-        Peer::Tokio => tokio_echo::serve(args.addr, threads),
-        Peer::Mio => mio_echo::serve(args.addr),
-        Peer::Epoll => epoll_echo::serve(args.addr),
-        Peer::Select => select_echo::serve(args.addr),
-        Peer::Poll => poll_echo::serve(args.addr),
+    match (args.peer, args.http) {
+        (Peer::Reactor, false) if threads > 1 => reactor_echo::serve_loops(args.addr, threads),
+        (Peer::Reactor, false) => reactor_echo::serve(args.addr),
+        (Peer::Tokio, false) => tokio_echo::serve(args.addr, threads),
+        (Peer::Mio, false) => mio_echo::serve(args.addr),
+        (Peer::Epoll, false) => epoll_echo::serve(args.addr),
+        (Peer::Select, false) => select_echo::serve(args.addr),
+        (Peer::Poll, false) => poll_echo::serve(args.addr),
+        (Peer::Reactor, true) if threads > 1 => http::serve_reactor_loops(args.addr, threads),
+        (Peer::Reactor, true) => http::serve_reactor(args.addr),
+        (Peer::Tokio, true) => http::serve_tokio(args.addr, threads),
+        // nginx answers HTTP with or without --http.
+        (Peer::Nginx, _) => http::nginx::serve(args.addr, threads, args.core),
+        (peer @ (Peer::Mio | Peer::Epoll | Peer::Select | Peer::Poll), true) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("the {} peer is an echo server only; --http applies to reactor and tokio", peer.name()),
+        )),
     }
 }
