@@ -103,6 +103,7 @@ impl<S> Engine<S> {
                         conn.last_progress = self.now;
                         conn.bytes_out += n as u64;
                         self.stats.bytes_out += n as u64;
+                        self.stats.bytes_sendfile += n as u64;
                         self.stats.writes += 1;
                         budget = budget.saturating_sub(n as u64);
                     }
