@@ -129,11 +129,16 @@ impl<S> Engine<S> {
         self.check_watermarks(key);
     }
 
-    /// Reads the active stream ahead into the ready bytes, up to the high
-    /// watermark, unless `sendfile` sends it.
+    /// Reads the active stream ahead into the ready bytes, unless
+    /// `sendfile` sends it: once they are down to the low watermark, up to
+    /// the high one (so at most the high watermark plus one chunk is held,
+    /// and reads come in bursts rather than one per socket write).
     fn read_ahead(&mut self, key: usize) -> io::Result<()> {
-        let high = self.config.output_high_watermark;
+        let (low, high) = (self.config.output_low_watermark, self.config.output_high_watermark);
         let conn = &mut self.conns[key];
+        if conn.output.ready_len() > low {
+            return Ok(());
+        }
         while conn.output.ready_len() < high {
             let Some(stream) = conn.output.active_stream() else { return Ok(()) };
             if stream.sendfile || stream.is_done() {
