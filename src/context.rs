@@ -12,13 +12,13 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::{Deref, DerefMut, Range};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::buffers::stream_source::StreamSource;
 use crate::close_reason::CloseReason;
 use crate::config::Config;
 use crate::conn_id::ConnId;
 use crate::engine::{Engine, OutputOf};
 use crate::error::SendError;
 use crate::handler::Handler;
-use crate::buffers::stream_source::StreamSource;
 use crate::stats::Stats;
 use crate::stream_id::StreamId;
 use crate::timers::{LoopTimerId, TimerId};

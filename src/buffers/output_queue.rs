@@ -35,7 +35,7 @@ pub(crate) const MAX_IOV: usize = 64;
 /// queued whole: copying a few KiB costs less than an extra `iovec`, a slot
 /// in the chain (whose storage may need allocating) and freeing the buffer
 /// after the send; it also keeps small replies coalesced in one chunk.
-pub const OWNED_COPY_MAX: usize = 4 * 1024;
+pub(crate) const OWNED_COPY_MAX: usize = 4 * 1024;
 
 /// Unsent output of one connection.
 pub(crate) struct OutputQueue {
@@ -263,8 +263,7 @@ impl OutputQueue {
 
     /// Queues a stream source behind everything queued so far.
     pub(crate) fn push_stream(&mut self, source: StreamSource) {
-        let streams =
-            self.streams.get_or_insert_with(|| Box::new(Streams { later: VecDeque::new(), later_len: 0 }));
+        let streams = self.streams.get_or_insert_with(|| Box::new(Streams { later: VecDeque::new(), later_len: 0 }));
         streams.later.push_back(Later::Stream(source));
         if self.rest.capacity() == 0 {
             self.rest.reserve(1);
@@ -279,9 +278,9 @@ impl OutputQueue {
 
     /// Pending streams (the active one included).
     pub(crate) fn stream_count(&self) -> usize {
-        self.streams.as_ref().map_or(0, |streams| {
-            streams.later.iter().filter(|later| matches!(later, Later::Stream(_))).count()
-        })
+        self.streams
+            .as_ref()
+            .map_or(0, |streams| streams.later.iter().filter(|later| matches!(later, Later::Stream(_))).count())
     }
 
     /// The active stream: the first pending one, which comes right after

@@ -197,7 +197,10 @@ impl<S> Engine<S> {
         }
         while !self.conns[key].stream_results.is_empty() {
             let (stream, result) = self.conns[key].stream_results.remove(0);
-            if self.callback(key, |handler, engine, key, id| handler.stream_done(engine, key, id, stream, result)).is_none() {
+            if self
+                .callback(key, |handler, engine, key, id| handler.stream_done(engine, key, id, stream, result))
+                .is_none()
+            {
                 break;
             }
         }

@@ -97,7 +97,12 @@ impl Transport {
     }
 
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    pub(crate) fn send_file(&self, _file: &std::fs::File, _offset: &mut u64, _count: usize) -> Option<io::Result<usize>> {
+    pub(crate) fn send_file(
+        &self,
+        _file: &std::fs::File,
+        _offset: &mut u64,
+        _count: usize,
+    ) -> Option<io::Result<usize>> {
         None
     }
 
