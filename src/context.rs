@@ -584,7 +584,9 @@ impl<'a, S> Context<'a, S> {
     }
 
     /// Bytes of output queued for this connection and not yet taken by the
-    /// socket.
+    /// socket. Of a stream ([`Context::send_file`], [`Context::stream`])
+    /// only what was read ahead into memory counts (nothing, while
+    /// `sendfile` sends it).
     pub fn queued_output(&self) -> usize {
         self.base.engine.queued_output(self.key)
     }

@@ -6,7 +6,6 @@ mod util;
 
 use std::fs::File;
 use std::io::{self, Cursor, Read, Write};
-use std::net::TcpStream;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -424,5 +423,28 @@ fn a_file_truncated_while_sendfile_waits_fails_with_unexpected_eof() {
     assert_eq!(server.with_shared(|seen| seen.done.clone()), vec![(0, Err(kind))]);
 }
 
-#[allow(dead_code)]
-fn unused(_: TcpStream) {}
+#[test]
+fn a_file_goes_out_by_sendfile_over_a_unix_socket_too() {
+    let bytes = pattern(3 * 1024 * 1024 + 1, 11);
+    let file = TempFile::with(&bytes);
+    let socket = std::env::temp_dir().join(format!("reactor_streams_{}.sock", std::process::id()));
+    let path = file.0.clone();
+    let len = bytes.len() as u64;
+    let listen_at = socket.clone();
+    let server = Server::start(paced(), Seen::default, move |reactor| {
+        reactor.listen_unix(&listen_at, move || {
+            Script(vec![Step::File(File::open(&path).expect("open"), 0..len), Step::Write(b"|end".to_vec())])
+        })?;
+        Ok(vec![])
+    });
+    let mut client = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+    client.set_read_timeout(Some(util::WAIT)).unwrap();
+    client.write_all(b"go").unwrap();
+    let mut got = vec![0; bytes.len() + 4];
+    client.read_exact(&mut got).unwrap();
+    assert_eq!(hash(&got[..bytes.len()]), hash(&bytes));
+    assert_eq!(&got[bytes.len()..], b"|end");
+    if cfg!(target_os = "linux") {
+        assert_eq!(server.stats().bytes_sendfile, len);
+    }
+}
