@@ -414,6 +414,10 @@ impl<'a, S> Context<'a, S> {
     /// A buffer of at most 4 KiB is simply copied (cheaper than another
     /// `iovec` and a free after the send).
     ///
+    /// A `bytes::Bytes` goes in through `Vec::from(bytes)`, which reuses
+    /// its allocation when it is the only handle to it; the queue holds
+    /// `Vec`s only, so shared `Bytes` are not written without a copy.
+    ///
     /// # Examples
     ///
     /// ```
