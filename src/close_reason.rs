@@ -107,6 +107,15 @@ pub enum CloseReason {
     /// trickled. As for `ProxyHeaderInvalid`, its handler never heard of it
     /// and the socket is closed at once.
     ProxyHeaderTimeout,
+    /// A file or reader queued with
+    /// [`Context::send_file`](crate::Context::send_file) or
+    /// [`Context::stream`](crate::Context::stream) failed part-way: a read
+    /// error, or a file that ended before its range did (it shrank). The
+    /// handler first hears the error in
+    /// [`Handler::on_stream_done`](crate::Handler::on_stream_done); the
+    /// peer gets a reset, so that it cannot take the cut stream for a whole
+    /// one.
+    StreamFailed(io::ErrorKind),
 }
 
 /// How the socket is treated once a reason is decided.
@@ -134,7 +143,10 @@ impl CloseReason {
             | CloseReason::InputTooLarge
             | CloseReason::Shutdown
             | CloseReason::HandlerPanicked => CloseMode::Graceful,
-            CloseReason::Aborted | CloseReason::OutputOverflow | CloseReason::SendTimeout => CloseMode::Abort,
+            CloseReason::Aborted
+            | CloseReason::OutputOverflow
+            | CloseReason::SendTimeout
+            | CloseReason::StreamFailed(_) => CloseMode::Abort,
             CloseReason::Reset
             | CloseReason::Error(_)
             | CloseReason::ConnectFailed(_)
@@ -167,6 +179,7 @@ impl CloseReason {
                 | CloseReason::HandlerPanicked
                 | CloseReason::ProxyHeaderInvalid(_)
                 | CloseReason::ProxyHeaderTimeout
+                | CloseReason::StreamFailed(_)
         )
     }
 
@@ -188,11 +201,12 @@ impl CloseReason {
             CloseReason::SendTimeout => 12,
             CloseReason::ProxyHeaderInvalid(_) => 13,
             CloseReason::ProxyHeaderTimeout => 14,
+            CloseReason::StreamFailed(_) => 15,
         }
     }
 
     /// How many distinct counters [`CloseReason::index`] uses.
-    pub(crate) const COUNT: usize = 15;
+    pub(crate) const COUNT: usize = 16;
 }
 
 impl fmt::Display for CloseReason {
@@ -213,6 +227,7 @@ impl fmt::Display for CloseReason {
             CloseReason::HandlerPanicked => f.write_str("handler panicked"),
             CloseReason::ProxyHeaderInvalid(err) => write!(f, "invalid PROXY header: {err}"),
             CloseReason::ProxyHeaderTimeout => f.write_str("no complete PROXY header in time"),
+            CloseReason::StreamFailed(kind) => write!(f, "stream source failed: {kind}"),
         }
     }
 }
@@ -249,6 +264,7 @@ mod tests {
             CloseReason::SendTimeout,
             CloseReason::ProxyHeaderInvalid(ProxyHeaderError::BadSignature),
             CloseReason::ProxyHeaderTimeout,
+            CloseReason::StreamFailed(io::ErrorKind::UnexpectedEof),
         ];
         let mut seen = [false; CloseReason::COUNT];
         for reason in all {

@@ -29,6 +29,7 @@ use std::time::Duration;
 /// | `output_high_watermark` | 1 MiB | the connection stops reading (READABLE interest dropped) so a peer that sends but does not read is slowed by TCP flow control |
 /// | `output_low_watermark` | 256 KiB | below it reading resumes, buffered input is offered again, and `on_drained` runs |
 /// | `max_output` | 8 MiB | a write that would pass it is dropped and the connection aborted: `OutputOverflow`; writers by id are never blocked |
+/// | `max_streams` | 64 | a connection that already has this many files or readers queued ([`Context::send_file`](crate::Context::send_file), [`Context::stream`](crate::Context::stream)) refuses another: it is dropped and the connection aborted, `OutputOverflow` (each holds a descriptor or a reader) |
 /// | `idle_timeout` | off | `on_idle` runs (it may write a goodbye, or keep the connection), then a graceful close: `IdleTimeout` |
 /// | `request_timeout` | 60 s | a request the peer began (input the handler left unconsumed) is not finished this long after its first byte, however the peer trickles: graceful close, `RequestTimeout`. The clock restarts whenever the handler consumes input, and stops while the handler paused reading or backpressure holds it |
 /// | `send_timeout` | 60 s | queued output has not moved this long (re-armed by every write that makes progress): reset, `SendTimeout`, dropped bytes logged |
@@ -99,6 +100,12 @@ pub struct Config {
     /// [`CloseReason::OutputOverflow`](crate::CloseReason::OutputOverflow);
     /// the writers are never blocked.
     pub max_output: usize,
+    /// Most streams (file ranges and readers) queued on one connection at
+    /// once. Queueing one more drops it and closes the connection with
+    /// [`CloseReason::OutputOverflow`](crate::CloseReason::OutputOverflow),
+    /// as passing `max_output` does: each pending stream holds an open file
+    /// or a reader, which `max_output` does not count.
+    pub max_streams: usize,
     /// How long a connection may see no input before its handler's `on_idle`
     /// runs and, unless the handler keeps it, it is closed gracefully. `None`
     /// (the default) disables idle timeouts.
@@ -164,6 +171,7 @@ impl Default for Config {
             output_high_watermark: 1024 * 1024,
             output_low_watermark: 256 * 1024,
             max_output: 8 * 1024 * 1024,
+            max_streams: 64,
             idle_timeout: None,
             request_timeout: Some(Duration::from_secs(60)),
             send_timeout: Duration::from_secs(60),

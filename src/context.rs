@@ -6,11 +6,13 @@
 //! to one engine method, so the rules live in the engine.
 
 use std::any::Any;
-use std::io;
+use std::fs::File;
+use std::io::{self, Read};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::ops::{Deref, DerefMut};
+use std::ops::{Deref, DerefMut, Range};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::buffers::stream_source::StreamSource;
 use crate::close_reason::CloseReason;
 use crate::config::Config;
 use crate::conn_id::ConnId;
@@ -18,6 +20,7 @@ use crate::engine::{Engine, OutputOf};
 use crate::error::SendError;
 use crate::handler::Handler;
 use crate::stats::Stats;
+use crate::stream_id::StreamId;
 use crate::timers::{LoopTimerId, TimerId};
 
 /// What any callback can do: reach the loop-wide state `S` and connections
@@ -97,6 +100,14 @@ impl<'a, S> LoopContext<'a, S> {
     /// in the same slot is never written to.
     pub fn write_to(&mut self, id: ConnId, data: &[u8]) -> Result<(), SendError> {
         self.engine.write_by_id(id, data, self.current)
+    }
+
+    /// Like [`LoopContext::write_to`], but hands the buffer over instead of
+    /// copying it (see [`Context::write_owned`]): a large reply built
+    /// elsewhere (a worker's result, a rendered page) goes out from its own
+    /// allocation.
+    pub fn write_owned_to(&mut self, id: ConnId, data: Vec<u8>) -> Result<(), SendError> {
+        self.engine.write_owned_by_id(id, data, self.current)
     }
 
     /// Queues `data` for every connection `select` picks from the loop-wide
@@ -389,6 +400,159 @@ impl<'a, S> Context<'a, S> {
         self.engine().queue_output(key, data)
     }
 
+    /// Queues `data` like [`Context::write`], but takes the buffer itself
+    /// instead of copying it into the loop's chunks: the allocation is
+    /// written from and freed once the socket has taken it (a buffer of
+    /// a chunk's size, 16 to 64 KiB of capacity, goes to the chunk pool
+    /// instead). Worth it for large replies: a 1 MiB body costs no copy.
+    ///
+    /// Same rules as [`Context::write`]: it goes out after the callback, in
+    /// one `writev` with everything else written during the callback and in
+    /// order with it; dropped once the connection is closing; past
+    /// `Config::max_output` dropped and the connection closed with
+    /// [`CloseReason::OutputOverflow`]; it counts toward the watermarks.
+    /// A buffer of at most 4 KiB is simply copied (cheaper than another
+    /// `iovec` and a free after the send).
+    ///
+    /// A `bytes::Bytes` goes in through `Vec::from(bytes)`, which reuses
+    /// its allocation when it is the only handle to it; the queue holds
+    /// `Vec`s only, so shared `Bytes` are not written without a copy.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactor_loop::testing::TestKit;
+    /// use reactor_loop::{Context, Handler};
+    ///
+    /// /// Answers any input with a large body built in a `Vec`.
+    /// struct Big;
+    ///
+    /// impl Handler for Big {
+    ///     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+    ///         ctx.write(b"200 ");
+    ///         ctx.write_owned(vec![b'x'; 100_000]); // moved, not copied
+    ///         ctx.write(b"\n");
+    ///         input.len()
+    ///     }
+    /// }
+    ///
+    /// let mut kit = TestKit::new();
+    /// let conn = kit.open(Big);
+    /// kit.send(conn, b"get");
+    /// let reply = kit.received(conn);
+    /// assert_eq!(reply.len(), 4 + 100_000 + 1);
+    /// assert!(reply.starts_with(b"200 x") && reply.ends_with(b"x\n"));
+    /// ```
+    pub fn write_owned(&mut self, data: Vec<u8>) {
+        let (key, id) = (self.key, self.id);
+        let len = data.len();
+        if let Err(err) = self.engine().queue_output_owned(key, data) {
+            log::trace!("conn {id}: owned write of {len} bytes dropped: {err}");
+        }
+    }
+
+    /// Like [`Context::write_owned`], but says whether the data was queued
+    /// (see [`Context::try_write`]).
+    pub fn try_write_owned(&mut self, data: Vec<u8>) -> Result<(), SendError> {
+        let key = self.key;
+        self.engine().queue_output_owned(key, data)
+    }
+
+    /// Sends bytes `range` of `file` after everything written so far and
+    /// before anything written after this call. The loop sends it with
+    /// `sendfile(2)` (the kernel copies from the page cache to the socket;
+    /// the loop never touches the bytes) once the output ahead of it is out,
+    /// on TCP and Unix sockets on Linux; elsewhere, or if the kernel refuses
+    /// the file, it reads the file ahead into chunks, at most up to
+    /// `Config::output_high_watermark` at a time, and writes those.
+    ///
+    /// Pacing: while a stream is pending the connection is held
+    /// backpressured (it stops reading, as above the high watermark);
+    /// [`Handler::on_stream_done`] says when it ended and how, and
+    /// [`Handler::on_drained`] comes once every stream has ended and the
+    /// output is down to the low watermark. The send timeout applies: a
+    /// peer that stops reading is cut off after `Config::send_timeout`. A
+    /// graceful close ([`Context::close`], a shutdown within
+    /// `Config::shutdown_grace`) waits for the stream to be sent; an abort
+    /// drops it. At most `Config::max_streams` may be pending.
+    ///
+    /// Reading the file blocks the loop's thread for as long as the disk
+    /// takes: for files that are mostly in the page cache.
+    ///
+    /// Fails at once with `InvalidInput` if the range is reversed or ends
+    /// past the end of the file, and with the error of
+    /// [`Context::try_write`] (as an `io::Error`) if the connection takes no
+    /// more output.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write as _;
+    /// use reactor_loop::testing::TestKit;
+    /// use reactor_loop::{Context, Handler, StreamId};
+    ///
+    /// /// Sends a file after a header, and closes when it is out.
+    /// struct Download(Option<std::fs::File>);
+    ///
+    /// impl Handler for Download {
+    ///     fn on_open(&mut self, ctx: &mut Context<'_>) {
+    ///         let file = self.0.take().unwrap();
+    ///         let len = file.metadata().unwrap().len();
+    ///         ctx.write(format!("{len}\n").as_bytes());
+    ///         ctx.send_file(file, 0..len).unwrap();
+    ///         ctx.write(b"end\n"); // goes out after the file
+    ///     }
+    ///     fn on_input(&mut self, _ctx: &mut Context<'_>, input: &[u8]) -> usize {
+    ///         input.len()
+    ///     }
+    ///     fn on_stream_done(&mut self, ctx: &mut Context<'_>, _stream: StreamId, result: std::io::Result<u64>) {
+    ///         assert_eq!(result.unwrap(), 5);
+    ///         ctx.close();
+    ///     }
+    /// }
+    ///
+    /// let path = std::env::temp_dir().join(format!("send_file_doc_{}", std::process::id()));
+    /// std::fs::File::create(&path)?.write_all(b"hello")?;
+    /// let file = std::fs::File::open(&path)?;
+    /// std::fs::remove_file(&path)?;
+    /// let mut kit = TestKit::new();
+    /// let conn = kit.open(Download(Some(file)));
+    /// assert_eq!(kit.received_text(conn), "5\nhelloend\n");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn send_file(&mut self, file: File, range: Range<u64>) -> io::Result<StreamId> {
+        let len = file.metadata()?.len();
+        if range.start > range.end || range.end > len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("range {}..{} is not within the file's {len} bytes", range.start, range.end),
+            ));
+        }
+        let key = self.key;
+        let stream = self
+            .engine()
+            .queue_stream(key, |id, sendfile| StreamSource::file(id, file, range.start, range.end, sendfile))?;
+        Ok(stream)
+    }
+
+    /// Sends everything `reader` gives, until it returns 0, after everything
+    /// written so far and before anything written after this call: read
+    /// ahead into chunks, at most up to `Config::output_high_watermark` at a
+    /// time, as the socket drains. Pacing, completion and errors as for
+    /// [`Context::send_file`]; a read error aborts the connection
+    /// ([`CloseReason::StreamFailed`]) after [`Handler::on_stream_done`].
+    ///
+    /// The loop reads on its own thread: `reader` must not block for long
+    /// (a file, an in-memory buffer, a decompressor over either) and must
+    /// not return `WouldBlock` (that is an error: the loop cannot wait for
+    /// it; feed such sources through a worker and [`Context::write_owned`]).
+    pub fn stream(&mut self, reader: impl Read + 'static) -> io::Result<StreamId> {
+        let key = self.key;
+        let reader: Box<dyn Read> = Box::new(reader);
+        let stream = self.engine().queue_stream(key, move |id, _| StreamSource::reader(id, reader))?;
+        Ok(stream)
+    }
+
     /// The loop-wide state and this connection's output at once, so that a
     /// handler can write bytes that live in the state without copying them
     /// out first (`ctx.shared()` and `ctx.write()` each borrow the whole
@@ -424,7 +588,9 @@ impl<'a, S> Context<'a, S> {
     }
 
     /// Bytes of output queued for this connection and not yet taken by the
-    /// socket.
+    /// socket. Of a stream ([`Context::send_file`], [`Context::stream`])
+    /// only what was read ahead into memory counts (nothing, while
+    /// `sendfile` sends it).
     pub fn queued_output(&self) -> usize {
         self.base.engine.queued_output(self.key)
     }
@@ -599,6 +765,17 @@ impl<S> Output<'_, S> {
     /// [`Context::try_write`].
     pub fn try_write(&mut self, data: &[u8]) -> Result<(), SendError> {
         self.inner.queue(data)
+    }
+
+    /// Queues an owned buffer without copying it; see
+    /// [`Context::write_owned`].
+    pub fn write_owned(&mut self, data: Vec<u8>) {
+        let _ = self.inner.queue_owned(data);
+    }
+
+    /// Like [`Output::write_owned`], saying whether it was taken.
+    pub fn try_write_owned(&mut self, data: Vec<u8>) -> Result<(), SendError> {
+        self.inner.queue_owned(data)
     }
 
     /// Bytes queued for the connection and not yet taken by the socket.

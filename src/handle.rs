@@ -108,6 +108,10 @@ impl<S> Handle<S> {
     /// Queues `data` for connection `id`. Fails only if the post itself
     /// fails; a closed or stale id is found out in the loop and the data is
     /// dropped (use [`Handle::write_then`] to hear about it).
+    ///
+    /// A `Vec<u8>` is moved, not copied: the loop queues the buffer itself
+    /// as [`Context::write_owned`](crate::Context::write_owned) does (a
+    /// buffer of at most 4 KiB is copied into the connection's chunk).
     pub fn write(&self, id: ConnId, data: impl Into<Vec<u8>>) -> Result<(), PostError> {
         self.post(Command::Write { id, data: data.into(), report: None })
     }
@@ -282,7 +286,7 @@ fn run_command<S>(engine: &mut Engine<S>, command: Command<S>) {
     // down. What it may leave half-done is the loop-wide state.
     let outcome = guard(|| match command {
         Command::Write { id, data, report } => {
-            let result = engine.write_by_id(id, &data, None);
+            let result = engine.write_owned_by_id(id, data, None);
             call_report(report, result, &mut engine.stats_mut().handler_panics);
         }
         Command::Close { id, report } => {

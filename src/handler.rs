@@ -7,6 +7,7 @@ use crate::conn_id::ConnId;
 use crate::context::Context;
 use crate::engine::{ConnDriver, Engine};
 use crate::idle_action::IdleAction;
+use crate::stream_id::StreamId;
 use crate::timers::TimerId;
 
 /// The protocol state machine of one connection.
@@ -82,6 +83,19 @@ pub trait Handler<S = ()> {
         let _ = ctx;
     }
 
+    /// A stream queued with [`Context::send_file`] or [`Context::stream`]
+    /// ended: `Ok` with the bytes it sent, or the error that cut it short
+    /// (a read error, or a file that ended before its range did). After an
+    /// error the connection is being aborted
+    /// ([`CloseReason::StreamFailed`]); `on_close` follows. Runs after the
+    /// callback or event in which the stream ended, before `on_drained`.
+    /// A stream still unfinished when its connection closes (the peer
+    /// reset, an abort, a timeout) is not reported: `on_close` says why.
+    /// The default ignores it.
+    fn on_stream_done(&mut self, ctx: &mut Context<'_, S>, stream: StreamId, result: std::io::Result<u64>) {
+        let _ = (ctx, stream, result);
+    }
+
     /// A timer set with [`Context::set_timer`] or
     /// [`Context::set_periodic`] fired.
     fn on_timer(&mut self, ctx: &mut Context<'_, S>, timer: TimerId) {
@@ -142,6 +156,17 @@ impl<S, H: Handler<S>> ConnDriver<S> for H {
 
     fn drained(&mut self, engine: &mut Engine<S>, key: usize, id: ConnId) {
         self.on_drained(&mut Context::new(engine, key, id));
+    }
+
+    fn stream_done(
+        &mut self,
+        engine: &mut Engine<S>,
+        key: usize,
+        id: ConnId,
+        stream: StreamId,
+        result: std::io::Result<u64>,
+    ) {
+        self.on_stream_done(&mut Context::new(engine, key, id), stream, result);
     }
 
     fn timer(&mut self, engine: &mut Engine<S>, key: usize, id: ConnId, timer: TimerId) {

@@ -88,6 +88,7 @@ mod proxy_header;
 mod reactor;
 mod shared_addr;
 mod stats;
+mod stream_id;
 pub mod testing;
 mod timers;
 
@@ -120,6 +121,7 @@ pub use crate::proxy_header::{ProxyHeaderError, ProxyProtocol};
 pub use crate::reactor::Reactor;
 pub use crate::shared_addr::SharedAddr;
 pub use crate::stats::Stats;
+pub use crate::stream_id::StreamId;
 pub use crate::timers::{LoopTimerId, TimerId};
 
 /// The `socket2` crate, re-exported for [`ListenOptions::on_accept`] hooks.

@@ -73,6 +73,10 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Bytes written to connections.
     pub bytes_out: u64,
+    /// Of `bytes_out`, those sent with `sendfile` (file streams: the
+    /// kernel copied them from the page cache; they never passed through
+    /// the loop's memory).
+    pub bytes_sendfile: u64,
     /// `read` calls on connections (each one a syscall).
     pub reads: u64,
     /// `send`/`sendmsg` calls on connections (each one a syscall).
@@ -150,6 +154,7 @@ impl AddAssign<&Stats> for Stats {
             closed_by_reason,
             bytes_in,
             bytes_out,
+            bytes_sendfile,
             reads,
             writes,
             interest_changes,
@@ -183,6 +188,7 @@ impl AddAssign<&Stats> for Stats {
         }
         self.bytes_in += bytes_in;
         self.bytes_out += bytes_out;
+        self.bytes_sendfile += bytes_sendfile;
         self.reads += reads;
         self.writes += writes;
         self.interest_changes += interest_changes;
@@ -243,6 +249,7 @@ impl fmt::Display for Stats {
         write!(
             f,
             "open {} accepted {} closed {} refused {} adopted {} accept errors {} pauses {} sheds {} in {} B out {} B \
+             (sendfile {} B) \
              reads {} writes {} polls {} events {} stale {} yields {} queued {} B timers {} lag {:?} (max {:?}) \
              datagrams in {} out {} dropped {}",
             self.open,
@@ -255,6 +262,7 @@ impl fmt::Display for Stats {
             self.accept_sheds,
             self.bytes_in,
             self.bytes_out,
+            self.bytes_sendfile,
             self.reads,
             self.writes,
             self.polls,

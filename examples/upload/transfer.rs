@@ -2,19 +2,22 @@
 //! (`put`) or out (`get`), as many times as the client likes.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::mem;
 use std::path::{Path, PathBuf};
 
 use log::{debug, warn};
-use reactor_loop::{CloseReason, Context, Handler, IdleAction, Line, LineFramer};
+use reactor_loop::{CloseReason, Context, Handler, IdleAction, Line, LineFramer, StreamId};
 use sha2::{Digest, Sha256};
 
 use crate::common::count;
 use crate::protocol::{self, Command, Refusal, MAX_LINE};
 
-/// Bytes read from a file at a time when sending.
-pub const CHUNK: usize = 64 * 1024;
+/// Bytes the loop reads from a file at a time when it cannot `sendfile`
+/// (its output chunk): what the queued output may pass the high watermark
+/// by.
+#[cfg(test)]
+pub const CHUNK: usize = 16 * 1024;
 
 /// The loop-wide state every connection shares: the settings, and the
 /// counter that gives each upload its own part file.
@@ -37,9 +40,10 @@ enum State {
     Command,
     /// `remaining` bytes of a `put` still to come, streamed into `part`.
     Receiving { part: PartFile, name: String, size: u64, remaining: u64, hasher: Sha256 },
-    /// `remaining` bytes of a `get` still to send. Reading is paused
-    /// meanwhile, so no command is taken before the file has gone out.
-    Sending { file: File, remaining: u64 },
+    /// A `get`'s file is going out (the loop sends it, with `sendfile`
+    /// where it can, paced by the watermarks). Reading is paused meanwhile,
+    /// so no command is taken before the file has gone out.
+    Sending { stream: StreamId },
 }
 
 /// The handler: one per connection.
@@ -148,50 +152,23 @@ impl Transfer {
             Ok((file, size)) => {
                 debug!("conn {}: get {name} ({})", ctx.id(), count(size, "byte", "bytes"));
                 ctx.write(format!("size {size}\n").as_bytes());
-                self.state = State::Sending { file, remaining: size };
-                self.send(ctx);
+                match ctx.send_file(file, 0..size) {
+                    Ok(stream) => {
+                        self.state = State::Sending { stream };
+                        ctx.pause_reading(); // no command until this file has gone out
+                    }
+                    // The file shrank since `metadata`, or the connection is closing.
+                    Err(err) => {
+                        warn!("conn {}: sending {}: {err}; aborting", ctx.id(), path.display());
+                        ctx.abort();
+                    }
+                }
             }
             Err(err) if err.kind() == io::ErrorKind::NotFound => self.refuse(ctx, Refusal::NotFound, false),
             Err(err) => {
                 warn!("conn {}: opening {}: {err}", ctx.id(), path.display());
                 self.refuse(ctx, Refusal::Io, false);
             }
-        }
-    }
-
-    /// Reads the file chunk by chunk while the queued output stays below the
-    /// high watermark (`on_drained` only follows a queue that reached it);
-    /// then waits for `on_drained`. Memory per download is bounded by the
-    /// watermark plus one chunk, whatever the file's size.
-    fn send(&mut self, ctx: &mut Context<'_, Store>) {
-        let State::Sending { file, remaining } = &mut self.state else { return };
-        let budget = ctx.config().output_high_watermark;
-        let mut chunk = [0u8; CHUNK];
-        while *remaining > 0 && ctx.queued_output() < budget {
-            let want = (*remaining).min(CHUNK as u64) as usize;
-            let n = match file.read(&mut chunk[..want]) {
-                Ok(0) => {
-                    // The file shrank under us; the promised size cannot be kept.
-                    warn!("conn {}: file ended {} early; aborting", ctx.id(), count(*remaining, "byte", "bytes"));
-                    return ctx.abort();
-                }
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => {
-                    warn!("conn {}: reading: {err}; aborting", ctx.id());
-                    return ctx.abort();
-                }
-            };
-            if ctx.try_write(&chunk[..n]).is_err() {
-                return; // the connection is closing
-            }
-            *remaining -= n as u64;
-        }
-        if *remaining == 0 {
-            self.state = State::Command;
-            ctx.resume_reading(); // the next command, if one waits
-        } else {
-            ctx.pause_reading(); // no command until this file has gone out
         }
     }
 
@@ -213,23 +190,30 @@ impl Handler<Store> for Transfer {
         }
     }
 
-    fn on_drained(&mut self, ctx: &mut Context<'_, Store>) {
-        self.send(ctx);
+    /// The file of a `get` has gone out (or failed: the file shrank or a
+    /// read failed, and the loop is aborting the connection, since the
+    /// promised size cannot be kept).
+    fn on_stream_done(&mut self, ctx: &mut Context<'_, Store>, stream: StreamId, result: io::Result<u64>) {
+        if !matches!(self.state, State::Sending { stream: sending } if sending == stream) {
+            return;
+        }
+        self.state = State::Command;
+        match result {
+            Ok(_) => ctx.resume_reading(), // the next command, if one waits
+            Err(err) => warn!("conn {}: sending a file: {err}; aborting", ctx.id()),
+        }
     }
 
     /// No input for the idle limit: a client that should be sending (a
     /// command, its upload's next bytes) is gone, but one downloading sends
     /// nothing while it reads, so a download keeps the connection as long
-    /// as there is some of it to go out: bytes of the file not read yet, or
-    /// queued. A reader that stops reading is the send timeout's to catch.
+    /// as there is some of it to go out: its file, or queued bytes. A
+    /// reader that stops reading is the send timeout's to catch.
     fn on_idle(&mut self, ctx: &mut Context<'_, Store>) -> IdleAction {
-        let unread = match &self.state {
-            State::Sending { remaining, .. } => *remaining,
-            _ => 0,
-        };
+        let sending = matches!(self.state, State::Sending { .. });
         let queued = ctx.queued_output();
-        if unread > 0 || queued > 0 {
-            debug!("conn {}: no input, but a download is going out ({queued} B queued, {unread} B to read)", ctx.id());
+        if sending || queued > 0 {
+            debug!("conn {}: no input, but a download is going out ({queued} B queued)", ctx.id());
             return IdleAction::Keep;
         }
         IdleAction::Close

@@ -28,6 +28,21 @@ impl<S> Engine<S> {
         result
     }
 
+    /// Hands an owned buffer to a connection by id, without copying it.
+    pub(crate) fn write_owned_by_id(
+        &mut self,
+        id: ConnId,
+        data: Vec<u8>,
+        current: Option<usize>,
+    ) -> Result<(), SendError> {
+        let key = self.live_key(id).ok_or(SendError::Gone)?;
+        let result = self.queue_output_owned(key, data);
+        if current != Some(key) {
+            self.mark_dirty(key);
+        }
+        result
+    }
+
     /// Writes `data` to every connection `select` picks from the loop-wide
     /// state; returns how many took it. The ids go through a scratch list
     /// kept in the engine, so a broadcast allocates nothing once warm.

@@ -180,6 +180,7 @@ impl<S> Engine<S> {
         conn.partial_since = None;
         if self.conns[key].handler.is_some() {
             if !unopened {
+                self.report_streams_before_close(key);
                 self.invoke(key, |handler, engine, key, id| handler.close(engine, key, id, reason));
             }
             // Dropped here, after its last callback.
@@ -241,8 +242,8 @@ impl<S> Engine<S> {
         if let Some(listener) = conn.listener {
             self.listener_conn_closed(listener);
         }
-        let unsent = conn.output.clear(&mut self.pool);
-        if unsent > 0 {
+        let (unsent, dropped_stream) = conn.output.clear(&mut self.pool);
+        if unsent > 0 || dropped_stream {
             // Output is being dropped: reset the connection, so the peer
             // sees an error rather than an end of stream that would pass
             // for a complete reply.
@@ -261,10 +262,11 @@ impl<S> Engine<S> {
         self.stats.open = self.conns.len();
         let peer = PeerDisplay(conn.peer, &conn.transport);
         let (read, written) = (conn.bytes_in, conn.bytes_out);
-        if unsent > 0 {
+        if unsent > 0 || dropped_stream {
+            let stream = if dropped_stream { " and an unfinished stream" } else { "" };
             info!(
                 "conn {id} ({peer}) closed: {reason}; read {read} B, wrote {written} B, \
-                 dropped {unsent} B unsent (reset)"
+                 dropped {unsent} B unsent{stream} (reset)"
             );
         } else if reason.is_notable() {
             info!("conn {id} ({peer}) closed: {reason}; read {read} B, wrote {written} B");

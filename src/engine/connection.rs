@@ -46,6 +46,7 @@
 //! | `shutdown_requested` | Open, ReadClosed | no more output is taken |
 //! | `write_shut` | Open, ReadClosed (after `shutdown_requested`), Closing | no output queued; nothing more is written |
 //! | `drain_pending` | any | `queued`: `on_drained` runs from the ready queue |
+//! | `stream_results` non-empty | any | `queued` (or closing, where they run before `on_close`): `on_stream_done` runs from the ready queue |
 //! | `queued`, `dirty` | any | the id is on the ready queue, the dirty list |
 //! | `partial_since` | Open, ReadClosed | unconsumed input is buffered |
 //! | `early_notes` | ProxyHeader, Connecting | notes wait for `on_open` |
@@ -192,6 +193,14 @@ pub(super) struct Connection<S> {
     pub(super) early_notes: Vec<(Box<dyn std::any::Any + Send>, Option<Report>)>,
     /// The listener that accepted it, whose own connection count it holds.
     pub(super) listener: Option<usize>,
+    /// A flush spent its stream budget with the socket still taking: it goes
+    /// on from the ready queue.
+    pub(super) stream_resume: bool,
+    /// Streams queued so far: the next stream's id.
+    pub(super) streams_queued: u64,
+    /// Streams that ended, with their outcome, for `on_stream_done` (run
+    /// from the ready queue, or before `on_close`).
+    pub(super) stream_results: Vec<(crate::stream_id::StreamId, std::io::Result<u64>)>,
 }
 
 impl<S> Connection<S> {
@@ -235,6 +244,9 @@ impl<S> Connection<S> {
             timers: Vec::new(),
             early_notes: Vec::new(),
             listener: None,
+            stream_resume: false,
+            streams_queued: 0,
+            stream_results: Vec::new(),
         }
     }
 

@@ -26,6 +26,14 @@ pub(crate) trait ConnDriver<S> {
     fn input(&mut self, engine: &mut Engine<S>, key: usize, id: ConnId, input: &[u8]) -> usize;
     fn peer_closed(&mut self, engine: &mut Engine<S>, key: usize, id: ConnId);
     fn drained(&mut self, engine: &mut Engine<S>, key: usize, id: ConnId);
+    fn stream_done(
+        &mut self,
+        engine: &mut Engine<S>,
+        key: usize,
+        id: ConnId,
+        stream: crate::stream_id::StreamId,
+        result: std::io::Result<u64>,
+    );
     fn timer(&mut self, engine: &mut Engine<S>, key: usize, id: ConnId, timer: TimerId);
     fn idle(&mut self, engine: &mut Engine<S>, key: usize, id: ConnId) -> IdleAction;
     fn notify(&mut self, engine: &mut Engine<S>, key: usize, id: ConnId, message: Box<dyn Any + Send>);

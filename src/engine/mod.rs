@@ -48,6 +48,7 @@ mod open;
 mod proxy;
 mod read;
 mod shutdown;
+mod stream;
 mod udp;
 mod write;
 
@@ -394,7 +395,11 @@ impl<S> Engine<S> {
             match item {
                 Ready::Conn(id) => {
                     let Some(key) = self.live_key(id) else { continue };
-                    self.conns[key].queued = false;
+                    let conn = &mut self.conns[key];
+                    conn.queued = false;
+                    if conn.stream_resume || !conn.stream_results.is_empty() {
+                        self.resume_streams(key);
+                    }
                     self.notify_drained(key);
                     self.offer_buffered(key);
                     self.read_ready(key);

@@ -17,7 +17,10 @@ use crate::error::SendError;
 use std::time::Instant;
 
 use crate::buffers::buffer_pool::BufferPool;
+use crate::buffers::stream_source::StreamSource;
 use crate::config::Config;
+use crate::io::transport::sigpipe_ignored;
+use crate::stream_id::StreamId;
 
 use super::{Connection, Engine, PeerDisplay, Phase};
 
@@ -82,6 +85,61 @@ impl<S> OutputOf<'_, S> {
         SendError::Overflow
     }
 
+    /// Appends an owned buffer without copying it (see
+    /// `OutputQueue::push_owned`), with the same rules as [`OutputOf::queue`].
+    pub(crate) fn queue_owned(&mut self, data: Vec<u8>) -> Result<(), SendError> {
+        let conn = &mut *self.conn;
+        if !conn.takes_output() || !conn.transport.can_write() {
+            return Err(SendError::Closed);
+        }
+        let len = data.len();
+        if conn.output.len() + len > self.config.max_output {
+            return Err(self.overflow(len));
+        }
+        if conn.output.is_empty() && len > 0 {
+            conn.last_progress = self.now;
+        }
+        conn.output.push_owned(data, self.pool);
+        *self.queued_total += len;
+        if conn.output.len() >= self.config.output_high_watermark {
+            conn.backpressured = true;
+        }
+        Ok(())
+    }
+
+    /// Queues a stream behind everything queued so far; `source` builds it
+    /// from its id and whether `sendfile` may send it. A pending stream
+    /// holds the connection backpressured: `on_drained` comes once every
+    /// stream has ended and the bytes are down to the low watermark.
+    pub(crate) fn queue_stream(
+        &mut self,
+        source: impl FnOnce(StreamId, bool) -> StreamSource,
+    ) -> Result<StreamId, SendError> {
+        let conn = &mut *self.conn;
+        if !conn.takes_output() || !conn.transport.can_write() {
+            return Err(SendError::Closed);
+        }
+        if conn.output.stream_count() >= self.config.max_streams {
+            info!(
+                "conn {} ({}): {} streams already queued, max_streams",
+                conn.id(self.key),
+                PeerDisplay(conn.peer, &conn.transport),
+                self.config.max_streams
+            );
+            conn.ask_close(CloseReason::OutputOverflow);
+            return Err(SendError::Overflow);
+        }
+        let id = StreamId(conn.streams_queued);
+        conn.streams_queued += 1;
+        if conn.output.is_empty() {
+            conn.last_progress = self.now;
+        }
+        let sendfile = conn.transport.can_send_file() && sigpipe_ignored();
+        conn.output.push_stream(source(id, sendfile));
+        conn.backpressured = true;
+        Ok(id)
+    }
+
     /// Bytes queued and not yet taken by the socket.
     pub(crate) fn queued(&self) -> usize {
         self.conn.output.len()
@@ -93,6 +151,20 @@ impl<S> Engine<S> {
     #[inline(always)]
     pub(crate) fn queue_output(&mut self, key: usize, data: &[u8]) -> Result<(), SendError> {
         self.output_of(key).queue(data)
+    }
+
+    /// Appends an owned buffer to a connection's output without copying it.
+    pub(crate) fn queue_output_owned(&mut self, key: usize, data: Vec<u8>) -> Result<(), SendError> {
+        self.output_of(key).queue_owned(data)
+    }
+
+    /// Queues a stream on a connection's output.
+    pub(crate) fn queue_stream(
+        &mut self,
+        key: usize,
+        source: impl FnOnce(StreamId, bool) -> StreamSource,
+    ) -> Result<StreamId, SendError> {
+        self.output_of(key).queue_stream(source)
     }
 
     /// The running connection's output, borrowed apart from the loop-wide
@@ -112,7 +184,7 @@ impl<S> Engine<S> {
     }
 
     #[inline]
-    fn output_of(&mut self, key: usize) -> OutputOf<'_, S> {
+    pub(super) fn output_of(&mut self, key: usize) -> OutputOf<'_, S> {
         self.shared_and_output(key).1
     }
 
@@ -133,6 +205,7 @@ impl<S> Engine<S> {
             // One chunk (the usual reply) needs no slice array.
             let (result, bytes) = match conn.output.single_chunk() {
                 Some(chunk) => (conn.transport.write(&[IoSlice::new(chunk)]), chunk.len()),
+                None if conn.output.has_streams() => return self.flush_streams(key),
                 None => {
                     let mut slices = [IoSlice::new(&[]); MAX_IOV];
                     let (count, bytes) = conn.output.fill_slices(&mut slices);
@@ -174,7 +247,7 @@ impl<S> Engine<S> {
         let queued = conn.output.len();
         if !conn.backpressured && queued >= self.config.output_high_watermark {
             conn.backpressured = true;
-        } else if conn.backpressured && queued <= self.config.output_low_watermark {
+        } else if conn.backpressured && queued <= self.config.output_low_watermark && !conn.output.has_streams() {
             conn.backpressured = false;
             conn.restart_request_clock(self.now);
             conn.drain_pending = true;

@@ -60,6 +60,52 @@ impl Transport {
         }
     }
 
+    /// Whether the socket can take a file with `sendfile(2)`: TCP and Unix
+    /// stream sockets on Linux (not the test kit's pipe, nor elsewhere).
+    pub(crate) fn can_send_file(&self) -> bool {
+        cfg!(any(target_os = "linux", target_os = "android")) && matches!(self, Transport::Tcp(_) | Transport::Unix(_))
+    }
+
+    /// Sends up to `count` bytes of `file` from `*offset` with
+    /// `sendfile(2)` (the kernel copies from the page cache to the socket),
+    /// advancing `*offset` by what it sent. `None` where there is no
+    /// `sendfile` (see [`Transport::can_send_file`]) or the offset does not
+    /// fit `off_t`: the caller reads and writes instead.
+    ///
+    /// `sendfile` takes no `MSG_NOSIGNAL`: a peer that went away raises
+    /// `SIGPIPE`, so the caller uses it only where that signal is ignored
+    /// (as Rust programs do by default; see [`sigpipe_ignored`]).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn send_file(&self, file: &std::fs::File, offset: &mut u64, count: usize) -> Option<io::Result<usize>> {
+        use std::os::fd::AsRawFd;
+        let socket = match self {
+            Transport::Tcp(stream) => stream.as_raw_fd(),
+            Transport::Unix(stream) => stream.as_raw_fd(),
+            Transport::Pipe(_) | Transport::Memory(_) => return None,
+        };
+        let mut off = libc::off_t::try_from(*offset).ok()?;
+        // SAFETY: both descriptors are open for the whole call (`self` and
+        // `file` are borrowed), `off` is a live local the kernel writes the
+        // new offset to, and no buffer of ours is passed.
+        #[allow(unsafe_code)]
+        let sent = unsafe { libc::sendfile(socket, file.as_raw_fd(), &mut off, count) };
+        if sent < 0 {
+            return Some(Err(io::Error::last_os_error()));
+        }
+        *offset = u64::try_from(off).unwrap_or(*offset);
+        Some(Ok(sent as usize))
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub(crate) fn send_file(
+        &self,
+        _file: &std::fs::File,
+        _offset: &mut u64,
+        _count: usize,
+    ) -> Option<io::Result<usize>> {
+        None
+    }
+
     /// Whether this transport has a write side to flush and shut down.
     pub(crate) fn can_write(&self) -> bool {
         matches!(self, Transport::Tcp(_) | Transport::Unix(_) | Transport::Memory(_))
@@ -196,6 +242,20 @@ impl Transport {
             Some(path) => write!(f, "unix:{}", path.display()),
             None => f.write_str("unix:-"),
         }
+    }
+}
+
+/// Whether `SIGPIPE` is ignored in this process, so that `sendfile` to a
+/// peer that went away returns `EPIPE` instead of killing it. Asked once per
+/// stream (one `sigaction` call), never per write.
+pub(crate) fn sigpipe_ignored() -> bool {
+    // SAFETY: `sigaction` with a null new action only reads the current
+    // disposition into `old`, a local of the right type (all-zero is a valid
+    // `sigaction`: plain integers and a signal set).
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
     }
 }
 
