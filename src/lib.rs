@@ -71,6 +71,7 @@
 #![warn(clippy::all)]
 
 // The public API: what a user writes and calls.
+mod blocking_pool;
 mod close_reason;
 mod config;
 mod conn_id;
@@ -103,6 +104,7 @@ mod panic_guard;
 mod signal_watch;
 mod unix_socket;
 
+pub use crate::blocking_pool::{BlockingDone, BlockingError, JobId};
 pub use crate::close_reason::CloseReason;
 pub use crate::config::Config;
 pub use crate::conn_id::ConnId;

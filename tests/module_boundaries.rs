@@ -28,6 +28,7 @@ fn below_the_api() -> Vec<std::path::PathBuf> {
         "conn_id.rs",
         "error.rs",
         "panic_guard.rs",
+        "blocking_pool.rs",
         "listener.rs",
         "proxy_header.rs",
         "idle_action.rs",

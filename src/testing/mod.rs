@@ -465,6 +465,21 @@ impl<S> TestKit<S> {
         result
     }
 
+    /// Waits up to `timeout` for the next result of a blocking job
+    /// ([`Context::spawn_blocking`](crate::Context::spawn_blocking),
+    /// [`LoopContext::spawn_blocking_then`]) and delivers it as the reactor
+    /// would, then runs the loop until quiet. Returns whether a result
+    /// came. The kit has no waker: results reach handlers only through
+    /// this, so a test decides when each one lands.
+    pub fn wait_blocking(&mut self, timeout: Duration) -> bool
+    where
+        S: 'static,
+    {
+        let came = self.engine.wait_blocking_result(timeout);
+        self.quiesce();
+        came
+    }
+
     /// The loop's counters.
     pub fn stats(&self) -> Stats {
         self.engine.stats_snapshot()
