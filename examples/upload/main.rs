@@ -53,11 +53,10 @@
 //! cache, microseconds, and the simplest correct design. On a slow or network
 //! file system (NFS, a stalled USB disk, a full disk being flushed) one call
 //! can block for seconds and every connection waits; there the chunk should
-//! go to a worker thread, with the connection's reading paused until the
-//! worker's `Handle::notify` reaches the handler's `on_notify`, which goes
-//! on (resumes reading, or sends the chunk). The reactor has those pieces;
-//! what it lacks for this is the pool itself, a small blocking pool in the
-//! manner of tokio's `spawn_blocking`.
+//! go to the reactor's blocking pool (`Context::spawn_blocking`), with the
+//! connection's reading paused until the result reaches the handler's
+//! `on_notify`, which goes on (resumes reading, or sends the chunk). This
+//! example keeps the simpler design, for local disks.
 
 #[path = "../common/mod.rs"]
 mod common;
