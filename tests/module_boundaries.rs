@@ -32,6 +32,8 @@ fn below_the_api() -> Vec<std::path::PathBuf> {
         "listener.rs",
         "proxy_header.rs",
         "idle_action.rs",
+        "length_framer.rs",
+        "line_framer.rs",
         "bind.rs",
         "cpu.rs",
         "shared_addr.rs",
