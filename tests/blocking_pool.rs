@@ -2,7 +2,8 @@
 //! loop's waker on a real reactor), a full pool refuses, a panicking job is
 //! reported and its thread survives, a result for a closed connection is
 //! dropped and counted, threads start lazily, and stopping drops the jobs
-//! not started, waits (boundedly) for running ones and joins the threads.
+//! not started, waits (boundedly) for running ones and joins the threads,
+//! and each of several loops has a pool of its own.
 
 mod util;
 
@@ -344,4 +345,37 @@ fn a_pool_without_threads_or_with_absurd_bounds_is_a_config_error() {
     let defaults = Config::default();
     assert_eq!((defaults.blocking_threads, defaults.blocking_queue), (4, 64));
     assert_eq!(defaults.blocking_shutdown_wait, Duration::from_secs(5));
+}
+
+#[test]
+fn each_of_several_loops_has_its_own_pool() {
+    let _serial = serial();
+    let loops = reactor_loop::Loops::new(|_index| Reactor::with_config(config(1, 1), ())).threads(2).start().unwrap();
+    let (tx, rx) = mpsc::channel();
+    for (index, handle) in loops.handles().iter().enumerate() {
+        let tx = tx.clone();
+        handle
+            .run(move |ctx| {
+                let looped = thread::current().id();
+                ctx.spawn_blocking_then(
+                    || thread::current().id(),
+                    move |_, done| {
+                        // The continuation runs on the loop's own thread.
+                        assert_eq!(thread::current().id(), looped);
+                        tx.send((index, looped, done.result.unwrap())).unwrap();
+                    },
+                )
+                .unwrap();
+            })
+            .unwrap();
+    }
+    let mut got: Vec<(usize, ThreadId, ThreadId)> = (0..2).map(|_| rx.recv_timeout(WAIT).unwrap()).collect();
+    got.sort_by_key(|(index, _, _)| *index);
+    let [(_, loop0, pool0), (_, loop1, pool1)] = got[..] else { panic!("{got:?}") };
+    assert_ne!(pool0, pool1, "a pool thread per loop");
+    assert!(pool0 != loop0 && pool1 != loop1);
+    loops.shutdown();
+    let stats = loops.join().unwrap();
+    assert!(stats.iter().all(|stats| stats.blocking_jobs == 1), "{stats:?}");
+    assert_eq!(pool_threads(), 0, "each loop joined its pool's thread");
 }
