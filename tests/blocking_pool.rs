@@ -379,3 +379,17 @@ fn each_of_several_loops_has_its_own_pool() {
     assert!(stats.iter().all(|stats| stats.blocking_jobs == 1), "{stats:?}");
     assert_eq!(pool_threads(), 0, "each loop joined its pool's thread");
 }
+
+#[test]
+fn a_settling_kit_delivers_every_result_before_an_action_returns() {
+    let _serial = serial();
+    let mut kit = TestKit::with_config(config(2, 8), ());
+    kit.settle_blocking(Some(WAIT));
+    let conn = kit.open(Jobs { results: None });
+    kit.send(conn, b"name\nname\nname\n");
+    let mut lines: Vec<String> = kit.received_text(conn).lines().map(str::to_string).collect();
+    lines.sort();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines.iter().all(|line| line.contains(" ok reactor-blocking-")), "{lines:?}");
+    assert_eq!(kit.with_loop(|ctx| ctx.blocking_in_flight()), 0);
+}
