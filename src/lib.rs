@@ -32,6 +32,17 @@
 //! # ;Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! ## Blocking work
+//!
+//! A handler must not block. Blocking work goes to the reactor's bounded
+//! blocking pool: [`Context::spawn_blocking`] runs a closure on one of
+//! `Config::blocking_threads` threads (started on first use) and hands its
+//! result back to the same connection's [`Handler::on_notify`] as a
+//! [`BlockingDone`]; past `Config::blocking_queue` waiting jobs it refuses
+//! with [`BlockingError::Full`]. For framing, [`LineFramer`] and
+//! [`LengthFramer`] split lines and length-prefixed frames with bounded
+//! memory.
+//!
 //! ## More cores
 //!
 //! A reactor is one thread. [`Loops`] runs one per core, each built by your
