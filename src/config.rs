@@ -39,6 +39,9 @@ use std::time::Duration;
 /// | `shutdown_grace` | 5 s | connections still open after a graceful shutdown began are aborted and `run` returns |
 /// | `events_capacity` | 1024 | events taken per `epoll_wait` |
 /// | `handle_capacity` | 1024 | posts waiting in the handle's queue; a post to a full queue fails with `PostError::Full` |
+/// | `blocking_threads` | 4 | the blocking pool's threads ([`Context::spawn_blocking`](crate::Context::spawn_blocking)); started on the first job, none if the pool is never used |
+/// | `blocking_queue` | 64 | with every pool thread busy, at most this many jobs wait; one more is refused with `BlockingError::Full` (`Stats::blocking_refused`) |
+/// | `blocking_shutdown_wait` | 5 s | when the reactor stops, jobs not started are dropped and running ones waited for this long; a thread still busy after it is left to finish on its own |
 /// | `stats_interval` | 10 s | how often the counters are logged at debug level (`None`: never) |
 ///
 /// # Examples
@@ -156,6 +159,23 @@ pub struct Config {
     /// How often a debug line with the loop's counters is logged. `None`
     /// disables it.
     pub stats_interval: Option<Duration>,
+    /// Threads of the blocking pool
+    /// ([`Context::spawn_blocking`](crate::Context::spawn_blocking)), at
+    /// least 1. They start on the first job: a reactor that never uses the
+    /// pool runs none. Each reactor of [`Loops`](crate::Loops) has its own
+    /// pool of this size.
+    pub blocking_threads: usize,
+    /// Jobs that may wait for a blocking pool thread when all are busy: at
+    /// most `blocking_threads + blocking_queue` jobs are in flight
+    /// (waiting, running, or with their result on its way back), and a
+    /// submit past that fails with
+    /// [`BlockingError::Full`](crate::BlockingError::Full). 0: a job is
+    /// taken only if a thread is free for it.
+    pub blocking_queue: usize,
+    /// When the reactor stops, how long it waits for blocking jobs that are
+    /// running (those not started are dropped unrun). A thread still busy
+    /// after this is left to finish on its own, and its result is dropped.
+    pub blocking_shutdown_wait: Duration,
 }
 
 impl Default for Config {
@@ -182,6 +202,9 @@ impl Default for Config {
             events_capacity: 1024,
             handle_capacity: 1024,
             stats_interval: Some(Duration::from_secs(10)),
+            blocking_threads: 4,
+            blocking_queue: 64,
+            blocking_shutdown_wait: Duration::from_secs(5),
         }
     }
 }
@@ -189,6 +212,13 @@ impl Default for Config {
 /// The most `max_connections` may be (the connection table's keys fit in
 /// 31 bits).
 const MAX_CONNECTIONS: usize = u32::MAX as usize / 2;
+
+/// The most threads a blocking pool may have: far more than any machine
+/// needs, so a larger value is a mistake (a count of bytes, say).
+const MAX_BLOCKING_THREADS: usize = 4096;
+
+/// The most jobs that may wait in a blocking pool, for the same reason.
+const MAX_BLOCKING_QUEUE: usize = 1 << 24;
 
 /// The process's soft descriptor limit; 1,024 (the usual default) if it
 /// cannot be read.
@@ -245,6 +275,12 @@ impl Config {
         if self.proxy_header_timeout.is_zero() {
             return invalid("proxy_header_timeout must be positive");
         }
+        if self.blocking_threads == 0 || self.blocking_threads > MAX_BLOCKING_THREADS {
+            return invalid("blocking_threads must be between 1 and 4096");
+        }
+        if self.blocking_queue > MAX_BLOCKING_QUEUE {
+            return invalid("blocking_queue must be at most 2^24");
+        }
         Ok(())
     }
 }
@@ -280,6 +316,9 @@ mod tests {
             Config { request_timeout: Some(Duration::ZERO), ..Config::default() },
             Config { send_timeout: Duration::ZERO, ..Config::default() },
             Config { proxy_header_timeout: Duration::ZERO, ..Config::default() },
+            Config { blocking_threads: 0, ..Config::default() },
+            Config { blocking_threads: 100_000, ..Config::default() },
+            Config { blocking_queue: usize::MAX, ..Config::default() },
         ];
         for config in bad {
             let err = config.validate().unwrap_err();

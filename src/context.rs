@@ -12,13 +12,15 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::{Deref, DerefMut, Range};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::blocking_pool::{BlockingDone, BlockingError, JobId};
 use crate::buffers::stream_source::StreamSource;
 use crate::close_reason::CloseReason;
 use crate::config::Config;
 use crate::conn_id::ConnId;
-use crate::engine::{Engine, OutputOf};
+use crate::engine::{Completion, Engine, OutputOf};
 use crate::error::SendError;
 use crate::handler::Handler;
+use crate::panic_guard::guard;
 use crate::stats::Stats;
 use crate::stream_id::StreamId;
 use crate::timers::{LoopTimerId, TimerId};
@@ -266,6 +268,65 @@ impl<'a, S> LoopContext<'a, S> {
         self.engine.cancel_loop_timer(timer.0)
     }
 
+    /// Runs `job` on the reactor's blocking pool, off the loop's thread,
+    /// and then `then` on the loop's thread with its result: for blocking
+    /// work whose result is the loop's to share out (a handler's own job is
+    /// simpler with [`Context::spawn_blocking`]). `then` runs whatever
+    /// became of the connections meanwhile, as a posted job would, with
+    /// [`BlockingError::Panicked`] if `job` panicked (the panic is logged,
+    /// counted in `Stats::blocking_panics`, and the pool's thread goes on).
+    ///
+    /// Fails at once, dropping `job` and `then`, with
+    /// [`BlockingError::Full`] when `Config::blocking_threads +
+    /// Config::blocking_queue` jobs are in flight, and
+    /// [`BlockingError::Stopped`] once the reactor has stopped. If the
+    /// reactor stops before a queued job starts, the job is dropped unrun
+    /// and `then` never runs (`Stats::blocking_unstarted`).
+    ///
+    /// # Examples
+    ///
+    /// A loop-wide count of jobs, kept on the loop's thread:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reactor_loop::testing::TestKit;
+    /// use reactor_loop::{Config, LoopContext};
+    ///
+    /// let mut kit = TestKit::with_config(Config::default(), 0_u64);
+    /// kit.with_loop(|ctx: &mut LoopContext<'_, u64>| {
+    ///     ctx.spawn_blocking_then(|| 6 * 7, |ctx, done| *ctx.shared() += done.result.unwrap())
+    /// })?;
+    /// assert!(kit.wait_blocking(Duration::from_secs(10)));
+    /// assert_eq!(*kit.shared(), 42);
+    /// # Ok::<(), reactor_loop::BlockingError>(())
+    /// ```
+    pub fn spawn_blocking_then<T, F, C>(&mut self, job: F, then: C) -> Result<JobId, BlockingError>
+    where
+        S: 'static,
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+        C: FnOnce(&mut LoopContext<'_, S>, BlockingDone<T>) + Send + 'static,
+    {
+        self.engine.submit_blocking(move |id| {
+            Box::new(move || {
+                let result = guard(job);
+                Box::new(move |engine: &mut Engine<S>| {
+                    let result = result.map_err(|message| {
+                        engine.blocking_panicked(id, &message);
+                        BlockingError::Panicked(message)
+                    });
+                    then(&mut LoopContext::new(engine), BlockingDone { job: id, result });
+                }) as Completion<S>
+            })
+        })
+    }
+
+    /// Blocking jobs submitted whose result has not been taken by the loop
+    /// yet (waiting, running, or on their way back).
+    pub fn blocking_in_flight(&self) -> usize {
+        self.engine.blocking_in_flight()
+    }
+
     /// Starts a graceful shutdown of the whole reactor once this callback
     /// returns; see [`Reactor::shutdown`](crate::Reactor::shutdown). Asking
     /// again while the shutdown runs does nothing (a forced shutdown comes
@@ -372,6 +433,81 @@ impl<'a, S> Context<'a, S> {
     /// with `Unsupported`.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.base.engine.local_addr_of(self.key)
+    }
+
+    /// Runs `job` on the reactor's blocking pool, off the loop's thread,
+    /// and hands its result to this handler's
+    /// [`Handler::on_notify`] as a [`BlockingDone<T>`] (downcast the
+    /// message to it), tagged with the [`JobId`] returned here. This is how
+    /// a handler does blocking work (a file read, a slow hash) without
+    /// stalling every other connection.
+    ///
+    /// A job that panics comes back as [`BlockingError::Panicked`] with the
+    /// panic's message (logged, counted in `Stats::blocking_panics`); the
+    /// pool's thread goes on. If the connection has closed by the time the
+    /// result is back, the result is dropped, with a debug log line and
+    /// `Stats::blocking_orphaned`.
+    ///
+    /// Fails at once, dropping `job`, with [`BlockingError::Full`] when
+    /// `Config::blocking_threads + Config::blocking_queue` jobs are in
+    /// flight: the handler decides (answer "busy", try again after a
+    /// result comes back, close). The pool's threads start on the first
+    /// job. A job the reactor stops before it starts is dropped unrun.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::any::Any;
+    /// use std::time::Duration;
+    /// use reactor_loop::testing::TestKit;
+    /// use reactor_loop::{BlockingDone, Context, Handler};
+    ///
+    /// /// Answers each input with its length, counted on the pool.
+    /// struct Count;
+    ///
+    /// impl Handler for Count {
+    ///     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+    ///         let data = input.to_vec();
+    ///         if ctx.spawn_blocking(move || data.len()).is_err() {
+    ///             ctx.write(b"busy\n");
+    ///         }
+    ///         input.len()
+    ///     }
+    ///
+    ///     fn on_notify(&mut self, ctx: &mut Context<'_>, message: Box<dyn Any + Send>) {
+    ///         let Ok(done) = message.downcast::<BlockingDone<usize>>() else { return };
+    ///         match done.result {
+    ///             Ok(len) => ctx.write(format!("{len}\n").as_bytes()),
+    ///             Err(err) => ctx.write(format!("error {err}\n").as_bytes()),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let mut kit = TestKit::new();
+    /// let conn = kit.open(Count);
+    /// kit.send(conn, b"hello");
+    /// assert!(kit.wait_blocking(Duration::from_secs(10)));
+    /// assert_eq!(kit.received_text(conn), "5\n");
+    /// ```
+    pub fn spawn_blocking<T, F>(&mut self, job: F) -> Result<JobId, BlockingError>
+    where
+        S: 'static,
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let conn = self.id;
+        self.engine().submit_blocking(move |id| {
+            Box::new(move || {
+                let result = guard(job);
+                Box::new(move |engine: &mut Engine<S>| {
+                    let result = result.map_err(|message| {
+                        engine.blocking_panicked(id, &message);
+                        BlockingError::Panicked(message)
+                    });
+                    engine.deliver_blocking(conn, id, Box::new(BlockingDone { job: id, result }));
+                }) as Completion<S>
+            })
+        })
     }
 
     /// Queues `data` for this connection; it goes out after the callback, in

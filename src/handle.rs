@@ -237,6 +237,17 @@ impl<S> Inbox<S> {
         Handle { mailbox: Arc::clone(&self.mailbox) }
     }
 
+    /// Wakes the loop as a post does (coalesced with posts' wake-ups), for
+    /// the blocking pool's threads: their results are taken right after
+    /// the posts, in the same drain.
+    pub(crate) fn wake_fn(&self) -> Arc<dyn Fn() + Send + Sync>
+    where
+        S: 'static,
+    {
+        let handle = self.handle();
+        Arc::new(move || handle.wake())
+    }
+
     /// Marks the loop stopped, so later posts fail at once.
     pub(crate) fn set_stopped(&self) {
         self.mailbox.stopped.store(true, Ordering::Release);

@@ -32,6 +32,17 @@
 //! # ;Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! ## Blocking work
+//!
+//! A handler must not block. Blocking work goes to the reactor's bounded
+//! blocking pool: [`Context::spawn_blocking`] runs a closure on one of
+//! `Config::blocking_threads` threads (started on first use) and hands its
+//! result back to the same connection's [`Handler::on_notify`] as a
+//! [`BlockingDone`]; past `Config::blocking_queue` waiting jobs it refuses
+//! with [`BlockingError::Full`]. For framing, [`LineFramer`] and
+//! [`LengthFramer`] split lines and length-prefixed frames with bounded
+//! memory.
+//!
 //! ## More cores
 //!
 //! A reactor is one thread. [`Loops`] runs one per core, each built by your
@@ -71,6 +82,7 @@
 #![warn(clippy::all)]
 
 // The public API: what a user writes and calls.
+mod blocking_pool;
 mod close_reason;
 mod config;
 mod conn_id;
@@ -81,6 +93,7 @@ mod fd_limit;
 mod handle;
 mod handler;
 mod idle_action;
+mod length_framer;
 mod line_framer;
 mod listener;
 mod loops;
@@ -104,6 +117,7 @@ mod panic_guard;
 mod signal_watch;
 mod unix_socket;
 
+pub use crate::blocking_pool::{BlockingDone, BlockingError, JobId};
 pub use crate::close_reason::CloseReason;
 pub use crate::config::Config;
 pub use crate::conn_id::ConnId;
@@ -114,6 +128,7 @@ pub use crate::fd_limit::raise_fd_limit;
 pub use crate::handle::Handle;
 pub use crate::handler::Handler;
 pub use crate::idle_action::IdleAction;
+pub use crate::length_framer::{Frame, FrameError, LengthFramer, Prefix, PrefixOrder, PrefixWidth};
 pub use crate::line_framer::{Line, LineFramer};
 pub use crate::listener::{ListenOptions, SourceId};
 pub use crate::loops::{default_loops, LoopFailure, Loops, LoopsError, RunningLoops};

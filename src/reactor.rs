@@ -103,6 +103,7 @@ impl<S: 'static> Reactor<S> {
         let inbox = Inbox::new(waker, config.handle_capacity);
         let mut engine = Engine::new(config, shared, registry, Clock::System);
         engine.reserve_spare_fd();
+        engine.set_blocking_wake(inbox.wake_fn());
         Ok(Reactor { poll, events, engine, inbox, signals: None })
     }
 
@@ -385,6 +386,7 @@ impl<S: 'static> Reactor<S> {
             self.turn(None)?;
         }
         self.inbox.set_stopped();
+        self.engine.stop_blocking();
         Ok(())
     }
 
@@ -429,12 +431,14 @@ impl<S: 'static> Reactor<S> {
         }
         if woken {
             self.inbox.drain(&mut self.engine);
+            self.engine.take_blocking_results();
         }
         self.engine.run_ready();
         self.engine.fire_timers();
         self.engine.flush_dirty();
         if self.engine.is_stopped() {
             self.inbox.set_stopped();
+            self.engine.stop_blocking();
         }
         Ok(())
     }

@@ -117,6 +117,17 @@ pub struct Stats {
     pub datagrams_dropped: u64,
     /// Callbacks that panicked.
     pub handler_panics: u64,
+    /// Jobs taken by the blocking pool.
+    pub blocking_jobs: u64,
+    /// Jobs the blocking pool refused because it was full.
+    pub blocking_refused: u64,
+    /// Blocking jobs that panicked (their handler got the message).
+    pub blocking_panics: u64,
+    /// Results of blocking jobs dropped because their connection had
+    /// closed (or the reactor stopped) before they came back.
+    pub blocking_orphaned: u64,
+    /// Blocking jobs dropped unrun because the reactor stopped first.
+    pub blocking_unstarted: u64,
     /// Bytes queued for output over all connections now (gauge).
     pub queued_output: usize,
     /// Live timers now (gauge), the loop's own included.
@@ -173,6 +184,11 @@ impl AddAssign<&Stats> for Stats {
             datagrams_out,
             datagrams_dropped,
             handler_panics,
+            blocking_jobs,
+            blocking_refused,
+            blocking_panics,
+            blocking_orphaned,
+            blocking_unstarted,
             queued_output,
             timers,
             loop_lag,
@@ -207,6 +223,11 @@ impl AddAssign<&Stats> for Stats {
         self.datagrams_out += datagrams_out;
         self.datagrams_dropped += datagrams_dropped;
         self.handler_panics += handler_panics;
+        self.blocking_jobs += blocking_jobs;
+        self.blocking_refused += blocking_refused;
+        self.blocking_panics += blocking_panics;
+        self.blocking_orphaned += blocking_orphaned;
+        self.blocking_unstarted += blocking_unstarted;
         self.queued_output += queued_output;
         self.timers += timers;
         self.loop_lag = self.loop_lag.max(*loop_lag);
@@ -251,7 +272,7 @@ impl fmt::Display for Stats {
             "open {} accepted {} closed {} refused {} adopted {} accept errors {} pauses {} sheds {} in {} B out {} B \
              (sendfile {} B) \
              reads {} writes {} polls {} events {} stale {} yields {} queued {} B timers {} lag {:?} (max {:?}) \
-             datagrams in {} out {} dropped {}",
+             datagrams in {} out {} dropped {} blocking jobs {} refused {} panics {} orphaned {}",
             self.open,
             self.accepted,
             self.closed,
@@ -276,6 +297,10 @@ impl fmt::Display for Stats {
             self.datagrams_in,
             self.datagrams_out,
             self.datagrams_dropped,
+            self.blocking_jobs,
+            self.blocking_refused,
+            self.blocking_panics,
+            self.blocking_orphaned,
         )
     }
 }

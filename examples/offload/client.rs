@@ -11,7 +11,7 @@ use log::debug;
 use reactor_loop::{CloseReason, Context, Handler, IdleAction, Line, LineFramer};
 
 use crate::common::count;
-use crate::pool::{Job, Pool};
+use crate::pool::{dispatch, Job, Pool};
 use crate::protocol::{parse, Request};
 use crate::workers::Finished;
 
@@ -73,7 +73,10 @@ impl Handler<Pool> for Client {
     fn on_notify(&mut self, ctx: &mut Context<'_, Pool>, message: Box<dyn Any + Send>) {
         let Ok(result) = message.downcast::<Finished>() else { return };
         self.owed -= 1;
-        ctx.write(format!("result {} {}\n", result.number, result.hex).as_bytes());
+        match &result.hex {
+            Ok(hex) => ctx.write(format!("result {} {hex}\n", result.number).as_bytes()),
+            Err(err) => ctx.write(format!("error {} failed: {err}\n", result.number).as_bytes()),
+        }
         debug!(target: "offload", "conn {}: job {} done", ctx.id(), result.number);
         if self.close_when_done && self.owed == 0 {
             ctx.close();
@@ -162,7 +165,7 @@ impl Client {
             pool.in_flight += 1;
             self.owed += 1;
             debug!(target: "offload", "conn {id}: job {number} queued ({})", count(rounds, "round", "rounds"));
-            pool.dispatch();
+            dispatch(ctx);
             return;
         };
         ctx.write(refusal.as_bytes());

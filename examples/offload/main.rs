@@ -2,13 +2,17 @@
 //! loop stays free to answer everything else at once.
 //!
 //! IO multiplexing alone cannot do CPU work without stalling every client:
-//! here the loop does all the IO and a fixed pool of threads does the
-//! hashing. `work <rounds> <text>` hashes the text with SHA-256, then hashes
-//! the digest, `rounds` hashes in all; the result comes back through the
-//! reactor's `Handle` to the handler of the connection that asked for it
+//! here the loop does all the IO and the reactor's blocking pool, a fixed
+//! number of threads (`Config::blocking_threads`), does the hashing.
+//! `work <rounds> <text>` hashes the text with SHA-256, then hashes the
+//! digest, `rounds` hashes in all; the outcome comes back on the loop's
+//! thread (`LoopContext::spawn_blocking_then`), which frees the job's place
+//! and hands the result to the handler of the connection that asked for it
 //! (`on_notify`).
 //!
-//! Jobs are shared out fairly: a connection may have at most
+//! Jobs are shared out fairly, by the example, on top of the pool: a job
+//! goes to the pool only when one of its threads is free, and the example's
+//! own queue picks whose it is. A connection may have at most
 //! `--max-jobs-per-client` jobs queued or running (default 8), all connections
 //! together at most `--max-jobs` (default 64), and a free worker takes the
 //! next job of the connection with the fewest jobs running, so a connection
@@ -42,8 +46,6 @@ mod tests;
 mod workers;
 
 use std::io;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -55,7 +57,6 @@ use crate::client::Client;
 use crate::common::count;
 use crate::pool::Pool;
 use crate::protocol::{FULL, MAX_LINE};
-use crate::workers::work;
 
 #[derive(Parser, Debug)]
 #[command(about = "Runs `work` jobs (iterated SHA-256) on a thread pool; the loop answers `ping` at once")]
@@ -64,7 +65,7 @@ struct Args {
     #[arg(default_value = "127.0.0.1:8989", value_parser = common::address)]
     addr: String,
     /// Worker threads [default: available parallelism].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=4096))]
     workers: Option<u16>,
     /// Most SHA-256 rounds one job may ask for.
     #[arg(long, value_name = "N", default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -98,9 +99,10 @@ impl Args {
             max_connections: self.max_connections as usize,
             idle_timeout: seconds(self.idle_timeout),
             request_timeout: seconds(self.request_timeout),
-            // Each job sent to a worker posts its outcome once, so at most
-            // `workers` posts wait.
-            handle_capacity: workers.max(Config::default().handle_capacity),
+            blocking_threads: workers,
+            // A job goes to the pool only while a thread is free for it
+            // (`pool::dispatch`): the jobs waiting are in the fair queue.
+            blocking_queue: 0,
             ..Config::default()
         }
     }
@@ -124,18 +126,10 @@ fn run() -> io::Result<()> {
 
     // Logs the limit it got.
     let _ = reactor_loop::raise_fd_limit();
-    // The loop sends a job only to an idle worker (see `Pool::dispatch`).
-    let (jobs, queue) = mpsc::sync_channel(workers);
     let config = args.config(workers);
-    let pool = Pool::new(jobs, workers, args.max_rounds, max_jobs, args.max_jobs_per_client as usize);
+    let pool = Pool::new(workers, args.max_rounds, max_jobs, args.max_jobs_per_client as usize);
     let per_client = pool.max_jobs_per_client;
     let mut reactor = Reactor::with_config(config, pool)?;
-    let queue = Arc::new(Mutex::new(queue));
-    let mut threads = Vec::with_capacity(workers);
-    for index in 0..workers {
-        let (queue, handle, name) = (Arc::clone(&queue), reactor.handle(), format!("worker {index}"));
-        threads.push(thread::Builder::new().name(name.clone()).spawn(move || work(&name, &queue, &handle))?);
-    }
     reactor.listen_with(args.addr.as_str(), ListenOptions::new().refusal(FULL), || Client::new(MAX_LINE))?;
     reactor.handle_signals()?;
     info!(
@@ -144,14 +138,9 @@ fn run() -> io::Result<()> {
         count(args.max_rounds, "round", "rounds"),
         count(max_jobs, "job", "jobs"),
     );
+    // Every connection has closed when `run` returns, so running jobs are
+    // cancelled; the reactor then joins its pool's threads.
     reactor.run()?;
-    // Every connection has closed, so running jobs are cancelled and queued
-    // ones skipped; dropping the reactor drops the queue's sender, which
-    // ends the workers.
-    drop(reactor);
-    for thread in threads {
-        let _ = thread.join();
-    }
     info!("stopped");
     Ok(())
 }

@@ -1,19 +1,18 @@
-//! The worker threads and the way back: a worker takes jobs off the
-//! channel and hashes, and each outcome is delivered on the loop's thread to
-//! the pool and to the connection that asked.
+//! The work and the way back: a job hashes on one of the reactor's blocking
+//! threads, and each outcome is delivered on the loop's thread to the pool
+//! and to the connection that asked.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
-use std::sync::Mutex;
+use std::thread;
 
 // The log target stays `offload`, not this module's path, as when the example was one file.
 use log::debug;
-use reactor_loop::{ConnId, Handle, LoopContext};
+use reactor_loop::{BlockingError, ConnId, LoopContext};
 use sha2::{Digest, Sha256};
 
 use crate::common::count;
-use crate::pool::{Job, Pool};
+use crate::pool::{dispatch, Job, Pool};
 
 /// A worker looks at its job's cancel flag every this many rounds: a third
 /// of a millisecond of hashing in a release build (about 80 ns a round).
@@ -23,8 +22,8 @@ pub const CHECK_EVERY: u64 = 4096;
 /// (`on_notify`).
 pub struct Finished {
     pub number: u64,
-    /// The digest, in hex.
-    pub hex: String,
+    /// The digest, in hex, or why there is none (the job panicked).
+    pub hex: Result<String, String>,
 }
 
 /// How a job ended, as the loop hears it.
@@ -37,29 +36,15 @@ pub enum Outcome {
     Cancelled(u64),
 }
 
-/// A worker: takes jobs until the queue closes, and posts each outcome back
-/// to the loop.
-pub fn work(name: &str, queue: &Mutex<Receiver<Job>>, handle: &Handle<Pool>) {
-    loop {
-        // Idle workers wait on the mutex instead of the channel; same thing.
-        let next = match queue.lock() {
-            Ok(queue) => queue.recv(),
-            Err(_) => return,
-        };
-        // The loop has stopped and dropped the sender.
-        let Ok(job) = next else { return };
-        let outcome = if job.cancelled.load(Ordering::Relaxed) {
-            Outcome::Skipped
-        } else {
-            let rounds = count(job.rounds, "round", "rounds");
-            debug!(target: "offload", "{name}: conn {} job {} started ({rounds})", job.conn, job.number);
-            hash(&job)
-        };
-        let (conn, number) = (job.conn, job.number);
-        if let Err(err) = handle.run(move |ctx| deliver(ctx, conn, number, outcome)) {
-            debug!(target: "offload", "{name}: outcome of conn {conn} job {number} not delivered: {err}");
-        }
+/// A job on a pool thread: skipped if its connection has gone, else hashed.
+pub fn run(job: &Job) -> Outcome {
+    if job.cancelled.load(Ordering::Relaxed) {
+        return Outcome::Skipped;
     }
+    let name = thread::current().name().unwrap_or("pool thread").to_string();
+    let rounds = count(job.rounds, "round", "rounds");
+    debug!(target: "offload", "{name}: conn {} job {} started ({rounds})", job.conn, job.number);
+    hash(job)
 }
 
 /// The CPU-bound part: SHA-256 of the text, then of each digest, `rounds`
@@ -79,22 +64,28 @@ pub fn hash(job: &Job) -> Outcome {
 }
 
 /// Runs on the loop's thread for each outcome: frees the job's place in the
-/// pool, gives its worker the next job, and hands a result to its
+/// pool, gives the free thread the next job, and hands a result to its
 /// connection's handler, if it is still there (a newer connection in the
 /// same slot is never handed it).
-pub fn deliver(ctx: &mut LoopContext<'_, Pool>, conn: ConnId, number: u64, outcome: Outcome) {
+pub fn deliver(ctx: &mut LoopContext<'_, Pool>, conn: ConnId, number: u64, outcome: Result<Outcome, BlockingError>) {
     ctx.shared().finished(conn);
-    match outcome {
-        Outcome::Digest(hex) => {
-            if let Err(err) = ctx.notify(conn, Box::new(Finished { number, hex })) {
-                debug!(target: "offload", "conn {conn}: result of job {number} dropped: {err}");
-            }
-        }
+    dispatch(ctx);
+    let hex = match outcome {
+        Ok(Outcome::Digest(hex)) => Ok(hex),
+        // The pool logged the panic; the client hears that its job failed.
+        Err(err) => Err(err.to_string()),
         // Only a dropped handler cancels its jobs: there is no one to tell.
-        Outcome::Skipped => debug!(target: "offload", "conn {conn}: job {number} skipped: its connection closed"),
-        Outcome::Cancelled(after) => {
+        Ok(Outcome::Skipped) => {
+            debug!(target: "offload", "conn {conn}: job {number} skipped: its connection closed");
+            return;
+        }
+        Ok(Outcome::Cancelled(after)) => {
             let after = count(after, "round", "rounds");
             debug!(target: "offload", "conn {conn}: job {number} cancelled after {after}: its connection closed");
+            return;
         }
+    };
+    if let Err(err) = ctx.notify(conn, Box::new(Finished { number, hex })) {
+        debug!(target: "offload", "conn {conn}: result of job {number} dropped: {err}");
     }
 }

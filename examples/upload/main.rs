@@ -46,18 +46,17 @@
 //! one name at once each have their own part file; the last to finish wins
 //! with `--overwrite`, and gets `error exists` without it.
 //!
-//! # Blocking file I/O on the loop's thread
+//! # File I/O off the loop's thread
 //!
-//! Each callback reads or writes at most one 64 KiB chunk of a file, on the
-//! loop's thread. On a local disk that is a copy into or out of the page
-//! cache, microseconds, and the simplest correct design. On a slow or network
-//! file system (NFS, a stalled USB disk, a full disk being flushed) one call
-//! can block for seconds and every connection waits; there the chunk should
-//! go to a worker thread, with the connection's reading paused until the
-//! worker's `Handle::notify` reaches the handler's `on_notify`, which goes
-//! on (resumes reading, or sends the chunk). The reactor has those pieces;
-//! what it lacks for this is the pool itself, a small blocking pool in the
-//! manner of tokio's `spawn_blocking`.
+//! Every file operation (create, write a chunk, rename, open, read a
+//! chunk) runs on the reactor's blocking pool (`Context::spawn_blocking`),
+//! with the connection's reading paused until the result comes back to the
+//! handler's `on_notify`, which goes on (resumes reading, or sends the
+//! chunk). On a local disk each is a page-cache copy of microseconds; on a
+//! slow or network file system (NFS, a stalled USB disk, a full disk being
+//! flushed) one can block for seconds, and then only the connections using
+//! it wait, not the loop. Each connection has at most one operation out, so
+//! the pool's queue is as long as the connection limit and never refuses.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -111,6 +110,9 @@ impl Args {
             max_connections: self.max_connections as usize,
             idle_timeout: seconds(self.idle_timeout),
             request_timeout: seconds(self.request_timeout),
+            // One file operation at most per connection: a queue this long
+            // never refuses one.
+            blocking_queue: (self.max_connections as usize).min(1 << 24),
             ..Config::default()
         }
     }

@@ -1,5 +1,14 @@
 //! One connection's state machine: command lines, then a file's bytes in
 //! (`put`) or out (`get`), as many times as the client likes.
+//!
+//! Every file operation (create, write a chunk, rename, open) runs on the
+//! reactor's blocking pool (`Context::spawn_blocking`), one at a time per
+//! connection, with the connection's reading paused until its result is
+//! back in `on_notify`: a slow disk stalls the connections that use it,
+//! never the loop. A `get`'s open file is then handed to the loop
+//! (`Context::send_file`), which sends it with `sendfile(2)`, from the page
+//! cache straight to the socket, paced by the output watermarks; a file
+//! that is not in the page cache makes that call wait for the disk.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -7,7 +16,7 @@ use std::mem;
 use std::path::{Path, PathBuf};
 
 use log::{debug, warn};
-use reactor_loop::{CloseReason, Context, Handler, IdleAction, Line, LineFramer, StreamId};
+use reactor_loop::{BlockingDone, CloseReason, ConnId, Context, Handler, IdleAction, Line, LineFramer, StreamId};
 use sha2::{Digest, Sha256};
 
 use crate::common::count;
@@ -32,18 +41,50 @@ impl Store {
     pub fn new(dir: PathBuf, overwrite: bool, max_size: u64) -> Store {
         Store { dir, overwrite, max_size, next_part: 0 }
     }
+
+    /// A new part file's path: `<dir>/.upload-<pid>-<n>.part`.
+    fn next_part_path(&mut self) -> PathBuf {
+        self.next_part += 1;
+        self.dir.join(format!(".upload-{}-{}.part", std::process::id(), self.next_part))
+    }
+}
+
+/// A `put` in progress: `remaining` bytes still to come, streamed into
+/// `part`. Goes to the pool and back with each chunk.
+struct Upload {
+    part: PartFile,
+    name: String,
+    dest: PathBuf,
+    size: u64,
+    remaining: u64,
+    hasher: Sha256,
 }
 
 /// Where the connection is in the protocol.
 enum State {
     /// Waiting for a command line.
     Command,
-    /// `remaining` bytes of a `put` still to come, streamed into `part`.
-    Receiving { part: PartFile, name: String, size: u64, remaining: u64, hasher: Sha256 },
+    /// A file operation is on the pool (with what it needs: the part
+    /// file); reading is paused until it is back.
+    Busy,
+    /// An upload waiting for its next bytes.
+    Receiving(Upload),
     /// A `get`'s file is going out (the loop sends it, with `sendfile`
     /// where it can, paced by the watermarks). Reading is paused meanwhile,
     /// so no command is taken before the file has gone out.
     Sending { stream: StreamId },
+}
+
+/// What a file operation on the pool hands back to the handler.
+enum Disk {
+    /// `put`: the part file is created, or why not.
+    Created { upload: Result<Upload, Refusal> },
+    /// `put`: a chunk is written (and hashed), or the write failed.
+    Wrote { upload: Upload, written: io::Result<()> },
+    /// `put`: the part file has its name, with the digest, or why not.
+    Committed { name: String, size: u64, outcome: Result<String, Refusal> },
+    /// `get`: the file is open, with its size, or why not.
+    Opened { name: String, opened: Result<(File, u64), Refusal> },
 }
 
 /// The handler: one per connection.
@@ -79,78 +120,132 @@ impl Transfer {
         used
     }
 
-    fn start_put(&mut self, ctx: &mut Context<'_, Store>, name: &str, size: u64) {
-        let id = ctx.id();
-        let store = ctx.shared();
-        if !store.overwrite && exists(&store.dir.join(name)) {
-            return self.refuse(ctx, Refusal::Exists, true);
-        }
-        let part = match PartFile::create(store) {
-            Ok(part) => part,
-            Err(err) => {
-                warn!("conn {id}: cannot create a part file in {}: {err}", store.dir.display());
-                return self.refuse(ctx, Refusal::Io, true);
-            }
-        };
-        debug!("conn {}: put {name} ({}) into {}", ctx.id(), count(size, "byte", "bytes"), part.path.display());
-        ctx.write(b"ready\n");
-        self.state = State::Receiving { part, name: name.to_string(), size, remaining: size, hasher: Sha256::new() };
-        if size == 0 {
-            self.finish_put(ctx);
+    /// Runs `job` on the pool with reading paused; its result comes back in
+    /// `on_notify`. Each connection has at most one out, so the pool's
+    /// queue, as long as the connection limit, never refuses one; if it
+    /// does anyway, the client is told `error io` and closed.
+    fn on_pool(&mut self, ctx: &mut Context<'_, Store>, job: impl FnOnce() -> Disk + Send + 'static) {
+        self.state = State::Busy;
+        ctx.pause_reading();
+        if let Err(err) = ctx.spawn_blocking(job) {
+            warn!("conn {}: cannot queue a file operation: {err}", ctx.id());
+            self.state = State::Command;
+            self.refuse(ctx, Refusal::Io, true);
         }
     }
 
-    /// Streams upload bytes into the part file; never holds more than the
-    /// one read the reactor hands over.
+    fn start_put(&mut self, ctx: &mut Context<'_, Store>, name: &str, size: u64) {
+        let id = ctx.id();
+        let store = ctx.shared();
+        let (dest, path, overwrite) = (store.dir.join(name), store.next_part_path(), store.overwrite);
+        let name = name.to_string();
+        self.on_pool(ctx, move || {
+            if !overwrite && exists(&dest) {
+                return Disk::Created { upload: Err(Refusal::Exists) };
+            }
+            let upload = match PartFile::create(path) {
+                Ok(part) => Ok(Upload { part, name, dest, size, remaining: size, hasher: Sha256::new() }),
+                Err((path, err)) => {
+                    warn!("conn {id}: cannot create the part file {}: {err}", path.display());
+                    Err(Refusal::Io)
+                }
+            };
+            Disk::Created { upload }
+        });
+    }
+
+    /// Streams upload bytes into the part file, one read's worth at a time
+    /// on the pool; never holds more than that one read.
     fn receive(&mut self, ctx: &mut Context<'_, Store>, input: &[u8]) -> usize {
-        let State::Receiving { part, remaining, hasher, .. } = &mut self.state else { return 0 };
-        let take = (*remaining).min(input.len() as u64) as usize;
-        let data = &input[..take];
-        if let Err(err) = part.file.write_all(data) {
-            warn!("conn {}: writing {}: {err}", ctx.id(), part.path.display());
-            self.state = State::Command; // drops (removes) the part file
-            self.refuse(ctx, Refusal::Io, true);
-            return take;
-        }
-        hasher.update(data);
-        *remaining -= take as u64;
-        if *remaining == 0 {
-            self.finish_put(ctx);
-        }
+        let State::Receiving(upload) = &mut self.state else { return 0 };
+        let take = upload.remaining.min(input.len() as u64) as usize;
+        let data = input[..take].to_vec();
+        let State::Receiving(mut upload) = mem::replace(&mut self.state, State::Busy) else { return 0 };
+        upload.remaining -= take as u64;
+        self.on_pool(ctx, move || {
+            let written = upload.part.file.write_all(&data);
+            if written.is_ok() {
+                upload.hasher.update(&data);
+            }
+            Disk::Wrote { upload, written }
+        });
         take
     }
 
     /// All bytes are in: give the part file its name, answer with the hash.
-    fn finish_put(&mut self, ctx: &mut Context<'_, Store>) {
-        let State::Receiving { part, name, size, hasher, .. } = mem::replace(&mut self.state, State::Command) else {
-            return;
-        };
-        let store = ctx.shared();
-        let dest = store.dir.join(&name);
-        // Another connection may have finished the same name meanwhile.
-        if !store.overwrite && exists(&dest) {
-            return self.refuse(ctx, Refusal::Exists, true);
-        }
-        if let Err(err) = part.commit(&dest) {
-            warn!("conn {}: renaming to {}: {err}", ctx.id(), dest.display());
-            return self.refuse(ctx, Refusal::Io, true);
-        }
-        let digest = protocol::hex(&hasher.finalize());
-        debug!("conn {}: stored {name} ({}, sha256 {digest})", ctx.id(), count(size, "byte", "bytes"));
-        ctx.write(format!("done {size} {digest}\n").as_bytes());
+    fn finish_put(&mut self, ctx: &mut Context<'_, Store>, upload: Upload) {
+        let (id, overwrite) = (ctx.id(), ctx.shared().overwrite);
+        self.on_pool(ctx, move || {
+            let Upload { part, name, dest, size, hasher, .. } = upload;
+            // Another connection may have finished the same name meanwhile.
+            let outcome = if !overwrite && exists(&dest) {
+                Err(Refusal::Exists)
+            } else {
+                match part.commit(&dest) {
+                    Ok(()) => Ok(protocol::hex(&hasher.finalize())),
+                    Err(err) => {
+                        warn!("conn {id}: renaming to {}: {err}", dest.display());
+                        Err(Refusal::Io)
+                    }
+                }
+            };
+            Disk::Committed { name, size, outcome }
+        });
     }
 
     fn start_get(&mut self, ctx: &mut Context<'_, Store>, name: &str) {
+        let id = ctx.id();
         let path = ctx.shared().dir.join(name);
-        // Check before opening: opening a FIFO would block the loop.
-        let opened = match fs::metadata(&path) {
-            Ok(meta) if meta.is_file() => File::open(&path).map(|file| (file, meta.len())),
-            Ok(_) => Err(io::ErrorKind::NotFound.into()),
-            Err(err) => Err(err),
-        };
-        match opened {
-            Ok((file, size)) => {
-                debug!("conn {}: get {name} ({})", ctx.id(), count(size, "byte", "bytes"));
+        let name = name.to_string();
+        self.on_pool(ctx, move || {
+            // Check before opening: opening a FIFO would block.
+            let opened = match fs::metadata(&path) {
+                Ok(meta) if meta.is_file() => File::open(&path).map(|file| (file, meta.len())),
+                Ok(_) => Err(io::ErrorKind::NotFound.into()),
+                Err(err) => Err(err),
+            };
+            let opened = opened.map_err(|err| {
+                if err.kind() == io::ErrorKind::NotFound {
+                    Refusal::NotFound
+                } else {
+                    warn!("conn {id}: opening {}: {err}", path.display());
+                    Refusal::Io
+                }
+            });
+            Disk::Opened { name, opened }
+        });
+    }
+
+    /// A file operation is back from the pool: go on from where it left.
+    fn disk(&mut self, ctx: &mut Context<'_, Store>, disk: Disk) {
+        let id = ctx.id();
+        self.state = State::Command;
+        match disk {
+            Disk::Created { upload: Err(refusal) } => self.refuse(ctx, refusal, true),
+            Disk::Created { upload: Ok(upload) } => {
+                let size = count(upload.size, "byte", "bytes");
+                debug!("conn {id}: put {} ({size}) into {}", upload.name, upload.part.path.display());
+                ctx.write(b"ready\n");
+                self.received(ctx, upload);
+            }
+            Disk::Wrote { upload, written: Err(err) } => {
+                warn!("conn {id}: writing {}: {err}", upload.part.path.display());
+                drop(upload); // removes the part file
+                self.refuse(ctx, Refusal::Io, true);
+            }
+            Disk::Wrote { upload, written: Ok(()) } => self.received(ctx, upload),
+            Disk::Committed { outcome: Err(refusal), .. } => self.refuse(ctx, refusal, true),
+            Disk::Committed { name, size, outcome: Ok(digest) } => {
+                debug!("conn {id}: stored {name} ({}, sha256 {digest})", count(size, "byte", "bytes"));
+                ctx.write(format!("done {size} {digest}\n").as_bytes());
+                ctx.resume_reading();
+            }
+            Disk::Opened { opened: Err(refusal), .. } => {
+                self.refuse(ctx, refusal, false);
+                ctx.resume_reading();
+            }
+            Disk::Opened { name, opened: Ok((file, size)) } => {
+                debug!("conn {id}: get {name} ({})", count(size, "byte", "bytes"));
                 ctx.write(format!("size {size}\n").as_bytes());
                 match ctx.send_file(file, 0..size) {
                     Ok(stream) => {
@@ -159,16 +254,21 @@ impl Transfer {
                     }
                     // The file shrank since `metadata`, or the connection is closing.
                     Err(err) => {
-                        warn!("conn {}: sending {}: {err}; aborting", ctx.id(), path.display());
+                        warn!("conn {id}: sending {name}: {err}; aborting");
                         ctx.abort();
                     }
                 }
             }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => self.refuse(ctx, Refusal::NotFound, false),
-            Err(err) => {
-                warn!("conn {}: opening {}: {err}", ctx.id(), path.display());
-                self.refuse(ctx, Refusal::Io, false);
-            }
+        }
+    }
+
+    /// An upload has taken what it was given: finish it, or wait for more.
+    fn received(&mut self, ctx: &mut Context<'_, Store>, upload: Upload) {
+        if upload.remaining == 0 {
+            self.finish_put(ctx, upload);
+        } else {
+            self.state = State::Receiving(upload);
+            ctx.resume_reading();
         }
     }
 
@@ -185,8 +285,9 @@ impl Handler<Store> for Transfer {
     fn on_input(&mut self, ctx: &mut Context<'_, Store>, input: &[u8]) -> usize {
         match self.state {
             State::Command => self.command(ctx, input),
-            State::Receiving { .. } => self.receive(ctx, input),
-            State::Sending { .. } => 0, // reading is paused; kept for the next command
+            State::Receiving(_) => self.receive(ctx, input),
+            // Reading is paused; kept for later.
+            State::Busy | State::Sending { .. } => 0,
         }
     }
 
@@ -204,12 +305,31 @@ impl Handler<Store> for Transfer {
         }
     }
 
+    /// A file operation's result (see `on_pool`).
+    fn on_notify(&mut self, ctx: &mut Context<'_, Store>, message: Box<dyn std::any::Any + Send>) {
+        let Ok(done) = message.downcast::<BlockingDone<Disk>>() else { return };
+        match done.result {
+            Ok(disk) => self.disk(ctx, disk),
+            Err(err) => {
+                // The pool logged the panic; whatever the job held is gone.
+                warn!("conn {}: file operation failed: {err}", ctx.id());
+                self.state = State::Command;
+                self.refuse(ctx, Refusal::Io, true);
+            }
+        }
+    }
+
     /// No input for the idle limit: a client that should be sending (a
     /// command, its upload's next bytes) is gone, but one downloading sends
     /// nothing while it reads, so a download keeps the connection as long
     /// as there is some of it to go out: its file, or queued bytes. A
-    /// reader that stops reading is the send timeout's to catch.
+    /// reader that stops reading is the send timeout's to catch. Nor is a
+    /// client idle while its file operation is on the pool.
     fn on_idle(&mut self, ctx: &mut Context<'_, Store>) -> IdleAction {
+        if let State::Busy = self.state {
+            debug!("conn {}: no input, but a file operation is under way", ctx.id());
+            return IdleAction::Keep;
+        }
         let sending = matches!(self.state, State::Sending { .. });
         let queued = ctx.queued_output();
         if sending || queued > 0 {
@@ -219,15 +339,23 @@ impl Handler<Store> for Transfer {
         IdleAction::Close
     }
 
+    /// An upload cut short leaves nothing: its part file is removed when
+    /// dropped, here, or (if a file operation holds it) when that
+    /// operation's result comes back to a closed connection and is dropped.
     fn on_close(&mut self, ctx: &mut Context<'_, Store>, reason: CloseReason) {
-        if let State::Receiving { name, size, remaining, .. } = &self.state {
-            debug!(
-                "conn {}: put {name} abandoned with {remaining} of {} missing ({reason})",
-                ctx.id(),
-                count(*size, "byte", "bytes")
-            );
-        }
+        log_abandoned(ctx.id(), &self.state, reason);
         self.state = State::Command; // drops (removes) an unfinished part file
+    }
+}
+
+fn log_abandoned(id: ConnId, state: &State, reason: CloseReason) {
+    match state {
+        State::Receiving(Upload { name, size, remaining, .. }) => {
+            let size = count(*size, "byte", "bytes");
+            debug!("conn {id}: put {name} abandoned with {remaining} of {size} missing ({reason})");
+        }
+        State::Busy => debug!("conn {id}: closed with a file operation under way ({reason})"),
+        _ => {}
     }
 }
 
@@ -249,11 +377,11 @@ struct PartFile {
 }
 
 impl PartFile {
-    fn create(store: &mut Store) -> io::Result<PartFile> {
-        store.next_part += 1;
-        let path = store.dir.join(format!(".upload-{}-{}.part", std::process::id(), store.next_part));
-        let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
-        Ok(PartFile { path, file, committed: false })
+    fn create(path: PathBuf) -> Result<PartFile, (PathBuf, io::Error)> {
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(file) => Ok(PartFile { path, file, committed: false }),
+            Err(err) => Err((path, err)),
+        }
     }
 
     /// Renames the complete file to `dest` (atomically: a reader sees the old
@@ -311,8 +439,19 @@ mod tests {
         }
     }
 
+    /// Longest a test waits for a file operation.
+    const WAIT: Duration = Duration::from_secs(20);
+
+    /// A kit that runs every file operation to its end after each action,
+    /// so the handler is tested as if its I/O were done in place.
     fn kit(dir: &TempDir, overwrite: bool) -> TestKit<Store> {
-        TestKit::with_config(Config::default(), Store::new(dir.0.clone(), overwrite, 1 << 20))
+        kit_with(Config::default(), dir, overwrite)
+    }
+
+    fn kit_with(config: Config, dir: &TempDir, overwrite: bool) -> TestKit<Store> {
+        let mut kit = TestKit::with_config(config, Store::new(dir.0.clone(), overwrite, 1 << 20));
+        kit.settle_blocking(Some(WAIT));
+        kit
     }
 
     fn sha256_hex(data: &[u8]) -> String {
@@ -342,7 +481,7 @@ mod tests {
             || Store::new(store_dir.clone(), true, 1 << 20),
             Transfer::new,
             &input,
-            &SplitOptions::default(),
+            &SplitOptions { settle_blocking: Some(WAIT), ..SplitOptions::default() },
         );
         let expected = [
             format!("ready\n{}", done(b"0123456789")),
@@ -539,7 +678,7 @@ mod tests {
         // The defaults: 10 s for a command line, 60 s of silence. A byte a
         // second keeps the idle clock from running out.
         let dir = TempDir::new("trickle");
-        let mut kit = TestKit::with_config(example_config(&[]), Store::new(dir.0.clone(), false, 1 << 20));
+        let mut kit = kit_with(example_config(&[]), &dir, false);
         let conn = kit.open(Transfer::new());
         kit.send(conn, b"p");
         for byte in b"ut|slow.t" {
@@ -557,7 +696,7 @@ mod tests {
     #[test]
     fn an_upload_whose_bytes_stop_coming_is_closed_at_the_idle_limit_and_leaves_nothing() {
         let dir = TempDir::new("stalled");
-        let mut kit = TestKit::with_config(example_config(&[]), Store::new(dir.0.clone(), false, 1 << 20));
+        let mut kit = kit_with(example_config(&[]), &dir, false);
         let conn = kit.open(Transfer::new());
         kit.send(conn, b"put|stalled|100\nsome");
         assert_eq!(kit.received_text(conn), "ready\n");
@@ -582,7 +721,7 @@ mod tests {
         let dir = TempDir::new("slow-get");
         let content: Vec<u8> = (0..3 * 1024 * 1024).map(|i: u32| (i % 253) as u8).collect();
         fs::write(dir.0.join("large"), &content).unwrap();
-        let mut kit = TestKit::with_config(example_config(&[]), Store::new(dir.0.clone(), false, 1 << 20));
+        let mut kit = kit_with(example_config(&[]), &dir, false);
         let conn = kit.open_with_window(Transfer::new(), Some(0));
         kit.send(conn, b"get|large\n");
         let mut expected = format!("size {}\n", content.len()).into_bytes();

@@ -38,6 +38,7 @@
 
 mod accept;
 mod access;
+mod blocking;
 mod by_id;
 mod close;
 mod connection;
@@ -61,6 +62,7 @@ use log::{debug, error};
 use mio::Registry;
 use slab::Slab;
 
+use crate::blocking_pool::{BlockingPool, Limits};
 use crate::buffers::buffer_pool::BufferPool;
 use crate::close_reason::CloseReason;
 use crate::config::Config;
@@ -72,6 +74,7 @@ use crate::timers::{deadline_after, TimerId, Timers};
 
 pub(crate) use self::accept::ListenSocket;
 pub(crate) use self::access::ConnView;
+pub(crate) use self::blocking::Completion;
 pub(crate) use self::connection::Phase;
 pub(crate) use self::driver::{ConnDriver, DatagramDriver, HandlerFactory, LoopTimerFn};
 pub(crate) use self::write::OutputOf;
@@ -187,6 +190,8 @@ pub(crate) struct Engine<S> {
     /// clients when descriptors run out (see `accept.rs`).
     spare_fd: Option<std::fs::File>,
     next_generation: u32,
+    /// The blocking pool; its threads start on the first job.
+    blocking: BlockingPool<Completion<S>>,
 }
 
 impl<S> Engine<S> {
@@ -196,7 +201,13 @@ impl<S> Engine<S> {
         if let Some(interval) = config.stats_interval {
             timers.insert(deadline_after(now, interval), Some(interval), TimerTarget::StatsLog);
         }
+        let blocking = BlockingPool::new(Limits {
+            threads: config.blocking_threads,
+            queue: config.blocking_queue,
+            shutdown_wait: config.blocking_shutdown_wait,
+        });
         Engine {
+            blocking,
             conns: Slab::new(),
             sources: Slab::new(),
             shared,

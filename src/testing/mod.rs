@@ -179,6 +179,8 @@ pub struct TestKit<S = ()> {
     /// so does the kit.
     readable: HashMap<ConnId, bool>,
     next_port: u16,
+    /// Deliver blocking results after each action, each within this long.
+    settle_blocking: Option<Duration>,
 }
 
 impl TestKit<()> {
@@ -215,6 +217,7 @@ impl<S> TestKit<S> {
             pipes: HashMap::new(),
             readable: HashMap::new(),
             next_port: 40_000,
+            settle_blocking: None,
         }
     }
 
@@ -465,6 +468,33 @@ impl<S> TestKit<S> {
         result
     }
 
+    /// From now on (`Some(within)`), every action also waits for the
+    /// blocking jobs in flight and delivers their results, each within
+    /// `within`, until none is left: a handler that does its I/O on the
+    /// blocking pool is tested as if the I/O were done in place, and
+    /// deterministically. A job whose result does not come within
+    /// `within` fails the test (a panic). `None` (the default): results
+    /// land only through [`TestKit::wait_blocking`].
+    pub fn settle_blocking(&mut self, within: Option<Duration>) {
+        self.settle_blocking = within;
+        self.quiesce();
+    }
+
+    /// Waits up to `timeout` for the next result of a blocking job
+    /// ([`Context::spawn_blocking`](crate::Context::spawn_blocking),
+    /// [`LoopContext::spawn_blocking_then`]) and delivers it as the reactor
+    /// would, then runs the loop until quiet. Returns whether a result
+    /// came. The kit has no waker: results reach handlers only through
+    /// this, so a test decides when each one lands.
+    pub fn wait_blocking(&mut self, timeout: Duration) -> bool
+    where
+        S: 'static,
+    {
+        let came = self.engine.wait_blocking_result(timeout);
+        self.quiesce();
+        came
+    }
+
     /// The loop's counters.
     pub fn stats(&self) -> Stats {
         self.engine.stats_snapshot()
@@ -543,6 +573,11 @@ impl<S> TestKit<S> {
     /// waits for WRITABLE and its peer takes more.
     fn quiesce(&mut self) {
         for _ in 0..MAX_ROUNDS {
+            if let Some(within) = self.settle_blocking {
+                while self.engine.blocking_in_flight() > 0 {
+                    assert!(self.engine.wait_blocking_result(within), "no blocking result came within {within:?}");
+                }
+            }
             self.engine.flush_dirty();
             self.engine.run_ready();
             self.engine.flush_dirty();
@@ -564,7 +599,8 @@ impl<S> TestKit<S> {
             for (id, eof) in &rearmed {
                 self.engine.conn_event(*id, Readiness { readable: true, read_closed: *eof, ..Readiness::default() });
             }
-            if self.engine.is_quiet() && writable.is_empty() && rearmed.is_empty() {
+            let settled = self.settle_blocking.is_none() || self.engine.blocking_in_flight() == 0;
+            if self.engine.is_quiet() && writable.is_empty() && rearmed.is_empty() && settled {
                 return;
             }
         }

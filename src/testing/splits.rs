@@ -47,11 +47,16 @@ pub struct SplitOptions {
     /// Whether the peer ends its stream after the input (and the output
     /// after that counts too).
     pub send_eof: bool,
+    /// For a handler that does its I/O on the blocking pool: each replay's
+    /// kit delivers every blocking result after each read, each within
+    /// this long (see [`TestKit::settle_blocking`]). `None`: results are
+    /// never delivered.
+    pub settle_blocking: Option<std::time::Duration>,
 }
 
 impl Default for SplitOptions {
     fn default() -> SplitOptions {
-        SplitOptions { random_runs: 100, seed: 0x5eed, send_eof: false }
+        SplitOptions { random_runs: 100, seed: 0x5eed, send_eof: false, settle_blocking: None }
     }
 }
 
@@ -133,6 +138,7 @@ pub fn assert_split_invariant_with<S, H: Handler<S> + 'static>(
 ) -> Vec<u8> {
     let mut replay = |cuts: &[usize]| -> Vec<u8> {
         let mut kit = TestKit::with_config(config.clone(), make_shared());
+        kit.settle_blocking(options.settle_blocking);
         let conn = kit.open(make_handler());
         let mut output = kit.received(conn);
         let mut start = 0;
