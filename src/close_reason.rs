@@ -193,6 +193,26 @@ impl CloseReason {
 
     /// How many distinct counters [`CloseReason::index`] uses.
     pub(crate) const COUNT: usize = 15;
+
+    /// Each counter's name, by [`CloseReason::index`]: the `reason` label of
+    /// the Prometheus counter `reactor_closed_total`.
+    pub(crate) const LABELS: [&'static str; CloseReason::COUNT] = [
+        "peer_closed",
+        "reset",
+        "handler",
+        "aborted",
+        "error",
+        "connect_failed",
+        "idle_timeout",
+        "input_too_large",
+        "output_overflow",
+        "shutdown",
+        "handler_panicked",
+        "request_timeout",
+        "send_timeout",
+        "proxy_header_invalid",
+        "proxy_header_timeout",
+    ];
 }
 
 impl fmt::Display for CloseReason {
@@ -256,5 +276,25 @@ mod tests {
             seen[reason.index()] = true;
         }
         assert!(seen.iter().all(|s| *s));
+        let labels = [
+            "peer_closed",
+            "reset",
+            "handler",
+            "aborted",
+            "error",
+            "connect_failed",
+            "idle_timeout",
+            "input_too_large",
+            "output_overflow",
+            "shutdown",
+            "handler_panicked",
+            "request_timeout",
+            "send_timeout",
+            "proxy_header_invalid",
+            "proxy_header_timeout",
+        ];
+        for (reason, label) in all.into_iter().zip(labels) {
+            assert_eq!(CloseReason::LABELS[reason.index()], label, "{reason}");
+        }
     }
 }

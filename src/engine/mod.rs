@@ -26,6 +26,7 @@
 //! | `accept.rs` | listeners, the accept budget, connection limits, descriptor exhaustion |
 //! | `udp.rs` | datagram sockets |
 //! | `loop_timers.rs` | the embedder's loop-wide timers |
+//! | `loop_time.rs` | the poll's timeout; busy and idle time, turns |
 //! | `shutdown.rs` | graceful and forced shutdown |
 //! | `access.rs` | read-only views for the reactor and the test kit |
 //!
@@ -43,6 +44,7 @@ mod close;
 mod connection;
 mod deadlines;
 mod driver;
+mod loop_time;
 mod loop_timers;
 mod open;
 mod proxy;
@@ -56,7 +58,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use log::{debug, error};
+use log::error;
 use mio::Registry;
 use slab::Slab;
 
@@ -153,6 +155,13 @@ pub(crate) struct Engine<S> {
     clock: Clock,
     /// The clock's reading at the start of this turn.
     now: Instant,
+    /// When the turn under way began (the last `poll`'s return); `None`
+    /// before the first `poll` and while one waits.
+    busy_since: Option<Instant>,
+    /// When the `poll` under way began to wait (`None`: it cannot wait).
+    waiting_since: Option<Instant>,
+    /// Busy and idle time at the last stats line.
+    logged_time: (Duration, Duration),
     /// The one buffer every read goes into (`Config::read_buffer_size`); its
     /// length is its capacity.
     read_buffer: Vec<u8>,
@@ -204,6 +213,9 @@ impl<S> Engine<S> {
             registry,
             clock,
             now,
+            busy_since: None,
+            waiting_since: None,
+            logged_time: (Duration::ZERO, Duration::ZERO),
             pool: BufferPool::new(),
             ready: VecDeque::new(),
             dirty: Vec::new(),
@@ -409,20 +421,6 @@ impl<S> Engine<S> {
         }
     }
 
-    /// How long the next poll may block: not at all with work pending,
-    /// otherwise until the earliest timer or `limit`, whichever is sooner.
-    pub(crate) fn poll_timeout(&self, limit: Option<Duration>) -> Option<Duration> {
-        if !self.ready.is_empty() || !self.dirty.is_empty() || !self.notes.is_empty() || self.shutdown_pending {
-            return Some(Duration::ZERO);
-        }
-        let until_timer =
-            self.timers.next_deadline().map(|deadline| deadline.saturating_duration_since(self.clock.now()));
-        match (until_timer, limit) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
     /// Fires every timer due now, in deadline order.
     pub(crate) fn fire_timers(&mut self) {
         let mark = self.timers.mark();
@@ -450,7 +448,7 @@ impl<S> Engine<S> {
                 TimerTarget::Loop(index) => self.fire_loop_timer(index, timer),
                 TimerTarget::ResumeAccept(key) => self.resume_accepting(key),
                 TimerTarget::ShutdownDeadline => self.shutdown_deadline(),
-                TimerTarget::StatsLog => debug!("stats: {}", self.stats_snapshot()),
+                TimerTarget::StatsLog => self.log_stats(),
             }
         }
     }
