@@ -23,33 +23,45 @@ impl Stats {
     ///
     /// # Examples
     ///
-    /// A handler that serves its loop's stats to whoever connects:
+    /// A handler that answers an HTTP request (whatever its path, here)
+    /// with its loop's stats:
     ///
     /// ```
     /// use reactor_loop::testing::TestKit;
     /// use reactor_loop::{Context, Handler};
     ///
-    /// struct Metrics;
+    /// struct Metrics {
+    ///     body: String,
+    /// }
     ///
     /// impl Handler for Metrics {
-    ///     fn on_open(&mut self, ctx: &mut Context<'_>) {
-    ///         let mut body = String::new();
-    ///         ctx.stats().to_prometheus(&mut body);
-    ///         ctx.write(format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\
-    ///                            Content-Length: {}\r\n\r\n", body.len()).as_bytes());
-    ///         ctx.write(body.as_bytes());
+    ///     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
+    ///         let Some(end) = input.windows(4).position(|w| w == b"\r\n\r\n") else {
+    ///             return 0; // the head is not whole yet (a real server caps its size)
+    ///         };
+    ///         self.body.clear();
+    ///         ctx.stats().to_prometheus(&mut self.body);
+    ///         let head = format!(
+    ///             "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\
+    ///              Content-Length: {}\r\nConnection: close\r\n\r\n",
+    ///             self.body.len()
+    ///         );
+    ///         ctx.write(head.as_bytes());
+    ///         ctx.write(self.body.as_bytes());
     ///         ctx.close();
-    ///     }
-    ///     fn on_input(&mut self, _ctx: &mut Context<'_>, input: &[u8]) -> usize {
-    ///         input.len()
+    ///         end + 4
     ///     }
     /// }
     ///
     /// let mut kit = TestKit::new();
-    /// let conn = kit.open(Metrics);
-    /// let answer = String::from_utf8(kit.take_output(conn)).unwrap();
+    /// let conn = kit.open(Metrics { body: String::new() });
+    /// let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    /// kit.send(conn, request);
+    /// let answer = kit.received_text(conn);
+    /// assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"));
     /// assert!(answer.contains("# TYPE reactor_accepted_total counter\n"));
     /// assert!(answer.contains("reactor_open_connections 1\n"));
+    /// assert!(answer.contains(&format!("reactor_received_bytes_total {}\n", request.len())));
     /// assert!(answer.contains("reactor_closed_total{reason=\"idle_timeout\"} 0\n"));
     /// ```
     pub fn to_prometheus(&self, out: &mut String) {
