@@ -54,12 +54,11 @@ pub struct TurnHistogram {
 }
 
 impl TurnHistogram {
-    /// Counts one turn that took `took`.
+    /// Counts one turn that took `nanos` nanoseconds.
     #[inline]
-    pub(crate) fn record(&mut self, took: Duration) {
-        let nanos = u32::try_from(took.as_nanos()).unwrap_or(u32::MAX);
+    pub(crate) fn record(&mut self, nanos: u64) {
         let mut bucket = 0;
-        while bucket < BOUNDS_NANOS.len() && nanos > BOUNDS_NANOS[bucket] {
+        while bucket < BOUNDS_NANOS.len() && nanos > u64::from(BOUNDS_NANOS[bucket]) {
             bucket += 1;
         }
         self.counts[bucket] += 1;
@@ -105,7 +104,7 @@ mod tests {
             Duration::from_secs(1),
             Duration::from_secs(7),
         ] {
-            turns.record(took);
+            turns.record(took.as_nanos() as u64);
         }
         let buckets: Vec<_> = turns.cumulative().collect();
         assert_eq!(buckets[0], (Some(Duration::from_micros(10)), 2));

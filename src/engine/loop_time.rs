@@ -7,13 +7,70 @@
 //! wait is idle time. A `poll` given no time to wait (work was pending)
 //! takes no reading before it: it counts as part of the turn before it,
 //! which ends at that `poll`'s return.
+//!
+//! Per turn this costs one subtraction of instants (the turn's duration)
+//! and a few integer operations: busy time is kept in nanoseconds, and idle
+//! time is not kept at all but derived when stats are read, as the time
+//! since the first `poll` returned less the busy time.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::debug;
 
 use super::Engine;
 use crate::stats::Stats;
+use crate::turn_histogram::TurnHistogram;
+
+/// The loop's tally of its time.
+pub(super) struct LoopTime {
+    /// When the turn under way began (the last `poll`'s return); `None`
+    /// before the first `poll` and while one may wait.
+    busy_since: Option<Instant>,
+    /// The first `poll`'s return: where the loop's time starts.
+    first: Option<Instant>,
+    /// The last `poll`'s return.
+    polled_at: Option<Instant>,
+    /// Time in turns, in nanoseconds (585 years before it wraps).
+    busy_nanos: u64,
+    turn_max_nanos: u64,
+    turns: TurnHistogram,
+    /// Busy and idle time at the last stats line.
+    logged: (Duration, Duration),
+}
+
+impl LoopTime {
+    pub(super) fn new() -> LoopTime {
+        LoopTime {
+            busy_since: None,
+            first: None,
+            polled_at: None,
+            busy_nanos: 0,
+            turn_max_nanos: 0,
+            turns: TurnHistogram::default(),
+            logged: (Duration::ZERO, Duration::ZERO),
+        }
+    }
+
+    /// Counts a turn from `since` to `now`.
+    #[inline]
+    fn count_turn(&mut self, since: Instant, now: Instant) {
+        let took = now.saturating_duration_since(since);
+        let nanos = took.as_secs().wrapping_mul(1_000_000_000).wrapping_add(u64::from(took.subsec_nanos()));
+        self.busy_nanos = self.busy_nanos.wrapping_add(nanos);
+        self.turn_max_nanos = self.turn_max_nanos.max(nanos);
+        self.turns.record(nanos);
+    }
+
+    /// Fills in `stats`' loop-time figures.
+    pub(super) fn fill(&self, stats: &mut Stats) {
+        stats.busy = Duration::from_nanos(self.busy_nanos);
+        stats.turn_max = Duration::from_nanos(self.turn_max_nanos);
+        stats.turns = self.turns.clone();
+        if let (Some(first), Some(last)) = (self.first, self.polled_at) {
+            stats.idle = last.saturating_duration_since(first).saturating_sub(stats.busy);
+        }
+    }
+}
 
 impl<S> Engine<S> {
     /// Called just before `poll`: how long it may block (not at all with
@@ -30,10 +87,9 @@ impl<S> Engine<S> {
             return Some(Duration::ZERO);
         }
         let now = self.clock.now();
-        if let Some(since) = self.busy_since.take() {
-            self.stats.count_turn(now.saturating_duration_since(since));
+        if let Some(since) = self.time.busy_since.take() {
+            self.time.count_turn(since, now);
         }
-        self.waiting_since = Some(now);
         let until_timer = self.timers.next_deadline().map(|deadline| deadline.saturating_duration_since(now));
         match (until_timer, limit) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -41,19 +97,22 @@ impl<S> Engine<S> {
         }
     }
 
-    /// Called when `poll` returns: reads the clock for the turn (`now`),
-    /// and counts the wait, or, after a `poll` that could not wait, the turn
-    /// before it.
+    /// Called when `poll` returns: reads the clock for the turn (`now`);
+    /// after a `poll` that could not wait, counts the turn before it.
     pub(crate) fn after_poll(&mut self) {
         self.refresh_now();
         self.stats.polls += 1;
         let now = self.now;
-        if let Some(since) = self.waiting_since.take() {
-            self.stats.idle += now.saturating_duration_since(since);
-        } else if let Some(since) = self.busy_since {
-            self.stats.count_turn(now.saturating_duration_since(since));
+        match self.time.busy_since {
+            Some(since) => self.time.count_turn(since, now),
+            None => {
+                if self.time.first.is_none() {
+                    self.time.first = Some(now);
+                }
+            }
         }
-        self.busy_since = Some(now);
+        self.time.busy_since = Some(now);
+        self.time.polled_at = Some(now);
     }
 
     /// The periodic stats line: the counters, and the utilization since the
@@ -61,8 +120,8 @@ impl<S> Engine<S> {
     pub(crate) fn log_stats(&mut self) {
         let stats = self.stats_snapshot();
         let mut window = Stats::default();
-        (window.busy, window.idle) = self.logged_time;
+        (window.busy, window.idle) = self.time.logged;
         debug!("stats: {stats}; utilization since the last line {:.1}%", stats.utilization_since(&window) * 100.0);
-        self.logged_time = (stats.busy, stats.idle);
+        self.time.logged = (stats.busy, stats.idle);
     }
 }

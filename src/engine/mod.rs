@@ -56,7 +56,7 @@ mod write;
 use std::any::Any;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::error;
 use mio::Registry;
@@ -79,6 +79,7 @@ pub(crate) use self::write::OutputOf;
 
 use self::accept::Listener;
 use self::connection::Connection;
+use self::loop_time::LoopTime;
 use self::udp::DatagramSocket;
 
 /// A listener or a datagram socket: a source of events that is not a
@@ -155,13 +156,8 @@ pub(crate) struct Engine<S> {
     clock: Clock,
     /// The clock's reading at the start of this turn.
     now: Instant,
-    /// When the turn under way began (the last `poll`'s return); `None`
-    /// before the first `poll` and while one waits.
-    busy_since: Option<Instant>,
-    /// When the `poll` under way began to wait (`None`: it cannot wait).
-    waiting_since: Option<Instant>,
-    /// Busy and idle time at the last stats line.
-    logged_time: (Duration, Duration),
+    /// Where the loop's time went (`loop_time.rs`).
+    time: LoopTime,
     /// The one buffer every read goes into (`Config::read_buffer_size`); its
     /// length is its capacity.
     read_buffer: Vec<u8>,
@@ -213,9 +209,7 @@ impl<S> Engine<S> {
             registry,
             clock,
             now,
-            busy_since: None,
-            waiting_since: None,
-            logged_time: (Duration::ZERO, Duration::ZERO),
+            time: LoopTime::new(),
             pool: BufferPool::new(),
             ready: VecDeque::new(),
             dirty: Vec::new(),
@@ -495,6 +489,7 @@ impl<S> Engine<S> {
         let mut stats = self.stats.clone();
         stats.open = self.conns.len();
         stats.timers = self.timers.len();
+        self.time.fill(&mut stats);
         stats
     }
 }
