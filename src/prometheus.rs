@@ -313,4 +313,60 @@ mod tests {
         assert!((utilization - 2.498005 / 3.998005).abs() < 1e-9, "{utilization}");
         assert_eq!(text.matches("reactor_closed_total{").count(), CloseReason::COUNT);
     }
+
+    #[test]
+    fn the_exposition_stays_under_ten_kib_whatever_the_values() {
+        // The most digits every value can take: a `/metrics` answer's size
+        // is bounded (http_hello counts on it for its memory bound).
+        let long = Duration::new(u64::MAX / 1_000_000_000 - 1, 123_456_789);
+        let mut stats = Stats {
+            accepted: u64::MAX,
+            adopted: u64::MAX,
+            connected: u64::MAX,
+            open: usize::MAX,
+            closed: u64::MAX,
+            closed_by_reason: [u64::MAX; CloseReason::COUNT],
+            bytes_in: u64::MAX,
+            bytes_out: u64::MAX,
+            reads: u64::MAX,
+            writes: u64::MAX,
+            interest_changes: u64::MAX,
+            polls: u64::MAX,
+            events: u64::MAX,
+            wakeups: u64::MAX,
+            posts: u64::MAX,
+            stale_events: u64::MAX,
+            read_yields: u64::MAX,
+            accept_yields: u64::MAX,
+            accept_pauses: u64::MAX,
+            accept_sheds: u64::MAX,
+            accept_errors: u64::MAX,
+            refused: u64::MAX,
+            datagrams_in: u64::MAX,
+            datagrams_out: u64::MAX,
+            datagrams_dropped: u64::MAX,
+            handler_panics: u64::MAX,
+            queued_output: usize::MAX,
+            timers: usize::MAX,
+            loop_lag: long,
+            loop_lag_max: long,
+            busy: long,
+            idle: Duration::from_nanos(123_456_789),
+            turn_max: long,
+            turns: Default::default(),
+            post_lag_total: long,
+            post_lag_max: long,
+        };
+        for nanos in [1, 20_000, 1_000_000_001] {
+            for _ in 0..1000 {
+                stats.turns.record(nanos);
+            }
+        }
+        let mut text = String::new();
+        stats.to_prometheus(&mut text);
+        assert!(text.len() < 10 * 1024, "{} bytes", text.len());
+        let mut zero = String::new();
+        Stats::default().to_prometheus(&mut zero);
+        assert!(zero.len() > 5 * 1024, "{} bytes: the bound above is not loose by far", zero.len());
+    }
 }

@@ -18,6 +18,9 @@ use crate::turn_histogram::TurnHistogram;
 /// loop also logs them at debug level every 10 s
 /// (`Config::stats_interval`).
 ///
+/// [`Stats::to_prometheus`] writes them in Prometheus' text format, for a
+/// `/metrics` answer.
+///
 /// Stats of several loops ([`Loops`](crate::Loops)) add up with `+`, `+=`
 /// or [`Iterator::sum`]: counters, gauges, busy and idle time and the turn
 /// histogram are summed; the lags and the longest turn are the worst of the

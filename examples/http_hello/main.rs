@@ -27,14 +27,16 @@
 //! by flow control). Answering and reading resume when its queue falls to a
 //! quarter of the watermark. So a connection holds at most:
 //!
-//! - answers: the watermark plus one answer (less than 200 bytes), since
-//!   answering stops as soon as the queue reaches it;
+//! - answers: the watermark plus one answer (less than 200 bytes; a
+//!   `/metrics` answer, less than 10.2 KiB), since answering stops as soon
+//!   as the queue reaches it;
 //! - requests: one read (16 KiB, the reactor's read buffer here) plus a
 //!   partial head (under 8 KiB), since nothing more is read until those are
 //!   answered. `max_input` is set to exactly that sum, 24 KiB.
 //!
 //! With the defaults, under 88.2 KiB per connection, whatever the client
-//! sends; `max_output` (twice the watermark) is a safety net never reached.
+//! sends, or 98.2 KiB if it asks for `/metrics`; `max_output` (twice the
+//! watermark) is a safety net never reached.
 //!
 //! Run:  cargo run --release --example http_hello -- [ADDR] [--idle-timeout SECS] [--request-timeout SECS]
 //!           [--max-connections N] [--output-high-watermark BYTES]

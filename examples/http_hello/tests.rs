@@ -401,6 +401,7 @@ fn metrics_answers_with_the_loops_stats_in_prometheus_text() {
     assert!(head.ends_with(&format!("\r\nContent-Length: {}", body.len())), "{head}");
     assert!(body.contains("# TYPE reactor_open_connections gauge\nreactor_open_connections 1\n"), "{body}");
     assert!(body.contains("reactor_closed_total{reason=\"peer_closed\"} 0\n"), "{body}");
+    assert!(metrics.len() < 10 * 1024 + 200, "the memory bound counts on it: {} bytes", metrics.len());
     assert_eq!(kit.state(conn), ConnState::Open);
 
     // HEAD: the same head, no body; other methods: 405, as for any path.
