@@ -142,8 +142,8 @@ fn run() -> io::Result<()> {
     match (&args.unix, args.greet_peer) {
         (Some(path), true) => common::serve_unix(path, config, (), options(), || GreetPeer),
         (Some(path), false) => common::serve_unix(path, config, (), options(), || Echo),
-        (None, true) => common::serve(&args.loops, &args.addr, config, || (), options, || GreetPeer),
-        (None, false) => common::serve(&args.loops, &args.addr, config, || (), options, || Echo),
+        (None, true) => common::serve(&args.loops, &args.addr, config, || (), options, || GreetPeer, |_, _| {}),
+        (None, false) => common::serve(&args.loops, &args.addr, config, || (), options, || Echo, |_, _| {}),
     }
 }
 

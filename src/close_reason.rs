@@ -207,6 +207,27 @@ impl CloseReason {
 
     /// How many distinct counters [`CloseReason::index`] uses.
     pub(crate) const COUNT: usize = 16;
+
+    /// Each counter's name, by [`CloseReason::index`]: the `reason` label of
+    /// the Prometheus counter `reactor_closed_total`.
+    pub(crate) const LABELS: [&'static str; CloseReason::COUNT] = [
+        "peer_closed",
+        "reset",
+        "handler",
+        "aborted",
+        "error",
+        "connect_failed",
+        "idle_timeout",
+        "input_too_large",
+        "output_overflow",
+        "shutdown",
+        "handler_panicked",
+        "request_timeout",
+        "send_timeout",
+        "proxy_header_invalid",
+        "proxy_header_timeout",
+        "stream_failed",
+    ];
 }
 
 impl fmt::Display for CloseReason {
@@ -272,5 +293,25 @@ mod tests {
             seen[reason.index()] = true;
         }
         assert!(seen.iter().all(|s| *s));
+        let labels = [
+            "peer_closed",
+            "reset",
+            "handler",
+            "aborted",
+            "error",
+            "connect_failed",
+            "idle_timeout",
+            "input_too_large",
+            "output_overflow",
+            "shutdown",
+            "handler_panicked",
+            "request_timeout",
+            "send_timeout",
+            "proxy_header_invalid",
+            "proxy_header_timeout",
+        ];
+        for (reason, label) in all.into_iter().zip(labels) {
+            assert_eq!(CloseReason::LABELS[reason.index()], label, "{reason}");
+        }
     }
 }

@@ -12,6 +12,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use log::{error, warn};
 use mio::Waker;
@@ -37,7 +38,8 @@ pub(crate) enum Command<S> {
 /// The one structure the handles and the loop share: the queue's sending
 /// end, the waker and the flags.
 pub(crate) struct Mailbox<S> {
-    sender: SyncSender<Command<S>>,
+    /// Each post with the time it was made (for `Stats::post_lag_max`).
+    sender: SyncSender<(Instant, Command<S>)>,
     waker: Waker,
     /// Set by the first poster since the loop last drained; clear means the
     /// next poster must wake the loop.
@@ -188,7 +190,7 @@ impl<S> Handle<S> {
         if self.mailbox.stopped.load(Ordering::Acquire) {
             return Err(PostError::Stopped);
         }
-        match self.mailbox.sender.try_send(command) {
+        match self.mailbox.sender.try_send((Instant::now(), command)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(PostError::Full),
             Err(TrySendError::Disconnected(_)) => return Err(PostError::Stopped),
@@ -210,7 +212,7 @@ impl<S> Handle<S> {
 /// The loop's end of the queue.
 pub(crate) struct Inbox<S> {
     mailbox: Arc<Mailbox<S>>,
-    receiver: Receiver<Command<S>>,
+    receiver: Receiver<(Instant, Command<S>)>,
     capacity: usize,
     /// The last drain stopped at its limit with posts left.
     pub(crate) pending: bool,
@@ -268,10 +270,14 @@ impl<S> Inbox<S> {
         engine.stats_mut().wakeups += 1;
         let shutdowns = self.mailbox.shutdown.swap(0, Ordering::AcqRel).min(2);
         self.pending = true;
+        // The clock is read once per batch, at its first post: each post's
+        // wait is counted to the start of the batch.
+        let mut batch_start = None;
         for _ in 0..self.capacity {
             match self.receiver.try_recv() {
-                Ok(command) => {
-                    engine.stats_mut().posts += 1;
+                Ok((posted, command)) => {
+                    let start = *batch_start.get_or_insert_with(Instant::now);
+                    count_post(engine.stats_mut(), start.saturating_duration_since(posted));
                     run_command(engine, command);
                 }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
@@ -289,6 +295,13 @@ impl<S> Inbox<S> {
             }
         }
     }
+}
+
+/// Counts a post that waited `lag` in the queue.
+fn count_post(stats: &mut crate::Stats, lag: Duration) {
+    stats.posts += 1;
+    stats.post_lag_total += lag;
+    stats.post_lag_max = stats.post_lag_max.max(lag);
 }
 
 /// Carries out one post on the loop's thread.

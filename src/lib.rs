@@ -97,6 +97,7 @@ mod length_framer;
 mod line_framer;
 mod listener;
 mod loops;
+mod prometheus;
 mod proxy_header;
 mod reactor;
 mod shared_addr;
@@ -104,6 +105,7 @@ mod stats;
 mod stream_id;
 pub mod testing;
 mod timers;
+mod turn_histogram;
 
 // The engine and what it stands on: the connection table and state
 // machine (`engine/`), the seams to the OS (`io/`), buffers, and the small
@@ -138,6 +140,7 @@ pub use crate::shared_addr::SharedAddr;
 pub use crate::stats::Stats;
 pub use crate::stream_id::StreamId;
 pub use crate::timers::{LoopTimerId, TimerId};
+pub use crate::turn_histogram::TurnHistogram;
 
 /// The `socket2` crate, re-exported for [`ListenOptions::on_accept`] hooks.
 pub use socket2;

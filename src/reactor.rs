@@ -403,10 +403,7 @@ impl<S: 'static> Reactor<S> {
             self.inbox.set_stopped();
             return Err(io::Error::other("the reactor has stopped"));
         }
-        let mut timeout = self.engine.poll_timeout(timeout);
-        if self.inbox.pending {
-            timeout = Some(Duration::ZERO);
-        }
+        let timeout = self.engine.before_poll(timeout, self.inbox.pending);
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             // A signal arrived during the wait; it is not an error, and the
@@ -414,8 +411,7 @@ impl<S: 'static> Reactor<S> {
             Err(err) if err.kind() == io::ErrorKind::Interrupted => self.events.clear(),
             Err(err) => return Err(err),
         }
-        self.engine.refresh_now();
-        self.engine.stats_mut().polls += 1;
+        self.engine.after_poll();
         let (mut woken, mut signalled) = (self.inbox.pending, false);
         for event in self.events.iter() {
             self.engine.stats_mut().events += 1;

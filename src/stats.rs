@@ -6,6 +6,7 @@ use std::ops::{Add, AddAssign};
 use std::time::Duration;
 
 use crate::close_reason::CloseReason;
+use crate::turn_histogram::TurnHistogram;
 
 /// Counters and gauges of one reactor, read with
 /// [`Reactor::stats`](crate::Reactor::stats) or
@@ -17,9 +18,46 @@ use crate::close_reason::CloseReason;
 /// loop also logs them at debug level every 10 s
 /// (`Config::stats_interval`).
 ///
+/// [`Stats::to_prometheus`] writes them in Prometheus' text format, for a
+/// `/metrics` answer.
+///
 /// Stats of several loops ([`Loops`](crate::Loops)) add up with `+`, `+=`
-/// or [`Iterator::sum`]: counters and gauges are summed, and the two lags
-/// are the worst of the loops'.
+/// or [`Iterator::sum`]: counters, gauges, busy and idle time and the turn
+/// histogram are summed; the lags and the longest turn are the worst of the
+/// loops'. The [`utilization`](Stats::utilization) of a sum is then the
+/// loops' busy time over their time in all: their mean utilization,
+/// weighted by how long each ran (times the number of loops, the cores'
+/// worth of work they did).
+///
+/// # How the loop's time is measured
+///
+/// The loop reads the clock once when `poll` returns (every callback sees
+/// that reading as `now`) and once before a `poll` that may wait (to
+/// compute its timeout); these two readings, which it takes anyway, are
+/// all the figures below use: no clock is read per event or per callback.
+///
+/// - [`idle`](Stats::idle): time spent in a `poll` that could wait;
+///   [`busy`](Stats::busy): all the rest since the first `poll` returned
+///   (handling events, the ready queue, posts, timers, and `poll`s given no
+///   time to wait because work was pending). For an embedder that calls
+///   [`Reactor::turn`](crate::Reactor::turn) itself, the time between its
+///   calls counts as busy.
+/// - A *turn* is the work between two polls, from one `poll`'s return to
+///   the next `poll` (included when it had no time to wait); every turn
+///   goes into [`turns`](Stats::turns) and [`turn_max`](Stats::turn_max),
+///   and their sum is `busy`.
+/// - Event lag: an event waits from `poll`'s return until its callback
+///   runs, at most its turn's duration; an event that became ready while
+///   the loop was busy also waited for the rest of that turn before a
+///   `poll` saw it. So the worst lag of any event, from readiness to
+///   callback, is under two `turn_max`. The time the kernel held an event
+///   before a waiting `poll` returned is unknown to the loop (and short).
+/// - Posts through a [`Handle`](crate::Handle) carry the time they were
+///   made; the loop reads the clock once per batch of posts it runs, so
+///   [`post_lag_max`](Stats::post_lag_max) is from post to the start of
+///   its batch.
+/// - Timers: [`loop_lag`](Stats::loop_lag) is how late one fired against
+///   its deadline, as of its turn's `poll` return.
 ///
 /// # Examples
 ///
@@ -68,7 +106,7 @@ pub struct Stats {
     pub open: usize,
     /// Connections closed, all reasons together.
     pub closed: u64,
-    closed_by_reason: [u64; CloseReason::COUNT],
+    pub(crate) closed_by_reason: [u64; CloseReason::COUNT],
     /// Bytes read from connections.
     pub bytes_in: u64,
     /// Bytes written to connections.
@@ -132,10 +170,28 @@ pub struct Stats {
     pub queued_output: usize,
     /// Live timers now (gauge), the loop's own included.
     pub timers: usize,
-    /// How late the last timer fired, against its deadline.
+    /// How late the last timer fired, against its deadline (as of the
+    /// `poll` return of its turn).
     pub loop_lag: Duration,
     /// The worst such lateness so far.
     pub loop_lag_max: Duration,
+    /// Time the loop spent working: everything but waiting in `poll` (see
+    /// [How the loop's time is measured](Stats#how-the-loops-time-is-measured)).
+    pub busy: Duration,
+    /// Time the loop spent waiting in `poll`.
+    pub idle: Duration,
+    /// The longest turn: the most time from a `poll`'s return to the next
+    /// `poll`, which bounds the wait of any event of that turn from
+    /// `poll`'s return to its callback.
+    pub turn_max: Duration,
+    /// How long the turns took, in fixed buckets.
+    pub turns: TurnHistogram,
+    /// Time posts through a [`Handle`](crate::Handle) waited, from the post
+    /// to the start of the batch that ran them, over all posts (divided by
+    /// [`posts`](Stats::posts): their mean wait).
+    pub post_lag_total: Duration,
+    /// The longest such wait of one post.
+    pub post_lag_max: Duration,
 }
 
 impl Stats {
@@ -146,9 +202,64 @@ impl Stats {
         self.closed_by_reason[reason.index()]
     }
 
+    /// Closes for the reason of index `index` ([`CloseReason::LABELS`]).
+    pub(crate) fn closed_by_reason_at(&self, index: usize) -> u64 {
+        self.closed_by_reason[index]
+    }
+
+    /// The share of time the loop spent working rather than waiting in
+    /// `poll`, from 0 to 1, since it started: `busy / (busy + idle)`. 0
+    /// before the first turn. For a window, see
+    /// [`Stats::utilization_since`].
+    pub fn utilization(&self) -> f64 {
+        ratio(self.busy, self.busy + self.idle)
+    }
+
+    /// The utilization between an earlier snapshot of the same loop (or
+    /// sum of loops) and this one: what the loop's periodic stats line
+    /// shows for its interval.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reactor_loop::Stats;
+    ///
+    /// let mut earlier = Stats::default();
+    /// earlier.busy = Duration::from_secs(1);
+    /// earlier.idle = Duration::from_secs(9);
+    /// let mut now = earlier.clone();
+    /// now.busy += Duration::from_secs(3);
+    /// now.idle += Duration::from_secs(1);
+    /// assert_eq!(now.utilization_since(&earlier), 0.75);
+    /// assert_eq!(now.utilization(), 4.0 / 14.0);
+    /// ```
+    pub fn utilization_since(&self, earlier: &Stats) -> f64 {
+        let busy = self.busy.saturating_sub(earlier.busy);
+        ratio(busy, busy + self.idle.saturating_sub(earlier.idle))
+    }
+
+    /// Counts a turn that took `took` (the loop keeps its own tally, in
+    /// `engine/loop_time.rs`).
+    #[cfg(test)]
+    pub(crate) fn count_turn(&mut self, took: Duration) {
+        self.busy += took;
+        self.turn_max = self.turn_max.max(took);
+        self.turns.record(took.as_nanos() as u64);
+    }
+
     pub(crate) fn count_close(&mut self, reason: CloseReason) {
         self.closed += 1;
         self.closed_by_reason[reason.index()] += 1;
+    }
+}
+
+/// `part / whole`, 0 for an empty whole.
+fn ratio(part: Duration, whole: Duration) -> f64 {
+    if whole.is_zero() {
+        0.0
+    } else {
+        part.as_secs_f64() / whole.as_secs_f64()
     }
 }
 
@@ -193,6 +304,12 @@ impl AddAssign<&Stats> for Stats {
             timers,
             loop_lag,
             loop_lag_max,
+            busy,
+            idle,
+            turn_max,
+            turns,
+            post_lag_total,
+            post_lag_max,
         } = other;
         self.accepted += accepted;
         self.adopted += adopted;
@@ -232,6 +349,12 @@ impl AddAssign<&Stats> for Stats {
         self.timers += timers;
         self.loop_lag = self.loop_lag.max(*loop_lag);
         self.loop_lag_max = self.loop_lag_max.max(*loop_lag_max);
+        self.busy += *busy;
+        self.idle += *idle;
+        self.turn_max = self.turn_max.max(*turn_max);
+        self.turns.add(turns);
+        self.post_lag_total += *post_lag_total;
+        self.post_lag_max = self.post_lag_max.max(*post_lag_max);
     }
 }
 
@@ -272,7 +395,8 @@ impl fmt::Display for Stats {
             "open {} accepted {} closed {} refused {} adopted {} accept errors {} pauses {} sheds {} in {} B out {} B \
              (sendfile {} B) \
              reads {} writes {} polls {} events {} stale {} yields {} queued {} B timers {} lag {:?} (max {:?}) \
-             datagrams in {} out {} dropped {} blocking jobs {} refused {} panics {} orphaned {}",
+             datagrams in {} out {} dropped {} blocking jobs {} refused {} panics {} orphaned {} \
+             busy {:?} idle {:?} utilization {:.1}% turn max {:?} posts {} post lag max {:?}",
             self.open,
             self.accepted,
             self.closed,
@@ -301,6 +425,12 @@ impl fmt::Display for Stats {
             self.blocking_refused,
             self.blocking_panics,
             self.blocking_orphaned,
+            self.busy,
+            self.idle,
+            self.utilization() * 100.0,
+            self.turn_max,
+            self.posts,
+            self.post_lag_max,
         )
     }
 }
@@ -333,5 +463,27 @@ mod tests {
         assert_eq!(sum.loop_lag_max, Duration::from_millis(5));
         assert_eq!(a.clone() + b.clone(), sum);
         assert_eq!(vec![a, b].into_iter().sum::<Stats>(), sum);
+    }
+
+    #[test]
+    fn loop_time_adds_up_maxima_take_the_worst_and_utilization_is_the_weighted_mean() {
+        let ms = Duration::from_millis;
+        let mut a = Stats { idle: ms(900), post_lag_total: ms(4), post_lag_max: ms(3), posts: 2, ..Stats::default() };
+        a.count_turn(ms(60));
+        a.count_turn(ms(40));
+        let mut b = Stats { idle: ms(100), post_lag_total: ms(1), post_lag_max: ms(1), posts: 1, ..Stats::default() };
+        b.count_turn(ms(900));
+        assert_eq!((a.busy, a.turn_max, a.turns.count()), (ms(100), ms(60), 2));
+        assert_eq!(a.utilization(), 0.1);
+        assert_eq!(b.utilization(), 0.9);
+        let sum = a + b;
+        assert_eq!((sum.busy, sum.idle), (ms(1000), ms(1000)));
+        assert_eq!(sum.turn_max, ms(900));
+        assert_eq!(sum.turns.count(), 3);
+        assert_eq!((sum.post_lag_total, sum.post_lag_max, sum.posts), (ms(5), ms(3), 3));
+        // Two loops that each ran a second, one 10 % busy, one 90 %: half.
+        assert_eq!(sum.utilization(), 0.5);
+        assert_eq!(Stats::default().utilization(), 0.0);
+        assert_eq!(sum.utilization_since(&sum), 0.0);
     }
 }

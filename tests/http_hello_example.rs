@@ -409,3 +409,67 @@ fn past_max_connections_a_client_gets_503_and_the_close() {
     first.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     expect_response(&mut first, &ok(""));
 }
+
+/// `GET /metrics` on `stream` with `Connection: close`: the body, after
+/// checking the head.
+fn get_metrics(stream: &mut TcpStream) -> String {
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+    let answer = String::from_utf8(read_to_end(stream).unwrap()).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no head in {answer:?}"));
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"), "{head}");
+    assert!(head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())), "{head}");
+    body.to_string()
+}
+
+/// The value of the sample `series` in a Prometheus text body.
+fn sample(body: &str, series: &str) -> f64 {
+    let line = body
+        .lines()
+        .find(|line| line.strip_prefix(series).is_some_and(|rest| rest.starts_with(' ')))
+        .unwrap_or_else(|| panic!("no {series} in\n{body}"));
+    line[series.len() + 1..].parse().unwrap()
+}
+
+#[test]
+fn metrics_serves_the_loops_stats_in_prometheus_text() {
+    let server = start();
+    let mut first = connect(server.addr());
+    first.write_all(GET.as_bytes()).unwrap();
+    expect_response(&mut first, &ok(""));
+    let mut client = connect(server.addr());
+    let body = get_metrics(&mut client);
+    // Both clients are open and counted; the first one's answer was sent.
+    assert_eq!(sample(&body, "reactor_open_connections"), 2.0, "{body}");
+    assert_eq!(sample(&body, "reactor_accepted_total"), 2.0, "{body}");
+    assert!(sample(&body, "reactor_sent_bytes_total") >= ok("").len() as f64, "{body}");
+    assert_eq!(sample(&body, "reactor_closed_total{reason=\"peer_closed\"}"), 0.0);
+    assert!(body.contains("# TYPE reactor_turn_seconds histogram\n"), "{body}");
+    assert!(sample(&body, "reactor_utilization") < 1.0);
+    // GET and HEAD only.
+    first.write_all(b"DELETE /metrics HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    expect_response(&mut first, &not_allowed());
+}
+
+#[test]
+fn metrics_with_two_loops_is_the_sum_over_both() {
+    // Hand-off gives each new connection to the loop with fewest open, so
+    // four held open are two per loop: one loop's stats alone would show
+    // three connections with the one asking, the sum five.
+    let server = Example::start("http_hello", &["127.0.0.1:0", "--threads", "2", "--balance", "hand-off"], 1);
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut client = connect(server.addr());
+        client.write_all(GET.as_bytes()).unwrap();
+        expect_response(&mut client, &ok(""));
+        held.push(client);
+    }
+    // The other loop's figures are the ones it published last (every
+    // second): ask until they include its two connections.
+    let body = util::wait_for("both loops' connections", || {
+        let body = get_metrics(&mut connect(server.addr()));
+        (sample(&body, "reactor_open_connections") == 5.0).then_some(body)
+    });
+    assert!(sample(&body, "reactor_adopted_total") >= 5.0, "{body}");
+    drop(held);
+}

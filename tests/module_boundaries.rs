@@ -24,6 +24,8 @@ fn below_the_api() -> Vec<std::path::PathBuf> {
         "timers.rs",
         "config.rs",
         "stats.rs",
+        "turn_histogram.rs",
+        "prometheus.rs",
         "close_reason.rs",
         "conn_id.rs",
         "error.rs",

@@ -72,6 +72,11 @@ fn counters_follow_the_traffic_and_are_logged_periodically() {
     for counter in ["refused 0", "accept errors 0", "pauses 0", "sheds 0"] {
         assert!(logged.1.contains(counter), "{counter:?} in {}", logged.1);
     }
+    // And where the loop's time went: in all, and since the last line.
+    for figure in ["busy ", "idle ", "utilization ", "turn max ", "post lag max ", "; utilization since the last line "]
+    {
+        assert!(logged.1.contains(figure), "{figure:?} in {}", logged.1);
+    }
     // And the connection's close line carries the reason and byte counts.
     let closes: Vec<String> =
         LINES.lock().unwrap().iter().filter(|(_, line)| line.contains(" closed: ")).map(|(_, l)| l.clone()).collect();

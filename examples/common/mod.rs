@@ -128,7 +128,8 @@ impl LoopArgs {
 /// Serves `addr` until a signal stops it: with one loop, one reactor with
 /// `config`, `state()` and a listener with `options()` making handlers with
 /// `factory`; with N, N such reactors spread as `--balance` says, each
-/// with its own state. Logs each loop's connections when they stop.
+/// with its own state. `setup(reactor, index)` runs on each reactor (loop
+/// `index`) before it listens. Logs each loop's connections when they stop.
 pub fn serve<S: 'static, H: Handler<S> + 'static>(
     loops: &LoopArgs,
     addr: &str,
@@ -136,10 +137,12 @@ pub fn serve<S: 'static, H: Handler<S> + 'static>(
     state: impl Fn() -> S + Send + Sync + 'static,
     options: impl Fn() -> ListenOptions + Send + Sync + 'static,
     factory: fn() -> H,
+    setup: impl Fn(&mut Reactor<S>, usize) + Send + Sync + 'static,
 ) -> io::Result<()> {
     let threads = loops.threads as usize;
     if threads == 1 {
         let mut reactor = Reactor::with_config(config, state())?;
+        setup(&mut reactor, 0);
         reactor.listen_with(addr, options(), factory)?;
         reactor.handle_signals()?;
         reactor.run()?;
@@ -147,13 +150,17 @@ pub fn serve<S: 'static, H: Handler<S> + 'static>(
         return Ok(());
     }
     let backlog = config.listen_backlog;
-    let make = move || Reactor::with_config(config.clone(), state());
+    let make = move |index| {
+        let mut reactor = Reactor::with_config(config.clone(), state())?;
+        setup(&mut reactor, index);
+        Ok::<_, io::Error>(reactor)
+    };
     let built = match loops.balance {
         Balance::Reuseport | Balance::Cpu => {
             let shared = SharedAddr::bind(addr)?;
             let balance = loops.balance;
             Loops::new(move |index| {
-                let mut reactor = make()?;
+                let mut reactor = make(index)?;
                 // The CPU program goes on the group once, with the first
                 // loop's listener; the others join the group after it.
                 let options = match balance {
@@ -167,7 +174,7 @@ pub fn serve<S: 'static, H: Handler<S> + 'static>(
         Balance::HandOff => {
             let listener = hand_off_listener(addr, backlog)?;
             log::info!("listening on {} (hand-off to {threads} loops)", listener.local_addr()?);
-            Loops::new(move |_index| make()).hand_off(listener, move |_index| factory())
+            Loops::new(make).hand_off(listener, move |_index| factory())
         }
     };
     let stats = built.threads(threads).pin_to_cores(loops.pin).handle_signals(true).run()?;

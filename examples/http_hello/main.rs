@@ -1,6 +1,7 @@
 //! HTTP "Hello, World", as real HTTP/1.1.
 //!
-//! `GET` and `HEAD` get `200` with `Hello, World`; connections stay open
+//! `GET` and `HEAD` get `200` with `Hello, World` (and `/metrics` the
+//! loops' stats in Prometheus' text format: `metrics.rs`); connections stay open
 //! (HTTP/1.1 by default, HTTP/1.0 with `Connection: keep-alive`); pipelined
 //! requests are answered in order, all the answers to one read in one write
 //! (up to `--output-high-watermark` of them);
@@ -26,14 +27,16 @@
 //! by flow control). Answering and reading resume when its queue falls to a
 //! quarter of the watermark. So a connection holds at most:
 //!
-//! - answers: the watermark plus one answer (less than 200 bytes), since
-//!   answering stops as soon as the queue reaches it;
+//! - answers: the watermark plus one answer (less than 200 bytes; a
+//!   `/metrics` answer, less than 10.2 KiB), since answering stops as soon
+//!   as the queue reaches it;
 //! - requests: one read (16 KiB, the reactor's read buffer here) plus a
 //!   partial head (under 8 KiB), since nothing more is read until those are
 //!   answered. `max_input` is set to exactly that sum, 24 KiB.
 //!
 //! With the defaults, under 88.2 KiB per connection, whatever the client
-//! sends; `max_output` (twice the watermark) is a safety net never reached.
+//! sends, or 98.2 KiB if it asks for `/metrics`; `max_output` (twice the
+//! watermark) is a safety net never reached.
 //!
 //! Run:  cargo run --release --example http_hello -- [ADDR] [--idle-timeout SECS] [--request-timeout SECS]
 //!           [--max-connections N] [--output-high-watermark BYTES]
@@ -43,12 +46,14 @@
 //!       listener on the address, its own date cache and an equal share of
 //!       `--max-connections` (docs/SCALING.md).
 //! Try:  curl -i http://127.0.0.1:8080/
+//!       curl http://127.0.0.1:8080/metrics
 //!       wrk -t1 -c100 -d10s http://127.0.0.1:8080/
 //! Logs: RUST_LOG=debug shows refused requests and each connection's close line.
 
 #[path = "../common/mod.rs"]
 mod common;
 mod date;
+mod metrics;
 mod request;
 mod response;
 #[cfg(test)]
@@ -60,7 +65,7 @@ use std::time::Duration;
 use clap::Parser;
 use reactor_loop::{Config, Context, Handler, ListenOptions, TimerId};
 
-use crate::date::DateCache;
+use crate::metrics::{Board, Shared};
 use crate::request::{HeadScan, Method, Parsed, Persistence, MAX_HEAD};
 
 /// The reactor's read buffer: the most input one read hands over. It bounds
@@ -144,14 +149,14 @@ impl HelloHttp {
     }
 }
 
-impl Handler<DateCache> for HelloHttp {
-    fn on_open(&mut self, ctx: &mut Context<'_, DateCache>) {
+impl Handler<Shared> for HelloHttp {
+    fn on_open(&mut self, ctx: &mut Context<'_, Shared>) {
         if let Some(timeout) = ctx.config().request_timeout {
             self.first_byte = Some(ctx.set_timer(timeout));
         }
     }
 
-    fn on_timer(&mut self, ctx: &mut Context<'_, DateCache>, timer: TimerId) {
+    fn on_timer(&mut self, ctx: &mut Context<'_, Shared>, timer: TimerId) {
         if self.first_byte == Some(timer) {
             log::debug!("conn {}: nothing sent within the request timeout; closing", ctx.id());
             ctx.close();
@@ -162,17 +167,17 @@ impl Handler<DateCache> for HelloHttp {
     /// answers to one read go out in one write; a partial head stays
     /// unconsumed and is offered again with the next read. Stops at the
     /// output high watermark (see the module comment).
-    fn on_input(&mut self, ctx: &mut Context<'_, DateCache>, input: &[u8]) -> usize {
+    fn on_input(&mut self, ctx: &mut Context<'_, Shared>, input: &[u8]) -> usize {
         if let Some(timer) = self.first_byte.take() {
             ctx.cancel_timer(timer);
         }
         let high = ctx.config().output_high_watermark;
         let now = ctx.now();
-        if ctx.shared().is_stale(now) {
+        if ctx.shared().date.is_stale(now) {
             let wall = ctx.wall_time();
-            ctx.shared().refresh(now, wall);
+            ctx.shared().date.refresh(now, wall);
         }
-        let date = ctx.shared().line();
+        let date = ctx.shared().date.line();
         let mut at = 0;
         loop {
             if let State::Body { remaining } = &mut self.state {
@@ -198,9 +203,13 @@ impl Handler<DateCache> for HelloHttp {
             match self.head.parse(&input[at..]) {
                 Parsed::Partial => return at,
                 Parsed::Request(head) => {
-                    let reply =
-                        if head.method == Method::Other { &response::METHOD_NOT_ALLOWED } else { &response::OK };
-                    response::write(ctx, &date, reply, head.persistence, head.method == Method::Head);
+                    if head.metrics && head.method != Method::Other {
+                        metrics::answer(ctx, &date, head.persistence, head.method == Method::Head);
+                    } else {
+                        let reply =
+                            if head.method == Method::Other { &response::METHOD_NOT_ALLOWED } else { &response::OK };
+                        response::write(ctx, &date, reply, head.persistence, head.method == Method::Head);
+                    }
                     if head.persistence == Persistence::Close {
                         ctx.close();
                         return input.len();
@@ -222,7 +231,7 @@ impl Handler<DateCache> for HelloHttp {
 
     /// The answers have drained to the low watermark: the requests kept
     /// unanswered are offered again, and reading resumes.
-    fn on_drained(&mut self, ctx: &mut Context<'_, DateCache>) {
+    fn on_drained(&mut self, ctx: &mut Context<'_, Shared>) {
         ctx.resume_reading();
     }
 }
@@ -243,12 +252,15 @@ fn run() -> io::Result<()> {
         max_connections: args.loops.per_loop(args.max_connections as usize),
         ..config(seconds(args.idle_timeout), args.output_high_watermark as usize)
     };
+    let threads = args.loops.threads as usize;
+    let board = (threads > 1).then(|| Board::new(threads));
     common::serve(
         &args.loops,
         &args.addr,
         config,
-        DateCache::new,
+        move || Shared::new(board.clone()),
         || ListenOptions::new().refusal(FULL),
         HelloHttp::new,
+        metrics::setup,
     )
 }

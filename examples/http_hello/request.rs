@@ -48,6 +48,8 @@ pub struct Head {
     /// Bytes of body that follow the head (`Content-Length`), to be skipped
     /// so that the next pipelined request is found where it starts.
     pub body: u64,
+    /// The target is `/metrics`.
+    pub metrics: bool,
 }
 
 /// Why a request is refused. Each refusal closes the connection after its
@@ -268,7 +270,8 @@ pub fn parse(input: &[u8]) -> Parsed {
         (false, false, true) => Persistence::KeepAlive10,
         (false, false, false) => Persistence::Close,
     };
-    Parsed::Request(Head { len, method, persistence, body })
+    let metrics = request.path == Some("/metrics");
+    Parsed::Request(Head { len, method, persistence, body, metrics })
 }
 
 /// A `Content-Length` value: decimal digits only, no sign, no overflow.

@@ -58,7 +58,7 @@ impl Refusal {
 
 impl Persistence {
     /// The `Connection` field, if any, and the blank line that ends the head.
-    fn end_of_head(self) -> &'static [u8] {
+    pub fn end_of_head(self) -> &'static [u8] {
         match self {
             Persistence::KeepAlive => b"\r\n",
             Persistence::KeepAlive10 => b"Connection: keep-alive\r\n\r\n",

@@ -8,7 +8,7 @@ use std::time::Duration;
 use reactor_loop::testing::{assert_split_invariant_with, ConnState, SplitOptions, TestKit};
 use reactor_loop::{CloseReason, Config};
 
-use crate::date::DateCache;
+use crate::metrics::Shared;
 use crate::request::{LOOKED_AT, MAX_HEAD, MAX_HEADERS};
 use crate::response::{Reply, BAD_REQUEST, HEAD_TOO_LARGE, LENGTH_REQUIRED, METHOD_NOT_ALLOWED, OK};
 use crate::{HelloHttp, READ_BUFFER};
@@ -23,8 +23,8 @@ fn config() -> Config {
 
 /// The loop-wide state of a test: the test kit's wall clock starts at
 /// 2026-01-01T00:00:00Z, so every response carries that date.
-fn dates() -> DateCache {
-    DateCache::new()
+fn dates() -> Shared {
+    Shared::new(None)
 }
 
 /// The exact bytes of a response, written out independently of `response.rs`.
@@ -375,7 +375,7 @@ fn a_connection_that_sends_nothing_is_closed_at_the_request_timeout_not_the_idle
         idle_timeout: Some(Duration::from_secs(60)),
         ..config()
     };
-    let mut kit = TestKit::with_config(config, DateCache::new());
+    let mut kit = TestKit::with_config(config, dates());
     let silent = kit.open(HelloHttp::new());
     let talker = kit.open(HelloHttp::new());
     kit.advance(Duration::from_secs(5));
@@ -386,4 +386,28 @@ fn a_connection_that_sends_nothing_is_closed_at_the_request_timeout_not_the_idle
     // A client that has sent a request is idle-timed from then on.
     kit.advance(Duration::from_secs(40));
     assert_eq!(kit.state(talker), ConnState::Open);
+}
+
+#[test]
+fn metrics_answers_with_the_loops_stats_in_prometheus_text() {
+    let mut kit = TestKit::with_config(config(), dates());
+    let conn = kit.open(HelloHttp::new());
+    kit.send(conn, b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /metrics HTTP/1.1\r\nHost: a\r\n\r\n");
+    let text = kit.received_text(conn);
+    let metrics = text.strip_prefix(ok("").as_str()).expect("the hello answer first");
+    let (head, body) = metrics.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"), "{head}");
+    assert!(head.ends_with(&format!("\r\nContent-Length: {}", body.len())), "{head}");
+    assert!(body.contains("# TYPE reactor_open_connections gauge\nreactor_open_connections 1\n"), "{body}");
+    assert!(body.contains("reactor_closed_total{reason=\"peer_closed\"} 0\n"), "{body}");
+    assert!(metrics.len() < 10 * 1024 + 200, "the memory bound counts on it: {} bytes", metrics.len());
+    assert_eq!(kit.state(conn), ConnState::Open);
+
+    // HEAD: the same head, no body; other methods: 405, as for any path.
+    kit.send(conn, b"HEAD /metrics HTTP/1.1\r\nHost: a\r\n\r\n");
+    let head = kit.received_text(conn);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"), "{head}");
+    kit.send(conn, b"POST /metrics HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(kit.received_text(conn), not_allowed(""));
 }

@@ -26,6 +26,7 @@
 //! | `accept.rs` | listeners, the accept budget, connection limits, descriptor exhaustion |
 //! | `udp.rs` | datagram sockets |
 //! | `loop_timers.rs` | the embedder's loop-wide timers |
+//! | `loop_time.rs` | the poll's timeout; busy and idle time, turns |
 //! | `shutdown.rs` | graceful and forced shutdown |
 //! | `access.rs` | read-only views for the reactor and the test kit |
 //!
@@ -44,6 +45,7 @@ mod close;
 mod connection;
 mod deadlines;
 mod driver;
+mod loop_time;
 mod loop_timers;
 mod open;
 mod proxy;
@@ -56,9 +58,9 @@ mod write;
 use std::any::Any;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use log::{debug, error};
+use log::error;
 use mio::Registry;
 use slab::Slab;
 
@@ -81,6 +83,7 @@ pub(crate) use self::write::OutputOf;
 
 use self::accept::Listener;
 use self::connection::Connection;
+use self::loop_time::LoopTime;
 use self::udp::DatagramSocket;
 
 /// A listener or a datagram socket: a source of events that is not a
@@ -157,6 +160,8 @@ pub(crate) struct Engine<S> {
     clock: Clock,
     /// The clock's reading at the start of this turn.
     now: Instant,
+    /// Where the loop's time went (`loop_time.rs`).
+    time: LoopTime,
     /// The one buffer every read goes into (`Config::read_buffer_size`); its
     /// length is its capacity.
     read_buffer: Vec<u8>,
@@ -216,6 +221,7 @@ impl<S> Engine<S> {
             registry,
             clock,
             now,
+            time: LoopTime::new(),
             pool: BufferPool::new(),
             ready: VecDeque::new(),
             dirty: Vec::new(),
@@ -425,20 +431,6 @@ impl<S> Engine<S> {
         }
     }
 
-    /// How long the next poll may block: not at all with work pending,
-    /// otherwise until the earliest timer or `limit`, whichever is sooner.
-    pub(crate) fn poll_timeout(&self, limit: Option<Duration>) -> Option<Duration> {
-        if !self.ready.is_empty() || !self.dirty.is_empty() || !self.notes.is_empty() || self.shutdown_pending {
-            return Some(Duration::ZERO);
-        }
-        let until_timer =
-            self.timers.next_deadline().map(|deadline| deadline.saturating_duration_since(self.clock.now()));
-        match (until_timer, limit) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
     /// Fires every timer due now, in deadline order.
     pub(crate) fn fire_timers(&mut self) {
         let mark = self.timers.mark();
@@ -466,7 +458,7 @@ impl<S> Engine<S> {
                 TimerTarget::Loop(index) => self.fire_loop_timer(index, timer),
                 TimerTarget::ResumeAccept(key) => self.resume_accepting(key),
                 TimerTarget::ShutdownDeadline => self.shutdown_deadline(),
-                TimerTarget::StatsLog => debug!("stats: {}", self.stats_snapshot()),
+                TimerTarget::StatsLog => self.log_stats(),
             }
         }
     }
@@ -513,6 +505,7 @@ impl<S> Engine<S> {
         let mut stats = self.stats.clone();
         stats.open = self.conns.len();
         stats.timers = self.timers.len();
+        self.time.fill(&mut stats);
         stats
     }
 }
