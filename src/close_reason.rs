@@ -107,6 +107,23 @@ pub enum CloseReason {
     /// trickled. As for `ProxyHeaderInvalid`, its handler never heard of it
     /// and the socket is closed at once.
     ProxyHeaderTimeout,
+    /// A TLS connection (`tls::Tls`, with the `tls` feature)
+    /// failed its handshake: the peer sent something that is not TLS, or
+    /// TLS that this side refuses (no common version or cipher suite, a
+    /// certificate not trusted). The error is logged at debug level; the
+    /// alert rustls queued is flushed before the close. The inner handler
+    /// never heard of the connection (`on_open` waits for the handshake).
+    TlsHandshakeFailed,
+    /// A TLS connection did not complete its handshake within the
+    /// adapter's handshake timeout (`tls::TlsAcceptor::handshake_timeout`),
+    /// however it trickled. As for `TlsHandshakeFailed`, the inner handler
+    /// never heard of it; the socket is closed at once.
+    TlsHandshakeTimeout,
+    /// A TLS connection broke the protocol after its handshake (a record
+    /// that fails to decrypt, an unexpected message, a fatal alert from the
+    /// peer). The error is logged at debug level; the alert rustls queued is
+    /// flushed before the close.
+    TlsError,
 }
 
 /// How the socket is treated once a reason is decided.
@@ -133,13 +150,16 @@ impl CloseReason {
             | CloseReason::RequestTimeout
             | CloseReason::InputTooLarge
             | CloseReason::Shutdown
-            | CloseReason::HandlerPanicked => CloseMode::Graceful,
+            | CloseReason::HandlerPanicked
+            | CloseReason::TlsHandshakeFailed
+            | CloseReason::TlsError => CloseMode::Graceful,
             CloseReason::Aborted | CloseReason::OutputOverflow | CloseReason::SendTimeout => CloseMode::Abort,
             CloseReason::Reset
             | CloseReason::Error(_)
             | CloseReason::ConnectFailed(_)
             | CloseReason::ProxyHeaderInvalid(_)
-            | CloseReason::ProxyHeaderTimeout => CloseMode::Drop,
+            | CloseReason::ProxyHeaderTimeout
+            | CloseReason::TlsHandshakeTimeout => CloseMode::Drop,
         }
     }
 
@@ -167,6 +187,9 @@ impl CloseReason {
                 | CloseReason::HandlerPanicked
                 | CloseReason::ProxyHeaderInvalid(_)
                 | CloseReason::ProxyHeaderTimeout
+                | CloseReason::TlsHandshakeFailed
+                | CloseReason::TlsHandshakeTimeout
+                | CloseReason::TlsError
         )
     }
 
@@ -188,11 +211,14 @@ impl CloseReason {
             CloseReason::SendTimeout => 12,
             CloseReason::ProxyHeaderInvalid(_) => 13,
             CloseReason::ProxyHeaderTimeout => 14,
+            CloseReason::TlsHandshakeFailed => 15,
+            CloseReason::TlsHandshakeTimeout => 16,
+            CloseReason::TlsError => 17,
         }
     }
 
     /// How many distinct counters [`CloseReason::index`] uses.
-    pub(crate) const COUNT: usize = 15;
+    pub(crate) const COUNT: usize = 18;
 }
 
 impl fmt::Display for CloseReason {
@@ -213,6 +239,9 @@ impl fmt::Display for CloseReason {
             CloseReason::HandlerPanicked => f.write_str("handler panicked"),
             CloseReason::ProxyHeaderInvalid(err) => write!(f, "invalid PROXY header: {err}"),
             CloseReason::ProxyHeaderTimeout => f.write_str("no complete PROXY header in time"),
+            CloseReason::TlsHandshakeFailed => f.write_str("TLS handshake failed"),
+            CloseReason::TlsHandshakeTimeout => f.write_str("no complete TLS handshake in time"),
+            CloseReason::TlsError => f.write_str("TLS protocol error"),
         }
     }
 }
@@ -249,6 +278,9 @@ mod tests {
             CloseReason::SendTimeout,
             CloseReason::ProxyHeaderInvalid(ProxyHeaderError::BadSignature),
             CloseReason::ProxyHeaderTimeout,
+            CloseReason::TlsHandshakeFailed,
+            CloseReason::TlsHandshakeTimeout,
+            CloseReason::TlsError,
         ];
         let mut seen = [false; CloseReason::COUNT];
         for reason in all {

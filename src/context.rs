@@ -339,6 +339,13 @@ impl<'a, S> Context<'a, S> {
         self.base.engine
     }
 
+    /// The engine and this connection's slot, for a connection adapter in
+    /// this crate (TLS) that works below the handler's view.
+    #[cfg(feature = "tls")]
+    pub(crate) fn engine_and_key(&mut self) -> (&mut Engine<S>, usize) {
+        (self.base.engine, self.key)
+    }
+
     /// This connection's id, to hand to others (a member list, a worker).
     pub fn id(&self) -> ConnId {
         self.id

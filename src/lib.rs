@@ -90,6 +90,8 @@ mod shared_addr;
 mod stats;
 pub mod testing;
 mod timers;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 // The engine and what it stands on: the connection table and state
 // machine (`engine/`), the seams to the OS (`io/`), buffers, and the small

@@ -192,6 +192,12 @@ pub(super) struct Connection<S> {
     pub(super) early_notes: Vec<(Box<dyn std::any::Any + Send>, Option<Report>)>,
     /// The listener that accepted it, whose own connection count it holds.
     pub(super) listener: Option<usize>,
+    /// Its handler transforms what it writes (a TLS adapter): writes by id
+    /// from elsewhere reach it as notes (`SealedWrite`), never the queue.
+    pub(super) sealed: bool,
+    /// Its handler holds input of its own (a TLS adapter's plaintext):
+    /// offer it input again on resume and drain even with none buffered.
+    pub(super) held_input: bool,
 }
 
 impl<S> Connection<S> {
@@ -235,6 +241,8 @@ impl<S> Connection<S> {
             timers: Vec::new(),
             early_notes: Vec::new(),
             listener: None,
+            sealed: false,
+            held_input: false,
         }
     }
 

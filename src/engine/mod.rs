@@ -47,6 +47,7 @@ mod loop_timers;
 mod open;
 mod proxy;
 mod read;
+mod sealed;
 mod shutdown;
 mod udp;
 mod write;
@@ -73,6 +74,7 @@ pub(crate) use self::accept::ListenSocket;
 pub(crate) use self::access::ConnView;
 pub(crate) use self::connection::Phase;
 pub(crate) use self::driver::{ConnDriver, DatagramDriver, HandlerFactory, LoopTimerFn};
+pub(crate) use self::sealed::SealedWrite;
 pub(crate) use self::write::OutputOf;
 
 use self::accept::Listener;

@@ -45,6 +45,14 @@ impl<S> OutputOf<'_, S> {
         if !conn.takes_output() || !conn.transport.can_write() {
             return Err(SendError::Closed);
         }
+        self.append(data)
+    }
+
+    /// Appends to the connection's output once the caller has decided it
+    /// takes it, enforcing `max_output`.
+    #[inline(always)]
+    pub(super) fn append(&mut self, data: &[u8]) -> Result<(), SendError> {
+        let conn = &mut *self.conn;
         if conn.output.len() + data.len() > self.config.max_output {
             return Err(self.overflow(data.len()));
         }
@@ -112,7 +120,7 @@ impl<S> Engine<S> {
     }
 
     #[inline]
-    fn output_of(&mut self, key: usize) -> OutputOf<'_, S> {
+    pub(super) fn output_of(&mut self, key: usize) -> OutputOf<'_, S> {
         self.shared_and_output(key).1
     }
 
