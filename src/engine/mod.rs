@@ -74,6 +74,7 @@ pub(crate) use self::accept::ListenSocket;
 pub(crate) use self::access::ConnView;
 pub(crate) use self::connection::Phase;
 pub(crate) use self::driver::{ConnDriver, DatagramDriver, HandlerFactory, LoopTimerFn};
+#[cfg(feature = "tls")]
 pub(crate) use self::sealed::SealedWrite;
 pub(crate) use self::write::OutputOf;
 
