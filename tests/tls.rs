@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reactor_loop::socket2::{Domain, Socket, Type};
+use reactor_loop::testing::TestKit;
+use reactor_loop::tls::rustls::ClientConnection;
 use reactor_loop::tls::{Tls, TlsAcceptor, TlsConnector};
 use reactor_loop::{CloseReason, Config, ConnId, Context, Handler, ListenOptions};
 use util::tls::{client_config, localhost, server_config, test_cert, Client};
@@ -392,4 +394,106 @@ fn a_client_that_does_not_trust_the_certificate_fails_the_handshake() {
     drop(stream);
     wait_closed(&setup, CloseReason::TlsHandshakeFailed, 1);
     assert_eq!(setup.seen.lock().unwrap().opened, 0);
+}
+
+/// Echoes whole lines; a partial line stays unconsumed.
+struct LineEcho;
+
+impl Handler<Shared> for LineEcho {
+    fn on_input(&mut self, ctx: &mut Context<'_, Shared>, input: &[u8]) -> usize {
+        let Some(end) = input.iter().rposition(|&b| b == b'\n') else { return 0 };
+        ctx.write(&input[..=end]);
+        end + 1
+    }
+}
+
+/// Runs the client's and the kit's sides until neither has anything to
+/// say; returns the plaintext the client got.
+fn pump(kit: &mut TestKit<Shared>, conn: ConnId, client: &mut ClientConnection) -> Vec<u8> {
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let mut out = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut out).unwrap();
+        }
+        if !out.is_empty() {
+            kit.send(conn, &out);
+        }
+        let back = kit.received(conn);
+        if out.is_empty() && back.is_empty() {
+            break;
+        }
+        let mut rest = &back[..];
+        while !rest.is_empty() {
+            client.read_tls(&mut rest).unwrap();
+            client.process_new_packets().unwrap();
+            let _ = client.reader().read_to_end(&mut got);
+        }
+    }
+    got
+}
+
+#[test]
+fn the_adapter_gives_the_same_plaintext_under_every_split_of_its_input() {
+    let cert = test_cert();
+    let acceptor = TlsAcceptor::new(server_config(&cert));
+    let client_config = client_config(&cert);
+    // Two records, the line cut between them, so that the inner handler
+    // also leaves plaintext unconsumed.
+    let records = |client: &mut ClientConnection| {
+        let mut wire = Vec::new();
+        client.writer().write_all(b"line o").unwrap();
+        client.write_tls(&mut wire).unwrap();
+        client.writer().write_all(b"ne\nline two\n").unwrap();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        wire
+    };
+    let mut len = None;
+    let mut cut = 0;
+    while len.is_none_or(|len| cut <= len) {
+        let mut kit = TestKit::with_config(Config::default(), Shared::default());
+        let conn = kit.open(Tls::server(&acceptor, LineEcho));
+        let mut client = ClientConnection::new(client_config.clone(), localhost()).unwrap();
+        pump(&mut kit, conn, &mut client);
+        assert!(!client.is_handshaking());
+        let wire = records(&mut client);
+        len = Some(wire.len());
+        kit.send(conn, &wire[..cut]);
+        kit.send(conn, &wire[cut..]);
+        let got = pump(&mut kit, conn, &mut client);
+        assert_eq!(got, b"line one\nline two\n", "cut at {cut} of {}", wire.len());
+        cut += 1;
+    }
+}
+
+/// Echoes one line per call, and pauses reading after each.
+struct OneLineThenPause;
+
+impl Handler<Shared> for OneLineThenPause {
+    fn on_input(&mut self, ctx: &mut Context<'_, Shared>, input: &[u8]) -> usize {
+        let Some(end) = input.iter().position(|&b| b == b'\n') else { return 0 };
+        ctx.write(&input[..=end]);
+        ctx.pause_reading();
+        end + 1
+    }
+}
+
+#[test]
+fn plaintext_held_while_paused_is_offered_when_another_resumes_reading() {
+    let cert = test_cert();
+    let acceptor = TlsAcceptor::new(server_config(&cert));
+    let mut kit = TestKit::with_config(Config::default(), Shared::default());
+    let conn = kit.open(Tls::server(&acceptor, OneLineThenPause));
+    let mut client = ClientConnection::new(client_config(&cert), localhost()).unwrap();
+    pump(&mut kit, conn, &mut client);
+    // Both lines in one record: the reactor holds no ciphertext after it,
+    // only the adapter holds the second line.
+    client.writer().write_all(b"one\ntwo\n").unwrap();
+    assert_eq!(pump(&mut kit, conn, &mut client), b"one\n");
+    assert_eq!(kit.buffered_input(conn), 0, "no ciphertext left with the reactor");
+    // A posted job (not the handler) resumes it: the held line comes.
+    kit.with_loop(|ctx| ctx.resume_reading_of(conn).unwrap());
+    assert_eq!(pump(&mut kit, conn, &mut client), b"two\n");
 }
