@@ -60,8 +60,7 @@ fn run() -> io::Result<()> {
     let args: Args = common::args();
     common::init_logging();
     let server_config = tls_setup::server_config(&args.cert, &[])?;
-    let acceptor =
-        TlsAcceptor::new(server_config).handshake_timeout(Duration::from_secs(args.handshake_timeout));
+    let acceptor = TlsAcceptor::new(server_config).handshake_timeout(Duration::from_secs(args.handshake_timeout));
     let config = Config {
         idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
         ..Config::default()
@@ -129,5 +128,4 @@ mod tests {
         }
         assert_eq!(got, b"hello\n");
     }
-
 }

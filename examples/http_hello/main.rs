@@ -57,13 +57,13 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-#[path = "../common/tls.rs"]
-mod tls_setup;
 mod date;
 mod request;
 mod response;
 #[cfg(test)]
 mod tests;
+#[path = "../common/tls.rs"]
+mod tls_setup;
 
 use std::io;
 use std::sync::OnceLock;

@@ -245,7 +245,9 @@ mod tests {
     fn split_off_moves_the_tail_at_every_cut() {
         let data: Vec<u8> = (0..(2 * CHUNK_SIZE + 300)).map(|i| (i % 251) as u8).collect();
         for sent in [0, 5, CHUNK_SIZE + 1] {
-            for keep in [0, 1, 100, CHUNK_SIZE.saturating_sub(sent), CHUNK_SIZE + 7, data.len() - sent - 1, data.len() - sent] {
+            for keep in
+                [0, 1, 100, CHUNK_SIZE.saturating_sub(sent), CHUNK_SIZE + 7, data.len() - sent - 1, data.len() - sent]
+            {
                 let mut pool = BufferPool::new();
                 let mut queue = OutputQueue::new();
                 queue.push(&data, &mut pool);

@@ -44,10 +44,8 @@
 //!
 //! let certs = CertificateDer::pem_file_iter("cert.pem")?.collect::<Result<Vec<_>, _>>()?;
 //! let key = PrivateKeyDer::from_pem_file("key.pem")?;
-//! let config = ServerConfig::builder_with_provider(Arc::new(reactor_loop::tls::rustls::crypto::ring::default_provider()))
-//!     .with_safe_default_protocol_versions()?
-//!     .with_no_client_auth()
-//!     .with_single_cert(certs, key)?;
+//! // rustls's ring provider, the one the `tls` feature builds.
+//! let config = ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key)?;
 //! let acceptor = TlsAcceptor::new(Arc::new(config));
 //!
 //! let mut reactor = Reactor::new()?;
