@@ -211,5 +211,6 @@ fn http_hello_refuses_a_certificate_without_tls() {
         .output()
         .unwrap();
     assert_eq!(status.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&status.stderr).contains("need --tls"));
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert_eq!(stderr.lines().collect::<Vec<_>>(), ["error: --cert and --key need --tls"], "nothing logged first");
 }

@@ -263,6 +263,11 @@ fn main() -> std::process::ExitCode {
 /// Starts the server and runs it until a shutdown.
 fn run() -> io::Result<()> {
     let args: Args = common::args();
+    if !args.tls && args.cert.cert.is_some() {
+        // A bad argument like any other: one line, exit 2, nothing logged.
+        eprintln!("error: --cert and --key need --tls");
+        std::process::exit(2);
+    }
     common::init_logging();
 
     // Logs the limit it got.
@@ -273,10 +278,6 @@ fn run() -> io::Result<()> {
         ..config(seconds(args.idle_timeout), args.output_high_watermark as usize)
     };
     if !args.tls {
-        if args.cert.cert.is_some() {
-            eprintln!("error: --cert and --key need --tls");
-            std::process::exit(2);
-        }
         return common::serve(
             &args.loops,
             &args.addr,
