@@ -497,3 +497,51 @@ fn plaintext_held_while_paused_is_offered_when_another_resumes_reading() {
     kit.with_loop(|ctx| ctx.resume_reading_of(conn).unwrap());
     assert_eq!(pump(&mut kit, conn, &mut client), b"two\n");
 }
+
+#[test]
+fn ciphertext_behind_a_paused_inner_handler_stays_bounded() {
+    let cert = test_cert();
+    let acceptor = TlsAcceptor::new(server_config(&cert));
+    let config = Config { max_input: 256 * 1024, ..Config::default() };
+    let max_input = config.max_input;
+    let mut kit = TestKit::with_config(config, Shared::default());
+    let conn = kit.open(Tls::server(&acceptor, OneLineThenPause));
+    let mut client = ClientConnection::new(client_config(&cert), localhost()).unwrap();
+    pump(&mut kit, conn, &mut client);
+    // One line, then 4 MiB more, while the inner handler has paused after
+    // the line: the reactor stops reading, and what it holds stays under
+    // max_input (the rest waits in the peer's socket).
+    client.writer().write_all(b"one\n").unwrap();
+    assert_eq!(pump(&mut kit, conn, &mut client), b"one\n");
+    let mut wire = Vec::new();
+    for piece in pattern(4 << 20, 9).chunks(16 * 1024) {
+        client.writer().write_all(piece).unwrap();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+    }
+    kit.send(conn, &wire);
+    assert!(kit.is_reading_paused(conn));
+    assert!(kit.buffered_input(conn) <= max_input, "{} bytes buffered", kit.buffered_input(conn));
+    assert_eq!(kit.close_reason(conn), None, "still open, only paused");
+}
+
+#[test]
+fn a_corrupt_record_after_the_handshake_closes_with_tls_error() {
+    let cert = test_cert();
+    let acceptor = TlsAcceptor::new(server_config(&cert));
+    let mut kit = TestKit::with_config(Config::default(), Shared::default());
+    let conn = kit.open(Tls::server(&acceptor, Echo));
+    let mut client = ClientConnection::new(client_config(&cert), localhost()).unwrap();
+    pump(&mut kit, conn, &mut client);
+    assert_eq!(kit.shared().lock().unwrap().opened, 1);
+    let mut wire = Vec::new();
+    client.writer().write_all(b"hello").unwrap();
+    client.write_tls(&mut wire).unwrap();
+    let last = wire.len() - 1;
+    wire[last] ^= 0xff; // the record's tag no longer matches
+    kit.send(conn, &wire);
+    assert_eq!(kit.close_reason(conn), Some(CloseReason::TlsError));
+    assert_eq!(kit.shared().lock().unwrap().closes, [CloseReason::TlsError]);
+    assert_eq!(kit.stats().closed_for(CloseReason::TlsError), 1);
+}
