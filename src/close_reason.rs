@@ -116,6 +116,23 @@ pub enum CloseReason {
     /// peer gets a reset, so that it cannot take the cut stream for a whole
     /// one.
     StreamFailed(io::ErrorKind),
+    /// A TLS connection (`tls::Tls`, with the `tls` feature)
+    /// failed its handshake: the peer sent something that is not TLS, or
+    /// TLS that this side refuses (no common version or cipher suite, a
+    /// certificate not trusted). The error is logged at debug level; the
+    /// alert rustls queued is flushed before the close. The inner handler
+    /// never heard of the connection (`on_open` waits for the handshake).
+    TlsHandshakeFailed,
+    /// A TLS connection did not complete its handshake within the
+    /// adapter's handshake timeout (`tls::TlsAcceptor::handshake_timeout`),
+    /// however it trickled. As for `TlsHandshakeFailed`, the inner handler
+    /// never heard of it; the socket is closed at once.
+    TlsHandshakeTimeout,
+    /// A TLS connection broke the protocol after its handshake (a record
+    /// that fails to decrypt, an unexpected message, a fatal alert from the
+    /// peer). The error is logged at debug level; the alert rustls queued is
+    /// flushed before the close.
+    TlsError,
 }
 
 /// How the socket is treated once a reason is decided.
@@ -142,7 +159,9 @@ impl CloseReason {
             | CloseReason::RequestTimeout
             | CloseReason::InputTooLarge
             | CloseReason::Shutdown
-            | CloseReason::HandlerPanicked => CloseMode::Graceful,
+            | CloseReason::HandlerPanicked
+            | CloseReason::TlsHandshakeFailed
+            | CloseReason::TlsError => CloseMode::Graceful,
             CloseReason::Aborted
             | CloseReason::OutputOverflow
             | CloseReason::SendTimeout
@@ -151,7 +170,8 @@ impl CloseReason {
             | CloseReason::Error(_)
             | CloseReason::ConnectFailed(_)
             | CloseReason::ProxyHeaderInvalid(_)
-            | CloseReason::ProxyHeaderTimeout => CloseMode::Drop,
+            | CloseReason::ProxyHeaderTimeout
+            | CloseReason::TlsHandshakeTimeout => CloseMode::Drop,
         }
     }
 
@@ -180,6 +200,9 @@ impl CloseReason {
                 | CloseReason::ProxyHeaderInvalid(_)
                 | CloseReason::ProxyHeaderTimeout
                 | CloseReason::StreamFailed(_)
+                | CloseReason::TlsHandshakeFailed
+                | CloseReason::TlsHandshakeTimeout
+                | CloseReason::TlsError
         )
     }
 
@@ -202,11 +225,14 @@ impl CloseReason {
             CloseReason::ProxyHeaderInvalid(_) => 13,
             CloseReason::ProxyHeaderTimeout => 14,
             CloseReason::StreamFailed(_) => 15,
+            CloseReason::TlsHandshakeFailed => 16,
+            CloseReason::TlsHandshakeTimeout => 17,
+            CloseReason::TlsError => 18,
         }
     }
 
     /// How many distinct counters [`CloseReason::index`] uses.
-    pub(crate) const COUNT: usize = 16;
+    pub(crate) const COUNT: usize = 19;
 
     /// Each counter's name, by [`CloseReason::index`]: the `reason` label of
     /// the Prometheus counter `reactor_closed_total`.
@@ -227,6 +253,9 @@ impl CloseReason {
         "proxy_header_invalid",
         "proxy_header_timeout",
         "stream_failed",
+        "tls_handshake_failed",
+        "tls_handshake_timeout",
+        "tls_error",
     ];
 }
 
@@ -249,6 +278,9 @@ impl fmt::Display for CloseReason {
             CloseReason::ProxyHeaderInvalid(err) => write!(f, "invalid PROXY header: {err}"),
             CloseReason::ProxyHeaderTimeout => f.write_str("no complete PROXY header in time"),
             CloseReason::StreamFailed(kind) => write!(f, "stream source failed: {kind}"),
+            CloseReason::TlsHandshakeFailed => f.write_str("TLS handshake failed"),
+            CloseReason::TlsHandshakeTimeout => f.write_str("no complete TLS handshake in time"),
+            CloseReason::TlsError => f.write_str("TLS protocol error"),
         }
     }
 }
@@ -286,6 +318,9 @@ mod tests {
             CloseReason::ProxyHeaderInvalid(ProxyHeaderError::BadSignature),
             CloseReason::ProxyHeaderTimeout,
             CloseReason::StreamFailed(io::ErrorKind::UnexpectedEof),
+            CloseReason::TlsHandshakeFailed,
+            CloseReason::TlsHandshakeTimeout,
+            CloseReason::TlsError,
         ];
         let mut seen = [false; CloseReason::COUNT];
         for reason in all {

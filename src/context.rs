@@ -411,6 +411,13 @@ impl<'a, S> Context<'a, S> {
         self.base.engine
     }
 
+    /// The engine and this connection's slot, for a connection adapter in
+    /// this crate (TLS) that works below the handler's view.
+    #[cfg(feature = "tls")]
+    pub(crate) fn engine_and_key(&mut self) -> (&mut Engine<S>, usize) {
+        (self.base.engine, self.key)
+    }
+
     /// This connection's id, to hand to others (a member list, a worker).
     pub fn id(&self) -> ConnId {
         self.id
@@ -616,9 +623,11 @@ impl<'a, S> Context<'a, S> {
     /// takes: for files that are mostly in the page cache.
     ///
     /// Fails at once with `InvalidInput` if the range is reversed or ends
-    /// past the end of the file, and with the error of
-    /// [`Context::try_write`] (as an `io::Error`) if the connection takes no
-    /// more output.
+    /// past the end of the file, with `Unsupported` on a TLS connection
+    /// (the handler of a `tls::Tls` adapter: read the file and write it,
+    /// since the loop would send a stream's bytes unencrypted), and with the
+    /// error of [`Context::try_write`] (as an `io::Error`) if the connection
+    /// takes no more output.
     ///
     /// # Examples
     ///
@@ -657,6 +666,7 @@ impl<'a, S> Context<'a, S> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn send_file(&mut self, file: File, range: Range<u64>) -> io::Result<StreamId> {
+        self.refuse_stream_if_sealed()?;
         let len = file.metadata()?.len();
         if range.start > range.end || range.end > len {
             return Err(io::Error::new(
@@ -683,10 +693,24 @@ impl<'a, S> Context<'a, S> {
     /// not return `WouldBlock` (that is an error: the loop cannot wait for
     /// it; feed such sources through a worker and [`Context::write_owned`]).
     pub fn stream(&mut self, reader: impl Read + 'static) -> io::Result<StreamId> {
+        self.refuse_stream_if_sealed()?;
         let key = self.key;
         let reader: Box<dyn Read> = Box::new(reader);
         let stream = self.engine().queue_stream(key, move |id, _| StreamSource::reader(id, reader))?;
         Ok(stream)
+    }
+
+    /// A connection whose handler transforms its output (the TLS adapter)
+    /// takes no stream: the loop sends a stream's bytes outside callbacks,
+    /// where they would go out untransformed.
+    fn refuse_stream_if_sealed(&self) -> io::Result<()> {
+        if self.base.engine.is_sealed(self.key) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "send_file and stream do not work on a TLS connection: read the source and write it",
+            ));
+        }
+        Ok(())
     }
 
     /// The loop-wide state and this connection's output at once, so that a

@@ -105,6 +105,8 @@ mod stats;
 mod stream_id;
 pub mod testing;
 mod timers;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod turn_histogram;
 
 // The engine and what it stands on: the connection table and state

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use util::{example_path, WAIT};
 
 /// Every example under examples/.
-const EXAMPLES: [&str; 11] = [
+const EXAMPLES: [&str; 12] = [
     "echo",
     "upper",
     "ack",
@@ -26,6 +26,7 @@ const EXAMPLES: [&str; 11] = [
     "upload",
     "offload",
     "chat",
+    "tls_echo",
 ];
 
 /// How a run ended and what it printed.
@@ -122,6 +123,11 @@ fn a_bad_option_value_is_named_on_one_line_with_exit_2() {
             // No option but --help: one argument too many instead.
             "line_client" => assert_refused(name, &["127.0.0.1:9000", "extra"], "'extra'"),
             "udp_echo" => assert_refused(name, &["--rate-per-source", "lots"], "'lots'"),
+            "tls_echo" => {
+                assert_refused(name, &["--handshake-timeout", "0"], "'0'");
+                assert_refused(name, &["--idle-timeout", "soon"], "'soon'");
+                assert_refused(name, &["--cert", "cert.pem"], "--key");
+            }
             _ => {
                 assert_refused(name, &["--max-connections", "0"], "'0'");
                 assert_refused(name, &["--idle-timeout", "soon"], "'soon'");

@@ -161,7 +161,7 @@ fn the_exposition_of_a_live_loop_is_valid_and_has_every_counter() {
     assert!((value("reactor_turn_seconds_sum") - stats.busy.as_secs_f64()).abs() < 1e-9);
     assert!((value("reactor_busy_seconds_total") - stats.busy.as_secs_f64()).abs() < 1e-9);
     let closed: usize = families["reactor_closed_total"].samples.len();
-    assert_eq!(closed, 16, "one series per close reason");
+    assert_eq!(closed, 19, "one series per close reason");
 
     // Every family the library promises, with its type.
     for (name, kind) in [

@@ -239,6 +239,60 @@ impl OutputQueue {
         self.len - self.streams.as_ref().map_or(0, |streams| streams.later_len)
     }
 
+    /// Moves the unsent bytes after the first `keep` into `out`, leaving
+    /// `keep` queued; returns how many moved. A connection adapter (TLS)
+    /// takes back what its inner handler wrote, to queue it transformed.
+    /// Its connections take no streams (`queue_stream` refuses them), so
+    /// the chain holds every byte.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn split_off_into(&mut self, keep: usize, out: &mut Vec<u8>, pool: &mut BufferPool) -> usize {
+        debug_assert!(self.streams.is_none(), "a sealed connection has no streams");
+        if keep >= self.len {
+            return 0;
+        }
+        let moved = self.len - keep;
+        // Copy out, oldest first, skipping the first `keep` bytes.
+        let mut skip = keep;
+        let chunks = std::iter::once(&self.front[self.sent..]).chain(self.rest.iter().map(|c| &c[..]));
+        for chunk in chunks {
+            if skip >= chunk.len() {
+                skip -= chunk.len();
+                continue;
+            }
+            out.extend_from_slice(&chunk[skip..]);
+            skip = 0;
+        }
+        if keep == 0 {
+            self.clear(pool);
+            return moved;
+        }
+        // Cut the chain at `keep`: whole chunks from the back, then the one
+        // the cut falls in.
+        let mut excess = moved;
+        while excess > 0 {
+            match self.rest.back_mut() {
+                Some(last) if last.len() <= excess => {
+                    excess -= last.len();
+                    if let Some(chunk) = self.rest.pop_back() {
+                        pool.give(chunk);
+                    }
+                }
+                Some(last) => {
+                    let len = last.len();
+                    last.truncate(len - excess);
+                    excess = 0;
+                }
+                None => {
+                    let len = self.front.len();
+                    self.front.truncate(len - excess);
+                    excess = 0;
+                }
+            }
+        }
+        self.len = keep;
+        moved
+    }
+
     /// Drops everything unsent (an aborted or broken connection), returning
     /// the chunks to the pool and closing stream sources. Returns how many
     /// bytes were dropped from memory and whether a stream was dropped.
@@ -387,6 +441,34 @@ mod tests {
         assert_eq!(queue.fill_slices(&mut slices).0, 1, "one chunk, one send");
         assert_eq!(queue.single_chunk().map(<[u8]>::len), Some(queue.len()));
         assert_eq!(unsent(&queue), b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    }
+
+    #[test]
+    fn split_off_moves_the_tail_at_every_cut() {
+        let data: Vec<u8> = (0..(2 * CHUNK_SIZE + 300)).map(|i| (i % 251) as u8).collect();
+        for sent in [0, 5, CHUNK_SIZE + 1] {
+            for keep in
+                [0, 1, 100, CHUNK_SIZE.saturating_sub(sent), CHUNK_SIZE + 7, data.len() - sent - 1, data.len() - sent]
+            {
+                let mut pool = BufferPool::new();
+                let mut queue = OutputQueue::new();
+                queue.push(&data, &mut pool);
+                queue.consume(sent, &mut pool);
+                let mut out = Vec::new();
+                let moved = queue.split_off_into(keep, &mut out, &mut pool);
+                assert_eq!(moved, data.len() - sent - keep, "sent {sent} keep {keep}");
+                assert_eq!(out, &data[sent + keep..], "sent {sent} keep {keep}");
+                assert_eq!(queue.len(), keep);
+                assert_eq!(unsent(&queue), &data[sent..sent + keep]);
+                // The queue still works after the cut.
+                queue.push(b"more", &mut pool);
+                let mut want = data[sent..sent + keep].to_vec();
+                want.extend_from_slice(b"more");
+                assert_eq!(unsent(&queue), want);
+                queue.consume(queue.len(), &mut pool);
+                assert!(queue.is_empty());
+            }
+        }
     }
 
     #[test]

@@ -201,6 +201,12 @@ pub(super) struct Connection<S> {
     /// Streams that ended, with their outcome, for `on_stream_done` (run
     /// from the ready queue, or before `on_close`).
     pub(super) stream_results: Vec<(crate::stream_id::StreamId, std::io::Result<u64>)>,
+    /// Its handler transforms what it writes (a TLS adapter): writes by id
+    /// from elsewhere reach it as notes (`SealedWrite`), never the queue.
+    pub(super) sealed: bool,
+    /// Its handler holds input of its own (a TLS adapter's plaintext):
+    /// offer it input again on resume and drain even with none buffered.
+    pub(super) held_input: bool,
 }
 
 impl<S> Connection<S> {
@@ -247,6 +253,8 @@ impl<S> Connection<S> {
             stream_resume: false,
             streams_queued: 0,
             stream_results: Vec::new(),
+            sealed: false,
+            held_input: false,
         }
     }
 

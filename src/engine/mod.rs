@@ -50,6 +50,7 @@ mod loop_timers;
 mod open;
 mod proxy;
 mod read;
+mod sealed;
 mod shutdown;
 mod stream;
 mod udp;
@@ -79,6 +80,8 @@ pub(crate) use self::access::ConnView;
 pub(crate) use self::blocking::Completion;
 pub(crate) use self::connection::Phase;
 pub(crate) use self::driver::{ConnDriver, DatagramDriver, HandlerFactory, LoopTimerFn};
+#[cfg(feature = "tls")]
+pub(crate) use self::sealed::SealedWrite;
 pub(crate) use self::write::OutputOf;
 
 use self::accept::Listener;

@@ -201,7 +201,14 @@ impl<S> Engine<S> {
     /// reading or its output drained.
     pub(super) fn offer_buffered(&mut self, key: usize) {
         let conn = &mut self.conns[key];
-        if conn.input.is_empty() || !conn.takes_input(self.config.output_high_watermark) {
+        if (conn.input.is_empty() && !conn.held_input) || !conn.takes_input(self.config.output_high_watermark) {
+            return;
+        }
+        if conn.input.is_empty() {
+            // A handler that holds input of its own (TLS plaintext) gets
+            // its turn with none from the socket.
+            self.invoke(key, |handler, engine, key, id| handler.input(engine, key, id, &[]));
+            self.flush(key);
             return;
         }
         let mut buffered = mem::take(&mut conn.input);

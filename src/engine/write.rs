@@ -48,6 +48,14 @@ impl<S> OutputOf<'_, S> {
         if !conn.takes_output() || !conn.transport.can_write() {
             return Err(SendError::Closed);
         }
+        self.append(data)
+    }
+
+    /// Appends to the connection's output once the caller has decided it
+    /// takes it, enforcing `max_output`.
+    #[inline(always)]
+    pub(super) fn append(&mut self, data: &[u8]) -> Result<(), SendError> {
+        let conn = &mut *self.conn;
         if conn.output.len() + data.len() > self.config.max_output {
             return Err(self.overflow(data.len()));
         }

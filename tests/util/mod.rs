@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 pub mod chop_proxy;
+pub mod tls;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
