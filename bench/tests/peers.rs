@@ -1,4 +1,5 @@
-//! The classic peers, `reactor-bench serve select` and `serve poll`, run as
+//! The classic peers, `reactor-bench serve select` and `serve poll`, and the
+//! TLS echo peers (`serve reactor --tls`, `serve tokio --tls`), run as
 //! `compare` runs them: a child process on an ephemeral loopback port, found
 //! through its `listening on` line, killed at the end. Every wait is bounded
 //! (socket timeouts, channel timeouts); nothing sleeps to synchronise.
@@ -8,6 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -29,8 +31,19 @@ impl Peer {
     /// limit (soft and hard) set to `nofile` if given, and waits (bounded)
     /// for its address.
     fn start(name: &str, nofile: Option<libc::rlim_t>) -> Peer {
+        Peer::start_with(&[name], nofile)
+    }
+
+    /// [`Peer::start`] with `serve`'s arguments: the peer's name and flags.
+    fn start_with(serve: &[&str], nofile: Option<libc::rlim_t>) -> Peer {
+        let name = serve[0];
         let mut command = Command::new(env!("CARGO_BIN_EXE_reactor-bench"));
-        command.args(["serve", name, "127.0.0.1:0"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .args(["serve", name, "127.0.0.1:0"])
+            .args(&serve[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         if let Some(limit) = nofile {
             let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
             // SAFETY: the closure runs in the child between fork and exec,
@@ -295,4 +308,55 @@ fn the_poll_peer_serves_clients_past_fd_setsize() {
     }
     assert_eq!(probe(&mut clients[0], 1), Probe::Echoed);
     peer.assert_alive();
+}
+
+/// `serve PEER --tls`: a rustls client that trusts only the certificate the
+/// server wrote to `--cert-out` completes a handshake for `localhost` and
+/// gets back, decrypted, what it sent: small messages and one of 1 MiB
+/// (many records), on two connections one after the other.
+fn echoes_over_tls(name: &str) {
+    use reactor_loop::tls::rustls::pki_types::pem::PemObject;
+    use reactor_loop::tls::rustls::pki_types::{CertificateDer, ServerName};
+    use reactor_loop::tls::rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+    let dir = std::env::temp_dir().join(format!("reactor-bench-peers-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = dir.join("cert.pem");
+    let mut peer = Peer::start_with(&[name, "--tls", "--cert-out", cert.to_str().unwrap()], None);
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(&cert).expect("the server's certificate PEM")).unwrap();
+    let config = Arc::new(ClientConfig::builder().with_root_certificates(roots).with_no_client_auth());
+    for connection in 0..2 {
+        let tls = ClientConnection::new(config.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+        let mut stream = StreamOwned::new(tls, peer.connect());
+        for n in 0..20 {
+            let data = message(connection, n, 1 + n * 97);
+            stream.write_all(&data).expect("send over TLS");
+            let mut echoed = vec![0u8; data.len()];
+            stream.read_exact(&mut echoed).expect("read the echo over TLS");
+            assert!(echoed == data, "echo {n} differs from what was sent");
+        }
+        // 1 MiB: the server echoes as it reads, so the client writes and
+        // reads in 16 KiB steps to keep both directions moving.
+        let data = message(connection, 99, 1 << 20);
+        let mut echoed = vec![0u8; data.len()];
+        for (chunk, back) in data.chunks(16 * 1024).zip(echoed.chunks_mut(16 * 1024)) {
+            stream.write_all(chunk).expect("send over TLS");
+            stream.read_exact(back).expect("read the echo over TLS");
+        }
+        assert!(echoed == data, "the echo of 1 MiB differs from what was sent");
+        assert!(stream.conn.negotiated_cipher_suite().is_some());
+    }
+    peer.assert_alive();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_reactor_peer_echoes_over_tls() {
+    echoes_over_tls("reactor");
+}
+
+#[test]
+fn the_tokio_peer_echoes_over_tls() {
+    echoes_over_tls("tokio");
 }

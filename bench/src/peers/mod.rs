@@ -14,6 +14,7 @@ mod mio_echo;
 mod poll_echo;
 mod reactor_echo;
 mod select_echo;
+mod tls;
 mod tokio_echo;
 
 use std::io;
@@ -140,6 +141,15 @@ pub struct ServeArgs {
     /// instead of echoing: reactor and tokio; nginx always does.
     #[arg(long)]
     pub http: bool,
+    /// Echo over TLS (rustls, a self-signed certificate for localhost made
+    /// at start): reactor (`Tls::server`) and tokio (tokio-rustls); one
+    /// thread.
+    #[arg(long, conflicts_with_all = ["http", "threads"])]
+    pub tls: bool,
+    /// With --tls: write the certificate's PEM here, for clients to trust
+    /// [default: a file in the temporary directory, printed on stderr].
+    #[arg(long, value_name = "PATH", requires = "tls")]
+    pub cert_out: Option<std::path::PathBuf>,
 }
 
 impl Peer {
@@ -177,6 +187,16 @@ pub fn serve(args: &ServeArgs) -> io::Result<()> {
             io::ErrorKind::InvalidInput,
             format!("the {} peer runs one thread; --threads applies to reactor, tokio and nginx", args.peer.name()),
         ));
+    }
+    if args.tls {
+        return match args.peer {
+            Peer::Reactor => tls::serve_reactor(args.addr, args.cert_out.as_deref()),
+            Peer::Tokio => tls::serve_tokio(args.addr, args.cert_out.as_deref()),
+            peer => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the {} peer has no TLS server; --tls applies to reactor and tokio", peer.name()),
+            )),
+        };
     }
     match (args.peer, args.http) {
         (Peer::Reactor, false) if threads > 1 => reactor_echo::serve_loops(args.addr, threads),

@@ -8,7 +8,7 @@ use std::thread::{self, JoinHandle};
 use reactor_loop::{Context, Handle, Handler, ListenOptions, Loops, Reactor, SharedAddr};
 
 /// Sends back whatever arrives.
-struct Echo;
+pub(super) struct Echo;
 
 impl Handler for Echo {
     fn on_input(&mut self, ctx: &mut Context<'_>, input: &[u8]) -> usize {
