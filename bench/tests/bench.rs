@@ -716,3 +716,16 @@ fn help_and_usage_errors_behave_like_the_examples() {
         assert!(first.contains(named), "{args:?}: the first line names {named:?}: {stderr}");
     }
 }
+
+/// The README's quick start runs `cargo run --release -p reactor-bench`:
+/// with more than one binary in the package, cargo needs to be told which
+/// (it refuses to guess), so the package names the load generator.
+#[test]
+fn cargo_run_picks_the_load_generator() {
+    let manifest = include_str!("../Cargo.toml");
+    let bins = manifest.matches("[[bin]]").count() + usize::from(std::path::Path::new("src/bin").exists());
+    assert!(
+        bins <= 1 || manifest.lines().any(|line| line.trim() == "default-run = \"reactor-bench\""),
+        "bench/Cargo.toml needs `default-run = \"reactor-bench\"`"
+    );
+}
